@@ -1,0 +1,100 @@
+"""Per-task gradients on the shared parameters: the task Jacobian J (T x P).
+
+Every gradient method gets J from :func:`task_jacobian`. Two paths compute it:
+
+- ``loop``: one ``autograd.grad`` per task, each also returning that task's own (head)
+  parameter gradients. T backward passes, the floor for an exact Jacobian; fastest on CPU.
+- ``batched``: one ``autograd.grad`` over the stacked losses with ``is_grads_batched=True``
+  (vmap over the T one-hot cotangents); one dispatch, which wins on GPUs.
+
+``mode="auto"`` picks ``loop`` on CPU and ``batched`` elsewhere (see bench/balancers.py).
+Gradients never leave the device. Task-specific parameter gradients are accumulated into
+``.grad`` as the plain per-task loss gradient, as is standard for gradient balancers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+JacobianMode = Literal["auto", "loop", "batched"]
+
+
+def resolve_mode(mode: JacobianMode, device: torch.device) -> Literal["loop", "batched"]:
+    if mode != "auto":
+        return mode
+    return "loop" if device.type == "cpu" else "batched"
+
+
+def flat(tensors: Sequence[Tensor | None], like: Sequence[Tensor]) -> Tensor:
+    """Concatenate gradients into one vector (zeros where a gradient is None)."""
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(tensors, like)])
+
+
+def accumulate_grad(params: Sequence[Tensor], vector_or_grads: Tensor | Sequence[Tensor | None]) -> None:
+    """Add a flat vector (or a list of per-parameter gradients) into ``p.grad``."""
+    if isinstance(vector_or_grads, Tensor):
+        grads, offset = [], 0
+        for p in params:
+            n = p.numel()
+            grads.append(vector_or_grads[offset : offset + n].view_as(p))
+            offset += n
+    else:
+        grads = list(vector_or_grads)
+    for p, g in zip(params, grads):
+        if g is None:
+            continue
+        if p.grad is None:
+            p.grad = g.detach().clone()
+        else:
+            p.grad.add_(g.detach())
+
+
+def task_jacobian(
+    losses: Tensor,
+    shared: Sequence[Tensor],
+    task_params: Sequence[Sequence[Tensor]] | None = None,
+    *,
+    mode: JacobianMode = "auto",
+    retain_graph: bool = False,
+) -> Tensor:
+    """Return J (T, P) of ``losses`` (T,) w.r.t. ``shared``; fill task-specific ``.grad`` if given.
+
+    ``task_params[i]`` are the parameters only task i's loss depends on (its head); their
+    gradients are accumulated into ``.grad`` as a side effect, in the same backward passes.
+    """
+    T = losses.shape[0]
+    shared = [p for p in shared if p.requires_grad]
+    own = [[p for p in ps if p.requires_grad] for ps in (task_params or [[] for _ in range(T)])]
+    if resolve_mode(mode, losses.device) == "loop":
+        rows = []
+        for i in range(T):
+            inputs = [*shared, *own[i]]
+            grads = torch.autograd.grad(
+                losses[i], inputs, retain_graph=retain_graph or i < T - 1, allow_unused=True
+            )
+            rows.append(flat(grads[: len(shared)], shared))
+            accumulate_grad(own[i], grads[len(shared) :])
+        return torch.stack(rows)
+    every_own = [p for ps in own for p in ps]
+    inputs = [*shared, *every_own]
+    eye = torch.eye(T, device=losses.device, dtype=losses.dtype)
+    grads = torch.autograd.grad(
+        losses, inputs, grad_outputs=eye, is_grads_batched=True, retain_graph=retain_graph, allow_unused=True
+    )
+    jac = torch.cat(
+        [(g if g is not None else torch.zeros(T, *p.shape, device=p.device, dtype=p.dtype)).reshape(T, -1)
+         for g, p in zip(grads[: len(shared)], shared)],
+        dim=1,
+    )
+    # row i of a task-specific parameter's batched gradient is non-zero only for its own task
+    accumulate_grad(every_own, [None if g is None else g.sum(0) for g in grads[len(shared) :]])
+    return jac
+
+
+def gramian(jacobian: Tensor) -> Tensor:
+    """G = J J^T (T x T), the inner products of task gradients."""
+    return jacobian @ jacobian.T

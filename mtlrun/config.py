@@ -1,0 +1,85 @@
+"""The structured config schema (Hydra's ConfigStore) and the checks Hydra cannot express.
+
+Kept free of torch so that ``mtlrun --help``, ``--cfg`` and tab completion start fast. Typed
+fields (``trainer.lr``, ``trainer.epochs``, ...) are checked by Hydra while composing; ranges and
+cross-field rules by :func:`validate`, which raises one-line :class:`ConfigError` s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from mtlrun.errors import ConfigError, choices_error
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrainerConf:
+    epochs: int = 20
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    grad_clip: float = 0.0
+    device: str = "auto"
+    checkpoint_every: int = 1
+    deterministic: bool = True
+
+
+@dataclass
+class TasksConf:
+    names: Optional[List[str]] = None
+    weights: Dict[str, float] = field(default_factory=dict)
+    primary: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunConf:
+    seed: int = 0
+    # polymorphic groups: their keys are checked against the registered class's signature
+    dataset: Dict[str, Any] = field(default_factory=dict)
+    encoder: Dict[str, Any] = field(default_factory=dict)
+    arch: Dict[str, Any] = field(default_factory=dict)
+    balancer: Dict[str, Any] = field(default_factory=dict)
+    trainer: TrainerConf = field(default_factory=TrainerConf)
+    tasks: TasksConf = field(default_factory=TasksConf)
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="mtlrun_schema", node=RunConf)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range and choice checks on the composed config (types are already checked by Hydra)."""
+    t = cfg.trainer
+    if t.epochs < 1:
+        raise ConfigError(f"trainer.epochs={t.epochs} must be >= 1")
+    if t.batch_size < 1:
+        raise ConfigError(f"trainer.batch_size={t.batch_size} must be >= 1")
+    if not t.lr > 0:
+        raise ConfigError(f"trainer.lr={t.lr} must be > 0")
+    for key in ("weight_decay", "grad_clip", "momentum"):
+        if t[key] < 0:
+            raise ConfigError(f"trainer.{key}={t[key]} must be >= 0")
+    if t.checkpoint_every < 0:
+        raise ConfigError(f"trainer.checkpoint_every={t.checkpoint_every} must be >= 0 (0 = only at the end)")
+    if t.optimizer not in OPTIMIZERS:
+        raise choices_error("trainer.optimizer", t.optimizer, OPTIMIZERS)
+    if t.device not in DEVICES and not str(t.device).startswith("cuda:"):
+        raise choices_error("trainer.device", t.device, DEVICES)
+
+
+def plain(node: Any) -> Any:
+    """A resolved, plain-Python copy of a config node (dicts, lists, scalars)."""
+    from omegaconf import OmegaConf
+
+    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node

@@ -1,0 +1,141 @@
+"""Datasets and task specifications.
+
+A dataset declares its tasks as :class:`TaskSpec` objects and yields ``(x, {task: target})``.
+In-memory datasets (every built-in one) batch by slicing tensors with a seeded permutation,
+which is several times faster than a ``DataLoader`` over single items and fully reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlrun.registry import Registry
+
+DATASETS: Registry[MultiTaskDataset] = Registry("dataset")
+
+#: Task kinds understood by heads, losses and metrics. Dense kinds take feature maps.
+TASK_KINDS = ("classification", "binary", "regression", "segmentation", "depth", "normal")
+
+
+@dataclass
+class TaskSpec:
+    """What a task is: its kind, output size, loss and metrics.
+
+    ``metrics`` maps a metric name to a factory of a fresh torchmetrics ``Metric``; each metric's
+    ``higher_is_better`` attribute says its direction. ``primary`` names the metric used to pick
+    the best epoch and to rank runs.
+    """
+
+    name: str
+    kind: str
+    out_dim: int
+    loss: Callable[[Tensor, Tensor], Tensor]
+    metrics: dict[str, Callable[[], Any]]
+    primary: str
+    head_hidden: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"task kind {self.kind!r} not in {TASK_KINDS}")
+        if self.primary not in self.metrics:
+            raise ValueError(f"primary metric {self.primary!r} of task {self.name!r} not in {list(self.metrics)}")
+
+    def build_head(self, in_dim: int) -> nn.Module:
+        """A small head mapping the shared feature vector to this task's output."""
+        if self.head_hidden:
+            return nn.Sequential(nn.Linear(in_dim, self.head_hidden), nn.ReLU(), nn.Linear(self.head_hidden, self.out_dim))
+        return nn.Linear(in_dim, self.out_dim)
+
+    def predictions(self, output: Tensor) -> Tensor:
+        """Turn a head's raw output into what the metrics take."""
+        if self.kind == "binary":
+            return torch.sigmoid(output.squeeze(-1))
+        if self.kind in ("regression", "depth") and output.shape[-1] == 1:
+            return output.squeeze(-1)
+        return output
+
+    def metric_directions(self) -> dict[str, bool]:
+        """``{metric: higher_is_better}``."""
+        return {name: bool(factory().higher_is_better) for name, factory in self.metrics.items()}
+
+
+@dataclass
+class TensorSplit:
+    """One split held in memory: inputs ``x`` (N, ...) and one target tensor per task."""
+
+    x: Tensor
+    targets: dict[str, Tensor]
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.x[index], {t: y[index] for t, y in self.targets.items()}
+
+    def select(self, tasks: list[str]) -> TensorSplit:
+        return TensorSplit(self.x, {t: self.targets[t] for t in tasks})
+
+    def to(self, device: torch.device) -> TensorSplit:
+        return TensorSplit(self.x.to(device), {t: y.to(device) for t, y in self.targets.items()})
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        """Yield ``(x, {task: y})`` mini-batches; the permutation comes from ``generator``."""
+        n = len(self)
+        if shuffle:
+            order = torch.randperm(n, generator=generator).to(self.x.device)
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                yield self.x[idx], {t: y[idx] for t, y in self.targets.items()}
+        else:
+            for start in range(0, n, batch_size):
+                sl = slice(start, start + batch_size)
+                yield self.x[sl], {t: y[sl] for t, y in self.targets.items()}
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+
+@dataclass
+class MultiTaskDataset:
+    """A dataset with train/val/test splits and the tasks it declares.
+
+    ``default_encoder`` is the encoder ``encoder=auto`` resolves to; ``input_shape`` is one
+    example's shape, from which encoders size themselves.
+    """
+
+    tasks: dict[str, TaskSpec]
+    train: TensorSplit
+    val: TensorSplit
+    test: TensorSplit
+    input_shape: tuple[int, ...]
+    default_encoder: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> TensorSplit:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def select(self, names: list[str]) -> MultiTaskDataset:
+        """The same data restricted to a task set (``names`` are already validated)."""
+        return MultiTaskDataset(
+            tasks={n: self.tasks[n] for n in names},
+            train=self.train.select(names),
+            val=self.val.select(names),
+            test=self.test.select(names),
+            input_shape=self.input_shape,
+            default_encoder=self.default_encoder,
+            info=self.info,
+        )
+
+
+def split_indices(n: int, fractions: tuple[float, float], generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """A seeded train/val/test partition of ``range(n)``; ``fractions`` are (val, test)."""
+    order = torch.randperm(n, generator=generator)
+    n_val, n_test = int(round(n * fractions[0])), int(round(n * fractions[1]))
+    return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]

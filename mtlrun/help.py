@@ -1,0 +1,73 @@
+"""``mtlrun --help``: every config group, its choices and a one-line description of each.
+
+The description is the first comment line of the choice's YAML file, so adding a method (one
+module plus one YAML) documents itself here. Reads the packaged configs only; no torch import.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from mtlrun import __version__
+
+GROUPS = {
+    "dataset": "what to train on",
+    "tasks": "which of the dataset's tasks form the task set",
+    "encoder": "the feature extractor the architecture is built from",
+    "arch": "how the tasks share parameters",
+    "balancer": "how the task losses or gradients are combined",
+    "trainer": "optimisation, evaluation and device",
+    "experiment": "named, reproducible presets (experiments/)",
+}
+
+EXAMPLES = """\
+Examples:
+  mtlrun                                        the default experiment (multi_digits, hps, ew)
+  mtlrun arch=hps balancer=fixed 'tasks.weights={left:1,sum:0.1}'
+  mtlrun dataset=synthetic dataset.correlation=0.5 trainer.epochs=2
+  mtlrun tasks=digits_left_right trainer.lr=3e-4 seed=1
+  mtlrun 'tasks.names=[left,parity]' encoder=mlp 'encoder.hidden=[256,128]'
+  mtlrun -m seed=0,1,2                          a sweep (multirun/DATE/TIME/N/)
+  mtlrun --cfg job                              print the composed config and exit
+Set HYDRA_FULL_ERROR=1 for full tracebacks; --hydra-help lists Hydra's own flags."""
+
+
+def _description(text: str) -> str:
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") and not stripped.startswith("# @package"):
+            return stripped.lstrip("#").strip()
+        if stripped and not stripped.startswith("#"):
+            break
+    return ""
+
+
+def group_choices(group: str) -> dict[str, str]:
+    """``{choice: description}`` for a packaged config group."""
+    folder = resources.files("mtlrun.conf").joinpath(group)
+    if not folder.is_dir():
+        return {}
+    return {
+        entry.name[: -len(".yaml")]: _description(entry.read_text(encoding="utf-8"))
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".yaml")
+    }
+
+
+def render_help() -> str:
+    lines = [
+        f"mtlrun {__version__}: train multi-task models and learn, per task, whether sharing helped.",
+        "",
+        "Usage: mtlrun [GROUP=CHOICE] [KEY=VALUE ...] [-m] [--cfg job] [--help]",
+        "",
+        "Config groups (defaults: dataset=multi_digits tasks=all encoder=auto arch=hps balancer=ew):",
+    ]
+    for group, what in GROUPS.items():
+        choices = group_choices(group)
+        if not choices:
+            continue
+        lines.append(f"  {group}: {what}")
+        width = max(len(c) for c in choices)
+        lines += [f"    {name.ljust(width)}  {desc}" for name, desc in choices.items()]
+    lines += ["", "Top-level keys: seed (int), trainer.* (see trainer/default.yaml)", "", EXAMPLES]
+    return "\n".join(lines)

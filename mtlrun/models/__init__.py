@@ -1,0 +1,7 @@
+"""Models: encoders, heads and the architectures (registered on import)."""
+
+from mtlrun.models import arch  # noqa: F401  (registration)
+from mtlrun.models.base import ARCHS, MultiTaskModel
+from mtlrun.models.encoders import ENCODERS, EncoderSpec, StagedEncoder
+
+__all__ = ["ARCHS", "ENCODERS", "EncoderSpec", "MultiTaskModel", "StagedEncoder"]

@@ -1,0 +1,73 @@
+"""The multi-task model contract every architecture keeps.
+
+``forward(x) -> {task: output}`` for exactly the run's tasks; ``shared_parameters()`` and
+``task_parameters(task)`` partition all parameters (gradient balancers take the task Jacobian on
+the shared ones). Models with a single shared representation expose it through ``encode`` and
+``decode`` so representation-gradient balancers (MGDA-UB, ``rep_grad``) can differentiate
+with respect to it; the others set ``has_representation = False``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from mtlrun.data.base import TaskSpec
+from mtlrun.errors import ConfigError
+from mtlrun.models.encoders import EncoderSpec
+from mtlrun.registry import Registry
+
+ARCHS: Registry[MultiTaskModel] = Registry("arch")
+
+
+class MultiTaskModel(nn.Module):
+    """Base class: holds the task specs and one head per task in ``self.heads``."""
+
+    #: whether ``encode``/``decode`` exist (one shared representation feeds every head)
+    has_representation: bool = False
+    #: encoder names this architecture cannot work with (a clear error instead of a crash)
+    unsupported_encoders: tuple[str, ...] = ()
+
+    def __init__(self, encoder: EncoderSpec, tasks: list[TaskSpec]) -> None:
+        super().__init__()
+        if encoder.name in self.unsupported_encoders:
+            raise ConfigError(f"arch={type(self).__name__} does not support encoder={encoder.name}")
+        self.task_names = [t.name for t in tasks]
+        self.encoder_spec = encoder
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.decode(self.encode(x))
+
+    def encode(self, x: Tensor) -> Tensor:
+        raise ConfigError(f"arch={type(self).__name__} has no single shared representation (needed by rep_grad)")
+
+    def decode(self, representation: Tensor) -> dict[str, Tensor]:
+        raise ConfigError(f"arch={type(self).__name__} has no single shared representation (needed by rep_grad)")
+
+    def task_modules(self, task: str) -> list[nn.Module]:
+        """Modules that belong to ``task`` alone (its head by default)."""
+        return [self.heads[task]]
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return [p for m in self.task_modules(task) for p in m.parameters()]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        owned = {id(p) for t in self.task_names for p in self.task_parameters(t)}
+        return [p for p in self.parameters() if id(p) not in owned]
+
+    def extra_losses(self) -> dict[str, Tensor]:
+        """Regularisers that are not tasks (e.g. soft-sharing penalties); added to the objective."""
+        return {}
+
+    def parameter_counts(self) -> dict[str, Any]:
+        """Total, shared and per-task parameter counts (recorded in summary.json)."""
+        return {
+            "total": sum(p.numel() for p in self.parameters()),
+            "shared": sum(p.numel() for p in self.shared_parameters()),
+            "per_task": {t: sum(p.numel() for p in self.task_parameters(t)) for t in self.task_names},
+        }
+
+
+def build_heads(tasks: list[TaskSpec], in_dim: int) -> nn.ModuleDict:
+    return nn.ModuleDict({t.name: t.build_head(in_dim) for t in tasks})

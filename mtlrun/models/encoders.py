@@ -1,0 +1,104 @@
+"""Encoders as lists of stages.
+
+Architectures that mix or gate features between tasks (cross-stitch, MTAN, PLE, branching) do
+so at stage boundaries, so each is written once against :class:`StagedEncoder` and works with any
+encoder. The last stage always returns a flat feature vector (N, D) that heads consume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlrun.errors import ConfigError
+from mtlrun.registry import Registry, positive
+
+ENCODERS: Registry[StagedEncoder] = Registry("encoder")
+
+
+class StagedEncoder(nn.Module):
+    """A feature extractor made of ``stages``; ``stage_shapes[i]`` is stage i's output shape (no batch)."""
+
+    def __init__(self, stages: Sequence[nn.Module], stage_shapes: Sequence[tuple[int, ...]]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.stage_shapes = [tuple(s) for s in stage_shapes]
+
+    @property
+    def out_dim(self) -> int:
+        return int(self.stage_shapes[-1][0])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+@dataclass
+class EncoderSpec:
+    """Everything needed to build fresh, identical-in-shape copies of an encoder."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self) -> StagedEncoder:
+        return ENCODERS.build(self.name, self.options, input_shape=self.input_shape)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **dict(self.options)}
+
+
+@ENCODERS.register("mlp")
+def mlp(input_shape: tuple[int, ...], hidden: list[int] = (128, 64), dropout: float = 0.0) -> StagedEncoder:
+    """A multilayer perceptron; each hidden layer (Linear + ReLU) is one stage."""
+    if not hidden:
+        raise ConfigError("encoder.hidden must list at least one layer width")
+    positive("encoder", **{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+    in_dim = 1
+    for size in input_shape:
+        in_dim *= size
+    stages, shapes = [], []
+    for i, width in enumerate(hidden):
+        layers: list[nn.Module] = [nn.Flatten()] if i == 0 else []
+        layers += [nn.Linear(in_dim, width), nn.ReLU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        stages.append(nn.Sequential(*layers))
+        shapes.append((width,))
+        in_dim = width
+    return StagedEncoder(stages, shapes)
+
+
+@ENCODERS.register("cnn")
+def cnn(
+    input_shape: tuple[int, ...], channels: list[int] = (16, 32), hidden: int = 64, pool: bool = True
+) -> StagedEncoder:
+    """A small conv net for images: one stage per conv block (conv 3x3, BN, ReLU, optional 2x2 pool),
+    then a flatten + linear stage that gives the feature vector."""
+    if len(input_shape) != 3:
+        raise ConfigError(f"encoder=cnn needs image inputs (C, H, W); this dataset's inputs have shape {input_shape}")
+    if not channels:
+        raise ConfigError("encoder.channels must list at least one conv block")
+    positive("encoder", hidden=hidden, **{f"channels[{i}]": c for i, c in enumerate(channels)})
+    c, h, w = input_shape
+    stages, shapes = [], []
+    for out_c in channels:
+        block: list[nn.Module] = [nn.Conv2d(c, out_c, 3, padding=1), nn.BatchNorm2d(out_c), nn.ReLU()]
+        if pool and min(h, w) >= 2:
+            block.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        stages.append(nn.Sequential(*block))
+        c = out_c
+        shapes.append((c, h, w))
+    stages.append(nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU()))
+    shapes.append((hidden,))
+    return StagedEncoder(stages, shapes)
+
+
+def count_parameters(params: Sequence[torch.nn.Parameter]) -> int:
+    return sum(p.numel() for p in params)

@@ -1,0 +1,58 @@
+"""Atomic writes for everything in a run folder: a run killed at any point leaves readable files.
+
+Each file is written to a temporary sibling and renamed over the target (``os.replace`` is
+atomic on POSIX and Windows), so a reader sees either the previous or the new version.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
+
+
+def _atomic(path: Path, write: Callable[[IO[Any]], None], mode: str = "w") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON has no NaN/Infinity: write them as strings so files stay strictly valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    _atomic(path, lambda f: json.dump(_jsonable(data), f, indent=2, sort_keys=False))
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    _atomic(path, lambda f: f.writelines(json.dumps(_jsonable(r)) + "\n" for r in rows))
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic(path, lambda f: f.write(text))
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    import torch
+
+    _atomic(path, lambda f: torch.save(obj, f), mode="wb")

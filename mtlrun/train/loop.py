@@ -1,0 +1,216 @@
+"""The training loop: as close to a bare PyTorch loop as the features allow.
+
+Per step it does one forward, hands the task losses to the balancer (which fills ``.grad``),
+clips and steps. Nothing in the step synchronises with the host: losses and balancer weights are
+summed on the device and read once per epoch, where divergence is also checked.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlrun.balancers.base import Balancer, Batch, StepContext
+from mtlrun.data.base import MultiTaskDataset
+from mtlrun.models.base import MultiTaskModel
+from mtlrun.report.metrics import Metrics, TaskEvaluator, normalized_score
+from mtlrun.train.progress import Progress
+
+log = logging.getLogger("mtlrun")
+
+
+class Diverged(RuntimeError):
+    """A task loss became NaN or infinite."""
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    step: int
+    train_loss: dict[str, float]
+    weights: dict[str, float]
+    extra_losses: dict[str, float]
+    val: Metrics
+    val_loss: dict[str, float]
+    balancer_extras: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class FitResult:
+    epochs: list[EpochRecord]
+    best_epoch: int
+    best_state: dict[str, Tensor]
+    train_seconds: float
+    eval_seconds: float
+    steps: int
+
+
+def build_optimizer(name: str, params: list[dict[str, Any]], lr: float, weight_decay: float, momentum: float):
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` with ``balancer``; calls ``on_epoch`` after each evaluation."""
+
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        balancer: Balancer,
+        data: MultiTaskDataset,
+        *,
+        optimizer: torch.optim.Optimizer,
+        epochs: int,
+        batch_size: int,
+        grad_clip: float,
+        seed: int,
+        device: torch.device,
+        primary: dict[str, str],
+        on_epoch: Callable[[EpochRecord, Trainer], None] | None = None,
+    ) -> None:
+        self.model, self.balancer, self.data = model, balancer, data
+        self.optimizer = optimizer
+        self.epochs, self.batch_size, self.grad_clip = epochs, batch_size, grad_clip
+        self.device = device
+        self.tasks = list(data.tasks)
+        self.primary = primary
+        self.directions = {t: data.tasks[t].metric_directions() for t in self.tasks}
+        self.shuffle = torch.Generator().manual_seed(seed)
+        self.on_epoch = on_epoch
+        self.evaluator = TaskEvaluator(data.tasks, device)
+        self.shared = [p for p in model.shared_parameters() if p.requires_grad]
+        self.task_params = {t: [p for p in model.task_parameters(t) if p.requires_grad] for t in self.tasks}
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.step = 0
+        self.start_epoch = 1
+
+    def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
+        """The task losses of the current model on ``batch`` (used by multi-batch balancers)."""
+        x, targets = batch
+        outputs = self.model(x)
+        return {t: self.data.tasks[t].loss(outputs[t], targets[t]) for t in self.tasks}
+
+    def _grouped_batches(self):
+        per_step = max(1, self.balancer.batches_per_step)
+        group: list[Batch] = []
+        for batch in self.data.train.batches(self.batch_size, shuffle=True, generator=self.shuffle):
+            group.append(batch)
+            if len(group) == per_step:
+                yield group
+                group = []
+        if group and per_step == 1:
+            yield group
+
+    def train_epoch(self, epoch: int, progress: Progress) -> tuple[Tensor, Tensor, Tensor, int, dict[str, float]]:
+        model, balancer, specs = self.model, self.balancer, self.data.tasks
+        model.train()
+        T = len(self.tasks)
+        loss_sum = torch.zeros(T, device=self.device)
+        weight_sum = torch.zeros(T, device=self.device)
+        extra_sum: dict[str, Tensor] = {}
+        extras: dict[str, float] = {}
+        n = 0
+        lr = self.optimizer.param_groups[0]["lr"]
+        for group in self._grouped_batches():
+            x, targets = group[0]
+            self.optimizer.zero_grad(set_to_none=True)
+            ctx = StepContext(
+                model=model, shared_params=self.shared, task_params=self.task_params, epoch=epoch, step=self.step,
+                extra_batches=group[1:], compute_losses=self.compute_losses, lr=lr, batch=group[0],
+            )
+            if balancer.needs_representation:
+                rep = model.encode(x)
+                rep_in = rep.detach().requires_grad_(True)
+                outputs = model.decode(rep_in)
+                ctx.representation, ctx.representation_input = rep, rep_in
+            else:
+                outputs = model(x)
+            losses = {t: specs[t].loss(outputs[t], targets[t]) for t in self.tasks}
+            extra = model.extra_losses()
+            if extra:
+                torch.stack(list(extra.values())).sum().backward()
+                for k, v in extra.items():
+                    extra_sum[k] = extra_sum.get(k, 0.0) + v.detach()
+            info = balancer.backward(losses, ctx)
+            if self.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            self.optimizer.step()
+            loss_sum += torch.stack([losses[t].detach() for t in self.tasks])
+            if info.weights is not None:
+                weight_sum += info.weights.to(weight_sum)
+            for key, value in info.extras.items():
+                if isinstance(value, (int, float)):
+                    extras[key] = extras.get(key, 0.0) + float(value)
+            self.step += 1
+            n += 1
+            progress.advance()
+        return loss_sum / max(n, 1), weight_sum / max(n, 1), extra_sum, n, extras
+
+    def fit(self) -> FitResult:
+        records: list[EpochRecord] = []
+        reference: Metrics | None = None
+        best_score, best_epoch = -math.inf, 0
+        best_state: dict[str, Tensor] = {}
+        train_s = eval_s = 0.0
+        steps_per_epoch = self.data.train.num_batches(self.batch_size) // max(1, self.balancer.batches_per_step)
+        with Progress(self.epochs - self.start_epoch + 1, max(1, steps_per_epoch)) as progress:
+            for epoch in range(self.start_epoch, self.epochs + 1):
+                t0 = time.perf_counter()
+                loss, weights, extra_sum, n, extras = self.train_epoch(epoch, progress)
+                train_loss = dict(zip(self.tasks, loss.tolist()))  # the epoch's one host sync
+                t1 = time.perf_counter()
+                train_s += t1 - t0
+                if not all(math.isfinite(v) for v in train_loss.values()):
+                    bad = [t for t, v in train_loss.items() if not math.isfinite(v)]
+                    raise Diverged(f"loss of task(s) {', '.join(bad)} became non-finite at epoch {epoch}")
+                val, val_loss = self.evaluator.evaluate(self.model, self.data.val, self.batch_size)
+                eval_s += time.perf_counter() - t1
+                reference = reference or val
+                score = normalized_score(val, reference, self.primary, self.directions)
+                if score > best_score or epoch == self.start_epoch:
+                    best_score, best_epoch = score, epoch
+                    best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                record = EpochRecord(
+                    epoch=epoch, step=self.step, train_loss=train_loss, weights=dict(zip(self.tasks, weights.tolist())),
+                    extra_losses={k: float(v) / max(n, 1) for k, v in extra_sum.items()}, val=val, val_loss=val_loss,
+                    balancer_extras=extras,
+                )
+                records.append(record)
+                progress.epoch_done(self._epoch_line(record))
+                if self.on_epoch is not None:
+                    self.on_epoch(record, self)
+        return FitResult(records, best_epoch, best_state, train_s, eval_s, self.step)
+
+    def _epoch_line(self, r: EpochRecord) -> str:
+        losses = " ".join(f"{t}={v:.4f}" for t, v in r.train_loss.items())
+        vals = " ".join(f"{t}/{self.primary[t]}={r.val[t][self.primary[t]]:.4f}" for t in self.tasks)
+        return f"epoch {r.epoch}/{self.epochs} train loss {losses} | val {vals}"
+
+    def evaluate_test(self, best_state: dict[str, Tensor]) -> tuple[Metrics, Metrics]:
+        """Test metrics with the last weights and with the best-validation weights."""
+        last, _ = self.evaluator.evaluate(self.model, self.data.test, self.batch_size)
+        last_state = copy.deepcopy(self.model.state_dict())
+        self.model.load_state_dict(best_state)
+        best, _ = self.evaluator.evaluate(self.model, self.data.test, self.batch_size)
+        self.model.load_state_dict(last_state)
+        return last, best
+
+
+def param_groups(model: nn.Module, balancer: Balancer, weight_decay: float) -> list[dict[str, Any]]:
+    """The model's parameters, plus a balancer's own learnable weights (no weight decay)."""
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    own = [p for p in balancer.parameters() if p.requires_grad]
+    if own:
+        groups.append({"params": own, "weight_decay": 0.0})
+    return groups
