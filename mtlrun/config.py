@@ -36,8 +36,15 @@ class TrainerConf:
 @dataclass
 class TasksConf:
     names: Optional[List[str]] = None
-    weights: Dict[str, float] = field(default_factory=dict)
-    primary: Dict[str, str] = field(default_factory=dict)
+    # whole mappings, replaced not merged: tasks.weights={left:2,sum:0.1}
+    weights: Any = None
+    primary: Any = None
+
+
+@dataclass
+class DiagnosticsConf:
+    every: int = 25
+    affinity: bool = True
 
 
 @dataclass
@@ -50,6 +57,7 @@ class RunConf:
     balancer: Dict[str, Any] = field(default_factory=dict)
     trainer: TrainerConf = field(default_factory=TrainerConf)
     tasks: TasksConf = field(default_factory=TasksConf)
+    diagnostics: DiagnosticsConf = field(default_factory=DiagnosticsConf)
 
 
 def register_schema() -> None:
@@ -58,6 +66,10 @@ def register_schema() -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Range and choice checks on the composed config (types are already checked by Hydra)."""
+    for key in ("weights", "primary"):
+        value = cfg.tasks[key]
+        if value is not None and not isinstance(value, DictConfig):
+            raise ConfigError(f"tasks.{key}={value} must be a mapping of task names, e.g. tasks.{key}={{left:...}}")
     t = cfg.trainer
     if t.epochs < 1:
         raise ConfigError(f"trainer.epochs={t.epochs} must be >= 1")
@@ -74,6 +86,9 @@ def validate(cfg: DictConfig) -> None:
         raise choices_error("trainer.optimizer", t.optimizer, OPTIMIZERS)
     if t.device not in DEVICES and not str(t.device).startswith("cuda:"):
         raise choices_error("trainer.device", t.device, DEVICES)
+    diagnostics = cfg.get("diagnostics")
+    if diagnostics is not None and diagnostics.every < 0:
+        raise ConfigError(f"diagnostics.every={diagnostics.every} must be >= 0 (0 = off)")
 
 
 def plain(node: Any) -> Any:

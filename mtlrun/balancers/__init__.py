@@ -3,7 +3,7 @@
 import importlib
 import pkgutil
 
-from mtlrun.balancers.base import BALANCERS, Balancer, BalanceInfo, GradientAggregator, LossWeighting, StepContext
+from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, GradientAggregator, LossWeighting, StepContext
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in ("base", "jacobian"):

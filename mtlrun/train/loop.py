@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from mtlrun.balancers.base import Balancer, Batch, StepContext
 from mtlrun.data.base import MultiTaskDataset
 from mtlrun.models.base import MultiTaskModel
+from mtlrun.report.diagnostics import Diagnostics
 from mtlrun.report.metrics import Metrics, TaskEvaluator, normalized_score
 from mtlrun.train.progress import Progress
 
@@ -78,6 +79,7 @@ class Trainer:
         device: torch.device,
         primary: dict[str, str],
         on_epoch: Callable[[EpochRecord, Trainer], None] | None = None,
+        diagnostics: Diagnostics | None = None,
     ) -> None:
         self.model, self.balancer, self.data = model, balancer, data
         self.optimizer = optimizer
@@ -88,6 +90,7 @@ class Trainer:
         self.directions = {t: data.tasks[t].metric_directions() for t in self.tasks}
         self.shuffle = torch.Generator().manual_seed(seed)
         self.on_epoch = on_epoch
+        self.diagnostics = diagnostics
         self.evaluator = TaskEvaluator(data.tasks, device)
         self.shared = [p for p in model.shared_parameters() if p.requires_grad]
         self.task_params = {t: [p for p in model.task_parameters(t) if p.requires_grad] for t in self.tasks}
@@ -142,7 +145,13 @@ class Trainer:
                 torch.stack(list(extra.values())).sum().backward()
                 for k, v in extra.items():
                     extra_sum[k] = extra_sum.get(k, 0.0) + v.detach()
+            # diagnostics, sampled steps only: J before the balancer frees the graph (unless it returns J)
+            diag = self.diagnostics if self.diagnostics is not None and self.diagnostics.wants(self.step) else None
+            own_jacobian = diag.jacobian_unless_provided(losses, ctx, balancer) if diag is not None else None
             info = balancer.backward(losses, ctx)
+            if diag is not None:
+                jacobian = info.jacobian if info.jacobian is not None else own_jacobian
+                diag.observe(self.step, epoch, group[0], jacobian)
             if self.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
             self.optimizer.step()

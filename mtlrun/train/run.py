@@ -29,6 +29,7 @@ from mtlrun.data import DATASETS, MultiTaskDataset
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.outputs import write_json, write_jsonl
+from mtlrun.report.diagnostics import diagnostics_for_run
 from mtlrun.train.checkpoint import rng_state, save_checkpoint
 from mtlrun.train.loop import Diverged, EpochRecord, Trainer, build_optimizer, param_groups
 
@@ -68,13 +69,14 @@ def resolve_tasks(cfg: DictConfig, data: MultiTaskDataset) -> tuple[list[str], d
             raise choices_error("tasks.names", name, available)
     if len(set(names)) != len(names):
         raise ConfigError(f"tasks.names={names} lists a task twice")
+    overrides = dict(cfg.tasks.primary or {})
     primary = {}
     for task in names:
-        chosen = cfg.tasks.primary.get(task, data.tasks[task].primary)
+        chosen = overrides.get(task, data.tasks[task].primary)
         if chosen not in data.tasks[task].metrics:
             raise choices_error(f"tasks.primary.{task}", chosen, list(data.tasks[task].metrics))
         primary[task] = chosen
-    for task in cfg.tasks.primary:
+    for task in overrides:
         if task not in names:
             raise choices_error("tasks.primary", task, names)
     return names, primary
@@ -220,8 +222,17 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             rng=rng_state(trainer.shuffle), epoch=epoch, step=trainer.step,
         )
 
+    diagnostics = diagnostics_for_run(
+        cfg.get("diagnostics"), tasks=c.tasks, model=c.model,
+        shared=[p for p in c.model.shared_parameters() if p.requires_grad],
+        loss_fns={task: c.data.tasks[task].loss for task in c.tasks}, optimizer=optimizer,
+        path=output_dir / "diagnostics.json", arch=cfg.arch.name,
+    )
+
     def on_epoch(record: EpochRecord, trainer: Trainer) -> None:
         folder.add_epoch(record)
+        if diagnostics is not None:
+            diagnostics.write()
         folder.write_summary(epochs_completed=record.epoch)
         if t.checkpoint_every and record.epoch % t.checkpoint_every == 0:
             checkpoint(record.epoch, trainer)
@@ -229,6 +240,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     trainer = Trainer(
         c.model, c.balancer, c.data, optimizer=optimizer, epochs=t.epochs, batch_size=t.batch_size,
         grad_clip=t.grad_clip, seed=cfg.seed, device=c.device, primary=c.primary, on_epoch=on_epoch,
+        diagnostics=diagnostics,
     )
     setup_s = time.perf_counter() - started
     log.info(
@@ -239,6 +251,8 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     try:
         result = trainer.fit()
     except Diverged as ex:
+        if diagnostics is not None:
+            diagnostics.write()
         folder.write_summary(status="diverged", error=str(ex))
         log.error("run diverged: %s", ex)
         return folder.summary
@@ -268,6 +282,14 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             "steps_per_s": round(result.steps / result.train_seconds, 2) if result.train_seconds else None,
         },
     )
+    if diagnostics is not None:
+        diagnostics.write()
+    try:  # plots are a convenience: they never fail a run
+        from mtlrun.report.plots import plot_run
+
+        plot_run(output_dir)
+    except Exception as ex:
+        log.warning("could not draw plots: %s: %s", type(ex).__name__, ex)
     return folder.summary
 
 

@@ -1,0 +1,73 @@
+"""Progressive layered extraction (Tang et al., RecSys 2020)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from torch import Tensor, nn
+
+from mtlrun.data.base import TaskSpec
+from mtlrun.models.base import ARCHS, MultiTaskModel, build_heads
+from mtlrun.models.encoders import EncoderSpec
+from mtlrun.models.experts import ExtractionLevel, LevelOutput, at_least
+
+
+def _stage_expert(encoder: EncoderSpec, index: int) -> nn.Module:
+    """A freshly initialised copy of the encoder's stage ``index``."""
+    return encoder.build().stages[index]
+
+
+@ARCHS.register("ple")
+class PLE(MultiTaskModel):
+    """Stacked CGC extraction levels, one per encoder stage (Tang et al., RecSys 2020, eq. 5-6).
+
+    At level l every expert is a fresh copy of encoder stage l. Task t's experts and gate read task
+    t's output of level l-1, the shared experts and the shared gate read the shared output of level
+    l-1 (all read the input x at level 0). At intermediate levels the shared gate mixes *all* experts
+    of the level, so every task's intermediate experts and gates feed the shared path and hence every
+    task: they are shared parameters. Only the last level's task experts and gates (and the heads)
+    belong to one task.
+    """
+
+    def __init__(
+        self, encoder: EncoderSpec, tasks: list[TaskSpec], num_shared_experts: int = 1, num_task_experts: int = 1
+    ) -> None:
+        super().__init__(encoder, tasks)
+        at_least("arch", 1, num_shared_experts=num_shared_experts)
+        at_least("arch", 0, num_task_experts=num_task_experts)
+        probe = encoder.build()
+        in_shapes = [tuple(encoder.input_shape), *probe.stage_shapes[:-1]]
+        last = len(probe.stages) - 1
+        self.levels = nn.ModuleList(
+            ExtractionLevel(
+                self.task_names, partial(_stage_expert, encoder, i), in_shapes[i], num_shared_experts,
+                num_task_experts, shared_gate=i < last,
+            )
+            for i in range(len(probe.stages))
+        )
+        self.heads = build_heads(tasks, probe.out_dim)
+
+    def _levels(self, x: Tensor) -> list[LevelOutput]:
+        task_inputs, shared = {t: x for t in self.task_names}, x
+        outputs = []
+        for level in self.levels:
+            out = level(task_inputs, shared)
+            outputs.append(out)
+            task_inputs, shared = out.task_features, out.shared_features
+        return outputs
+
+    def gates(self, x: Tensor) -> dict[str, Tensor]:
+        """Every gate's expert weights, keyed ``level<l>/<task>`` and ``level<l>/shared``."""
+        weights = {}
+        for i, out in enumerate(self._levels(x)):
+            weights.update({f"level{i}/{t}": w for t, w in out.task_gates.items()})
+            if out.shared_gate is not None:
+                weights[f"level{i}/shared"] = out.shared_gate
+        return weights
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        final = self._levels(x)[-1].task_features
+        return {t: self.heads[t](final[t]) for t in self.task_names}
+
+    def task_modules(self, task: str) -> list[nn.Module]:
+        return [*self.levels[-1].task_modules(task), self.heads[task]]

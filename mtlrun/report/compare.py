@@ -1,0 +1,242 @@
+"""``mtlrun-compare PATH...``: one table of many runs, one row per configuration (seeds pooled).
+
+PATH may be a run folder, a sweep folder or any folder above them. Only JSON and YAML are read,
+and torch is never imported, so the command starts fast and is safe on folders from anywhere.
+Formats: a rich table (terminal), Markdown, CSV (separate mean and std columns) and JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mtlrun.report.aggregate import Comparison, Row, Stat, compare, short_key
+from mtlrun.report.folders import read_runs
+
+FORMATS = ("table", "md", "csv", "json")
+
+
+def cell(stat: Stat | None, digits: int = 4) -> str:
+    if stat is None:
+        return "—"
+    if stat.std is None:
+        return f"{stat.mean:.{digits}f}"
+    return f"{stat.mean:.{digits}f} ± {stat.std:.{digits}f}"
+
+
+def _score(row: Row) -> str:
+    return f"{row.score * 100:+.2f}%" if row.score is not None else "—"
+
+
+def _header(comparison: Comparison) -> list[str]:
+    arrows = {True: "↑", False: "↓"}
+    return [
+        "rank",
+        *(short_key(k) for k in comparison.label_keys),
+        *(f"{c.task} {c.metric} {arrows[c.higher_is_better]}" for c in comparison.columns),
+        "Δm ↑",
+        "score ↑",
+        "pareto",
+        "status",
+    ]
+
+
+def _cells(comparison: Comparison, row: Row) -> list[str]:
+    return [
+        str(row.rank) if row.rank is not None else "—",
+        *(row.label[k] for k in comparison.label_keys),
+        *(cell(row.metrics.get(c.name)) for c in comparison.columns),
+        cell(row.delta_m, 2),
+        _score(row),
+        "yes" if row.pareto else "",
+        row.status_text(),
+    ]
+
+
+def _notes(comparison: Comparison) -> list[str]:
+    ranked = "Δm (transfer.json)" if comparison.ranked_by == "delta_m" else "mean relative primary score"
+    notes = [f"ranked by {ranked}; test metrics, mean ± std over the completed runs of each row"]
+    if comparison.pooled:
+        notes.append("pooled over: " + ", ".join(comparison.pooled))
+    return notes
+
+
+def _difference_rows(comparison: Comparison) -> list[tuple[str, str, str]]:
+    role = {k: "row" for k in comparison.label_keys}
+    return [
+        (key, ", ".join(values), role.get(key, role.get(short_key(key), "pooled")))
+        for key, values in comparison.differences.items()
+    ]
+
+
+def render_table(comparison: Comparison, console: Console) -> None:
+    table = Table(title=f"{sum(len(r.runs) for r in comparison.rows)} runs, {len(comparison.rows)} configurations")
+    for i, name in enumerate(_header(comparison)):
+        table.add_column(name, justify="right" if i == 0 or "↑" in name or "↓" in name else "left")
+    for row in comparison.rows:
+        table.add_row(*_cells(comparison, row), style="bold" if row.pareto else None)
+    console.print(table)
+    for note in _notes(comparison):
+        console.print(note)
+    if comparison.differences:
+        diff = Table(title="config keys that differ")
+        for name in ("key", "values", "role"):
+            diff.add_column(name)
+        for entry in _difference_rows(comparison):
+            diff.add_row(*entry)
+        console.print(diff)
+    if comparison.problems:
+        problems = Table(title="runs without results (listed, not pooled)")
+        for name in ("run", "status", "reason"):
+            problems.add_column(name)
+        for run in comparison.problems:
+            problems.add_row(str(run.path), run.status, run.reason or "")
+        console.print(problems)
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def line(values: Sequence[str]) -> str:
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+    return [line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows)]
+
+
+def render_markdown(comparison: Comparison, title: str = "Comparison") -> str:
+    lines = [f"# {title}", ""]
+    lines += _md_table(_header(comparison), [_cells(comparison, row) for row in comparison.rows])
+    lines += ["", *(f"- {note}" for note in _notes(comparison))]
+    pareto = [row.title() for row in comparison.rows if row.pareto]
+    if pareto:
+        lines += ["", "## Pareto-optimal configurations", "", *(f"- {name}" for name in pareto)]
+    if comparison.differences:
+        lines += ["", "## Config keys that differ", ""]
+        lines += _md_table(("key", "values", "role"), _difference_rows(comparison))
+    if comparison.problems:
+        lines += ["", "## Runs without results", ""]
+        lines += _md_table(
+            ("run", "status", "reason"), [(str(r.path), r.status, r.reason or "") for r in comparison.problems]
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(comparison: Comparison) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["rank", *comparison.label_keys]
+    for c in comparison.columns:
+        header += [f"{c.name} mean", f"{c.name} std"]
+    header += ["delta_m mean", "delta_m std", "score", "pareto", "completed", "runs", "status"]
+    writer.writerow(header)
+
+    def numbers(stat: Stat | None) -> list[str]:
+        if stat is None:
+            return ["", ""]
+        return [repr(stat.mean), repr(stat.std) if stat.std is not None else ""]
+
+    for row in comparison.rows:
+        values = [row.rank if row.rank is not None else "", *(row.label[k] for k in comparison.label_keys)]
+        for c in comparison.columns:
+            values += numbers(row.metrics.get(c.name))
+        values += [*numbers(row.delta_m), repr(row.score) if row.score is not None else "", int(row.pareto),
+                   len(row.completed), len(row.runs), row.status_text()]
+        writer.writerow(values)
+    return buffer.getvalue()
+
+
+def render(comparison: Comparison, fmt: str, console: Console | None = None) -> str:
+    """The comparison as text in ``fmt``; the rich table is rendered without colour codes."""
+    if fmt == "md":
+        return render_markdown(comparison)
+    if fmt == "csv":
+        return render_csv(comparison)
+    if fmt == "json":
+        return json.dumps(comparison.as_dict(), indent=2) + "\n"
+    capture = Console(file=io.StringIO(), width=console.width if console else 200, no_color=True, highlight=False)
+    render_table(comparison, capture)
+    return capture.file.getvalue()
+
+
+def _filters(items: Sequence[str], parser: argparse.ArgumentParser) -> dict[str, str]:
+    filters = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--filter {item!r} must look like KEY=VALUE, e.g. --filter dataset=multi_digits")
+        filters[key.strip()] = value.strip()
+    return filters
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtlrun-compare",
+        description="Compare mtlrun run folders: one row per configuration, seeds pooled (mean ± std).",
+        epilog="Example: mtlrun-compare multirun/2026-11-26 --by arch,balancer --format md --plot cmp.png",
+    )
+    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="run folders, sweep folders, or any folder above them")
+    parser.add_argument("--by", default=None,
+                        help="comma-separated config keys forming the rows (dotted keys of .hydra/config.yaml; "
+                             "a group name such as arch gives its choice); default: the keys that differ, seed pooled")
+    parser.add_argument("--sort", default=None, metavar="KEY",
+                        help="rank (default), delta_m, score, a task or TASK/METRIC (best first), or a config key; "
+                             "prefix '-' to reverse (--sort=-score)")
+    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                        help="keep runs whose config KEY equals VALUE (repeatable)")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the output to FILE")
+    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
+                        help="also draw per-task bars (and the 2-task trade-off with its Pareto front)")
+    parser.add_argument("--all-metrics", action="store_true", help="a column for every metric, not only primaries")
+    parser.add_argument("--at", choices=("best", "last"), default="best",
+                        help="test metrics at the best-validation epoch (default) or the last epoch")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``mtlrun-compare`` console script; returns the exit status (0 ok, 2 usage error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.paths if not p.is_dir()]
+    if missing:
+        print(f"mtlrun-compare: error: not a folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    runs = read_runs(args.paths, at=args.at)
+    if not runs:
+        print(f"mtlrun-compare: error: no run folders under {', '.join(map(str, args.paths))}", file=sys.stderr)
+        return 2
+    by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
+    comparison = compare(runs, by=by, filters=_filters(args.filter, parser), all_metrics=args.all_metrics,
+                         sort=args.sort)
+    console = Console()
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(render(comparison, args.format, console), encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    elif args.format == "table":
+        render_table(comparison, console)
+    else:
+        sys.stdout.write(render(comparison, args.format))
+    if args.plot is not None:
+        from mtlrun.report.compare_plot import plot_comparison
+
+        if not plot_comparison(comparison, args.plot):
+            print("mtlrun-compare: error: nothing to plot: no completed runs", file=sys.stderr)
+            return 1
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def cli() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

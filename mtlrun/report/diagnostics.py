@@ -1,0 +1,437 @@
+"""Training diagnostics: gradient conflict and inter-task affinity, sampled every N steps.
+
+On a sampled step (``step % every == 0``) the trainer hands over the task Jacobian J (T x P) on
+the shared parameters, taken from the balancer when it computed one (``BalanceInfo.jacobian``)
+and otherwise computed here before the balancer's backward frees the graph. From J come
+
+- the pairwise cosine similarity of task gradients, ``cos_ij = <g_i, g_j> / (|g_i| |g_j|)``
+  (Yu et al., "Gradient Surgery for Multi-Task Learning", NeurIPS 2020, call ``cos < 0``
+  conflicting gradients);
+- the per-task gradient norms ``|g_i|`` and their ratios;
+- the inter-task affinity of Fifty et al., "Efficiently Identifying Task Groupings for
+  Multi-Task Learning" (TAG), NeurIPS 2021, Eq. 3 (``mtlrun.report.diagnostics.affinity``):
+  ``Z(i -> j) = 1 - L_j(theta_s', theta_j) / L_j(theta_s, theta_j)`` where ``theta_s'`` is the
+  shared parameters after one step of the run's own optimizer on task i's gradient alone, with
+  the optimizer's current state, and task-specific parameters stay unchanged; both losses are
+  measured on the step's batch.
+
+Everything is computed before the real optimizer step, without touching the optimizer's state,
+the model's buffers (batch-norm statistics are updated on copies) or the global random number
+generators, so the training trajectory is the same with diagnostics on or off. Results stay on
+the device until :meth:`Diagnostics.result` reads them once (at each epoch end).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtlrun.balancers.base import Balancer, Batch, GradientAggregator, StepContext
+from mtlrun.balancers.jacobian import flat, task_jacobian
+from mtlrun.outputs import write_json
+
+log = logging.getLogger("mtlrun")
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class UnsupportedOptimizer(ValueError):
+    """The affinity lookahead knows the update rules of SGD, Adam and AdamW only."""
+
+
+def pair_key(a: str, b: str) -> str:
+    return f"{a}|{b}"
+
+
+def task_pairs(tasks: Sequence[str]) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(len(tasks)) for j in range(i + 1, len(tasks))]
+
+
+# --------------------------------------------------------------------------------------------
+# Gradient statistics
+# --------------------------------------------------------------------------------------------
+
+
+def gradient_cosines(jacobian: Tensor) -> tuple[Tensor, Tensor]:
+    """The cosine matrix (T, T) of the rows of ``jacobian`` and the row norms (T,).
+
+    A zero gradient has no direction; its cosines with other tasks are reported as 0.
+    """
+    j = jacobian.detach().double()
+    gram = j @ j.T
+    norms = gram.diagonal().clamp_min(0).sqrt()
+    cos = gram / (norms[:, None] * norms[None, :]).clamp_min(torch.finfo(torch.float64).tiny)
+    cos = cos.clamp(-1.0, 1.0)
+    cos.fill_diagonal_(1.0)
+    return cos, norms
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizer lookahead
+# --------------------------------------------------------------------------------------------
+
+
+def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
+    """``"adam"`` (Adam, AdamW) or ``"sgd"``; anything else cannot be looked ahead."""
+    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return "adam"
+    if isinstance(optimizer, torch.optim.SGD):
+        return "sgd"
+    raise UnsupportedOptimizer(f"no lookahead rule for optimizer {type(optimizer).__name__}")
+
+
+def _sgd_lookahead(theta: Tensor, grad: Tensor, group: Mapping[str, Any], state: Mapping[str, Any]) -> Tensor:
+    """torch.optim.SGD's update: d = g + wd*theta; buf = mu*buf + (1-dampening)*d (buf = d at first);
+    direction = d + mu*buf (Nesterov) or buf; theta' = theta - lr*direction."""
+    if group.get("maximize", False):
+        grad = -grad
+    wd, momentum, lr = group["weight_decay"], group["momentum"], float(group["lr"])
+    if wd:
+        grad = grad + wd * theta
+    if momentum:
+        buf = state.get("momentum_buffer")
+        buf = grad if buf is None else momentum * buf + (1 - group["dampening"]) * grad
+        grad = grad + momentum * buf if group["nesterov"] else buf
+    return theta - lr * grad
+
+
+def _adam_lookahead(
+    theta: Tensor, grad: Tensor, group: Mapping[str, Any], state: Mapping[str, Any], decoupled: bool
+) -> Tensor:
+    """torch.optim.Adam/AdamW's update (Kingma & Ba, ICLR 2015; Loshchilov & Hutter, ICLR 2019):
+    m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2 (v = max(v_max, v) with AMSGrad);
+    theta' = theta - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps), weight decay either added to
+    g (Adam) or applied as theta*(1 - lr*wd) first (AdamW)."""
+    if group.get("maximize", False):
+        grad = -grad
+    beta1, beta2 = (float(b) for b in group["betas"])
+    lr, wd, eps = float(group["lr"]), group["weight_decay"], group["eps"]
+    step = float(state["step"]) + 1 if "step" in state else 1.0
+    if wd:
+        if decoupled:
+            theta = theta * (1 - lr * wd)
+        else:
+            grad = grad + wd * theta
+    exp_avg = state.get("exp_avg")
+    exp_avg_sq = state.get("exp_avg_sq")
+    exp_avg = (1 - beta1) * grad if exp_avg is None else exp_avg + (grad - exp_avg) * (1 - beta1)
+    exp_avg_sq = (1 - beta2) * grad * grad if exp_avg_sq is None else beta2 * exp_avg_sq + (1 - beta2) * grad * grad
+    if group.get("amsgrad", False) and state.get("max_exp_avg_sq") is not None:
+        exp_avg_sq = torch.maximum(state["max_exp_avg_sq"], exp_avg_sq)
+    denom = exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5 + eps
+    return theta - (lr / (1 - beta1**step)) * exp_avg / denom
+
+
+def lookahead(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads: Sequence[Tensor]) -> list[Tensor]:
+    """The parameters one ``optimizer.step()`` would produce from each candidate gradient.
+
+    ``grads[k]`` has shape (K, *params[k].shape): K candidate gradients (one per task). Returns,
+    per parameter, (K, *shape) updated values. Reads the optimizer's state; never writes it.
+    A parameter the optimizer does not hold is returned unchanged.
+    """
+    kind = optimizer_kind(optimizer)
+    decoupled_default = isinstance(optimizer, torch.optim.AdamW)
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    updated = []
+    with torch.no_grad():
+        for p, g in zip(params, grads):
+            theta = p.detach().unsqueeze(0)
+            group = group_of.get(id(p))
+            if group is None:
+                updated.append(theta.expand_as(g).clone())
+                continue
+            state = optimizer.state.get(p, {})
+            if kind == "sgd":
+                updated.append(_sgd_lookahead(theta, g, group, state))
+            else:
+                decoupled = bool(group.get("decoupled_weight_decay", decoupled_default))
+                updated.append(_adam_lookahead(theta, g, group, state, decoupled))
+    return updated
+
+
+# --------------------------------------------------------------------------------------------
+# The collector the trainer holds
+# --------------------------------------------------------------------------------------------
+
+
+def balancer_provides_jacobian(balancer: Balancer, step: int) -> bool:
+    """Whether ``balancer.backward`` at ``step`` will return the Jacobian on the shared parameters.
+
+    True for gradient aggregators that use the base backward on parameters (not ``rep_grad``),
+    except on the steps where ``update_every`` reuses cached weights. A subclass with its own
+    backward is not assumed to return one.
+    """
+    if not isinstance(balancer, GradientAggregator) or balancer.rep_grad:
+        return False
+    if type(balancer).backward is not GradientAggregator.backward:
+        return False
+    reuses = balancer.cached_weights.numel() == balancer.num_tasks and step % balancer.update_every != 0
+    return not reuses
+
+
+class Diagnostics:
+    """Collects gradient cosines, gradient norms and TAG affinities on every ``every``-th step.
+
+    The trainer calls, on sampled steps only (``wants(step)``): :meth:`jacobian_unless_provided`
+    after the forward and before the balancer's backward, then :meth:`observe` after the
+    balancer's backward and before the optimizer step.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        model: nn.Module,
+        shared: Sequence[nn.Parameter],
+        loss_fns: Mapping[str, LossFn],
+        optimizer: torch.optim.Optimizer,
+        *,
+        every: int,
+        affinity: bool = True,
+        path: Path | None = None,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"diagnostics.every={every} must be >= 1 to collect anything")
+        self.tasks = list(tasks)
+        self.model = model
+        self.shared = [p for p in shared if p.requires_grad]
+        if not self.shared:
+            raise ValueError("no shared parameters: gradient diagnostics need parameters shared by the tasks")
+        self.loss_fns = dict(loss_fns)
+        self.optimizer = optimizer
+        self.every = every
+        self.path = path
+        names = {id(p): n for n, p in model.named_parameters()}
+        self.shared_names = [names[id(p)] for p in self.shared]
+        self.affinity_reason: str | None = None
+        if not affinity:
+            self.affinity_reason = "diagnostics.affinity=false"
+        else:
+            try:
+                optimizer_kind(optimizer)
+            except UnsupportedOptimizer as ex:
+                self.affinity_reason = str(ex)
+        self.affinity = self.affinity_reason is None
+        #: per sampled step: (epoch, cosine (T,T), norms (T,), affinity (T,T) or None), on the device
+        self._pending: list[tuple[int, Tensor, Tensor, Tensor | None]] = []
+        self._epochs: list[int] = []
+        self._cos: list[Tensor] = []
+        self._norms: list[Tensor] = []
+        self._aff: list[Tensor] = []
+        self._aff_epochs: list[int] = []
+        self.skipped = 0
+        self.overhead_s = 0.0
+
+    def wants(self, step: int) -> bool:
+        return step % self.every == 0
+
+    # ---- hooks --------------------------------------------------------------------------
+
+    def jacobian_unless_provided(self, losses: Mapping[str, Tensor], ctx: StepContext, balancer: Balancer) -> Tensor | None:
+        """J (T, P) on the shared parameters, or None when the balancer will return it itself.
+
+        Uses ``retain_graph`` so that the balancer's own backward still works. With a split
+        forward (``ctx.representation_input`` set) the losses reach the encoder only through the
+        representation, so J = dL/dshared (direct) + (dL/drep) (drep/dshared).
+        """
+        if balancer_provides_jacobian(balancer, ctx.step):
+            return None
+        started = self._clock()
+        stacked = torch.stack([losses[t] for t in self.tasks])
+        rep, rep_in = ctx.representation, ctx.representation_input
+        if rep is None or rep_in is None:
+            jac = task_jacobian(stacked, self.shared, retain_graph=True)
+        else:
+            full = task_jacobian(stacked, [*self.shared, rep_in], retain_graph=True)
+            p = sum(x.numel() for x in self.shared)
+            direct, through_rep = full[:, :p], full[:, p:]
+            rows = []
+            for i in range(len(self.tasks)):
+                grads = torch.autograd.grad(
+                    rep, self.shared, grad_outputs=through_rep[i].view_as(rep), retain_graph=True, allow_unused=True
+                )
+                rows.append(flat(grads, self.shared))
+            jac = direct + torch.stack(rows)
+        self.overhead_s += self._clock() - started
+        return jac
+
+    def observe(self, step: int, epoch: int, batch: Batch, jacobian: Tensor | None) -> None:
+        """Record one sampled step from its Jacobian (T, P) and its batch (for the affinity)."""
+        started = self._clock()
+        if jacobian is None:
+            self.skipped += 1
+            if self.skipped == 1:
+                log.warning("diagnostics: no task Jacobian at step %d; such steps are skipped", step)
+            return
+        cos, norms = gradient_cosines(jacobian)
+        aff = self.affinity_matrix(jacobian, batch, seed=step) if self.affinity else None
+        self._pending.append((epoch, cos, norms, aff))
+        self.overhead_s += self._clock() - started
+
+    # ---- affinity -----------------------------------------------------------------------
+
+    def task_losses(self, batch: Batch, overrides: Mapping[str, Tensor]) -> Tensor:
+        """The task losses (T,) of the model with ``overrides`` in place of its tensors."""
+        x, targets = batch
+        outputs = torch.func.functional_call(self.model, dict(overrides), (x,))
+        return torch.stack([self.loss_fns[t](outputs[t], targets[t]).detach() for t in self.tasks])
+
+    def affinity_matrix(self, jacobian: Tensor, batch: Batch, seed: int = 0) -> Tensor:
+        """Z (T, T), ``Z[i, j] = 1 - L_j(after a step on task i) / L_j(now)`` on ``batch``.
+
+        Batch-norm buffers are replaced by copies and the random generators are forked and
+        re-seeded identically before each forward (same dropout masks), so the only difference
+        between the T + 1 forwards is the shared parameters.
+        """
+        T = len(self.tasks)
+        grads, offset = [], 0
+        for p in self.shared:
+            n = p.numel()
+            grads.append(jacobian[:, offset : offset + n].reshape(T, *p.shape).to(p.dtype))
+            offset += n
+        updated = lookahead(self.optimizer, self.shared, grads)
+        buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
+        device = jacobian.device
+        devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(seed)
+            before = self.task_losses(batch, buffers)
+            after = []
+            for i in range(T):
+                torch.manual_seed(seed)
+                params = {name: new[i] for name, new in zip(self.shared_names, updated)}
+                after.append(self.task_losses(batch, {**buffers, **params}))
+        after_t = torch.stack(after).double()
+        return 1.0 - after_t / before.double().clamp_min(torch.finfo(torch.float64).tiny)
+
+    # ---- results ------------------------------------------------------------------------
+
+    def _clock(self) -> float:
+        if self.shared[0].device.type == "cuda":
+            torch.cuda.synchronize(self.shared[0].device)
+        return time.perf_counter()
+
+    def _collect(self) -> None:
+        """Move pending per-step results to the host (one transfer, at epoch ends)."""
+        if not self._pending:
+            return
+        epochs = [e for e, *_ in self._pending]
+        cos = torch.stack([c for _, c, _, _ in self._pending]).cpu()
+        norms = torch.stack([n for _, _, n, _ in self._pending]).cpu()
+        self._epochs += epochs
+        self._cos += list(cos)
+        self._norms += list(norms)
+        affs = [(e, a) for e, _, _, a in self._pending if a is not None]
+        if affs:
+            self._aff += list(torch.stack([a for _, a in affs]).cpu())
+            self._aff_epochs += [e for e, _ in affs]
+        self._pending.clear()
+
+    @property
+    def steps_sampled(self) -> int:
+        return len(self._epochs) + len(self._pending)
+
+    def result(self) -> dict[str, Any]:
+        """The ``diagnostics.json`` content (see the module docstring for the definitions)."""
+        self._collect()
+        out: dict[str, Any] = {
+            "tasks": self.tasks, "every": self.every, "steps_sampled": len(self._epochs),
+            "cosine": None, "grad_norm": None, "affinity": None, "overhead_s": round(self.overhead_s, 4),
+        }
+        if not self._cos:
+            out["reason"] = "no step sampled yet"
+            return out
+        cos, norms = torch.stack(self._cos), torch.stack(self._norms)
+        pairs = task_pairs(self.tasks)
+        out["cosine"] = {
+            "matrix": _matrix(cos.mean(0)),
+            "pairs": {
+                pair_key(self.tasks[i], self.tasks[j]): {
+                    "mean": _num(cos[:, i, j].mean()),
+                    "std": _num(cos[:, i, j].std(unbiased=False)),
+                    "frac_negative": _num((cos[:, i, j] < 0).double().mean()),
+                }
+                for i, j in pairs
+            },
+            "by_epoch": _by_epoch(self._epochs, cos),
+        }
+        ratio = norms / norms.mean(1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+        tiny = torch.finfo(torch.float64).tiny
+        out["grad_norm"] = {
+            "mean": {t: _num(norms[:, k].mean()) for k, t in enumerate(self.tasks)},
+            "ratio_to_mean": {t: _num(ratio[:, k].mean()) for k, t in enumerate(self.tasks)},
+            "pair_ratio": {
+                pair_key(self.tasks[i], self.tasks[j]): _num(
+                    (torch.maximum(norms[:, i], norms[:, j]) / torch.minimum(norms[:, i], norms[:, j]).clamp_min(tiny))
+                    .mean()
+                )
+                for i, j in pairs
+            },
+        }
+        if self._aff:
+            aff = torch.stack(self._aff)
+            out["affinity"] = {"matrix": _matrix(aff.mean(0)), "by_epoch": _by_epoch(self._aff_epochs, aff)}
+        elif self.affinity_reason:
+            out["affinity_reason"] = self.affinity_reason
+        if self.skipped:
+            out["steps_skipped"] = self.skipped
+        return out
+
+    def write(self, path: Path | None = None) -> None:
+        """Write :meth:`result` atomically to ``path`` (default: the path given at construction)."""
+        target = path or self.path
+        if target is None:
+            raise ValueError("Diagnostics.write needs a path")
+        write_json(target, self.result())
+
+
+def _num(x: Tensor) -> float:
+    return round(float(x), 6)
+
+
+def _matrix(m: Tensor) -> list[list[float]]:
+    return [[round(float(v), 6) for v in row] for row in m]
+
+
+def _by_epoch(epochs: list[int], values: Tensor) -> list[dict[str, Any]]:
+    index = torch.tensor(epochs)
+    return [{"epoch": e, "matrix": _matrix(values[index == e].mean(0))} for e in sorted(set(epochs))]
+
+
+def no_diagnostics(tasks: Sequence[str], every: int, reason: str) -> dict[str, Any]:
+    """The ``diagnostics.json`` of a run that cannot have diagnostics, saying why."""
+    return {
+        "tasks": list(tasks), "every": every, "steps_sampled": 0,
+        "cosine": None, "grad_norm": None, "affinity": None, "overhead_s": 0.0, "reason": reason,
+    }
+
+
+def diagnostics_for_run(
+    conf: Mapping[str, Any] | None,
+    *,
+    tasks: Sequence[str],
+    model: nn.Module,
+    shared: Sequence[nn.Parameter],
+    loss_fns: Mapping[str, LossFn],
+    optimizer: torch.optim.Optimizer,
+    path: Path,
+    arch: str,
+) -> Diagnostics | None:
+    """The run's collector from its ``diagnostics`` config, or None when off.
+
+    An architecture without shared parameters gets a ``diagnostics.json`` that says why.
+    """
+    every = int(conf["every"]) if conf is not None else 0
+    if every <= 0:
+        return None
+    if not [p for p in shared if p.requires_grad]:
+        write_json(path, no_diagnostics(tasks, every, f"arch={arch} has no shared parameters"))
+        return None
+    return Diagnostics(
+        tasks, model, shared, loss_fns, optimizer, every=every, affinity=bool(conf.get("affinity", True)), path=path
+    )
