@@ -32,7 +32,7 @@ lint: install
 	$(VENV)/bin/ruff format --check mtlrun tests bench
 
 bench: install
-	@echo "no benchmarks yet"
+	$(PY) bench/balancers.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -43,8 +43,17 @@ class TasksConf:
 
 @dataclass
 class DiagnosticsConf:
-    every: int = 25
+    every: int = 50
     affinity: bool = True
+
+
+@dataclass
+class ReportConf:
+    baselines: Any = True  # true | false | only_cached
+    cache_dir: str = "outputs/baselines"
+    alpha: float = 0.05
+    groups: int = 2
+    batched: str = "auto"  # auto | grouped | separate
 
 
 @dataclass
@@ -55,9 +64,12 @@ class RunConf:
     encoder: Dict[str, Any] = field(default_factory=dict)
     arch: Dict[str, Any] = field(default_factory=dict)
     balancer: Dict[str, Any] = field(default_factory=dict)
+    schedule: Dict[str, Any] = field(default_factory=dict)
+    logger: Dict[str, Any] = field(default_factory=dict)
     trainer: TrainerConf = field(default_factory=TrainerConf)
     tasks: TasksConf = field(default_factory=TasksConf)
     diagnostics: DiagnosticsConf = field(default_factory=DiagnosticsConf)
+    report: ReportConf = field(default_factory=ReportConf)
 
 
 def register_schema() -> None:
@@ -70,6 +82,15 @@ def validate(cfg: DictConfig) -> None:
         value = cfg.tasks[key]
         if value is not None and not isinstance(value, DictConfig):
             raise ConfigError(f"tasks.{key}={value} must be a mapping of task names, e.g. tasks.{key}={{left:...}}")
+    r = cfg.report
+    if r.baselines not in (True, False, "only_cached"):
+        raise choices_error("report.baselines", r.baselines, ["true", "false", "only_cached"])
+    if not 0 < r.alpha < 1:
+        raise ConfigError(f"report.alpha={r.alpha} must lie in (0, 1)")
+    if r.groups < 1:
+        raise ConfigError(f"report.groups={r.groups} must be >= 1")
+    if r.batched not in ("auto", "grouped", "separate"):
+        raise choices_error("report.batched", r.batched, ["auto", "grouped", "separate"])
     t = cfg.trainer
     if t.epochs < 1:
         raise ConfigError(f"trainer.epochs={t.epochs} must be >= 1")

@@ -16,8 +16,10 @@ GROUPS = {
     "encoder": "the feature extractor the architecture is built from",
     "arch": "how the tasks share parameters",
     "balancer": "how the task losses or gradients are combined",
+    "schedule": "when each task enters training (loss multipliers per epoch)",
     "trainer": "optimisation, evaluation and device",
-    "experiment": "named, reproducible presets (experiments/)",
+    "logger": "an experiment tracker mirroring the run folder",
+    "experiment": "named, reproducible presets (conf/experiment/; results in experiments/)",
 }
 
 EXAMPLES = """\
@@ -28,6 +30,7 @@ Examples:
   mtlrun tasks=digits_left_right trainer.lr=3e-4 seed=1
   mtlrun 'tasks.names=[left,parity]' encoder=mlp 'encoder.hidden=[256,128]'
   mtlrun -m seed=0,1,2                          a sweep (multirun/DATE/TIME/N/)
+  mtlrun-compare multirun/DATE/TIME            compare runs: one row per configuration, seeds pooled
   mtlrun --cfg job                              print the composed config and exit
 Set HYDRA_FULL_ERROR=1 for full tracebacks; --hydra-help lists Hydra's own flags."""
 

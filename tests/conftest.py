@@ -58,7 +58,18 @@ def run_subprocess(*args: str, cwd: Path, env: dict[str, str] | None = None, tim
     """Run the installed ``mtlrun`` console script (the real thing, new process)."""
     exe = Path(sys.executable).with_name("mtlrun")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "mtlrun"]
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
     return CliResult(proc.returncode, proc.stdout, proc.stderr, cwd)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models are dominated by per-op overhead; one thread avoids oversubscribing small CI machines."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

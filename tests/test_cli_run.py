@@ -77,7 +77,7 @@ def test_cli_module_does_not_import_torch():
 
 
 def test_two_runs_started_together_get_distinct_folders(tmp_path):
-    exe = [sys.executable, "-m", "mtlrun", "trainer.epochs=1", "tasks=digits_left_right"]
+    exe = [sys.executable, "-m", "mtlrun", "trainer.epochs=1", "tasks=digits_left_right", "report.baselines=false"]
     procs = [subprocess.Popen(exe, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
     for p in procs:
         assert p.wait(timeout=300) == 0

@@ -34,7 +34,6 @@ def test_wheel_contains_every_yaml(tmp_path):
     wheel = next(tmp_path.glob("mtlrun-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {"mtlrun/conf/" + p.relative_to(ROOT / "conf").as_posix() for p in (ROOT / "conf").rglob("*.yaml")}
-    expected |= {"mtlrun/conf/experiment/" + p.name for p in (ROOT / "experiments").glob("*.yaml")}
     assert expected <= names, expected - names
 
 

@@ -9,8 +9,9 @@ Three kinds share it, so the trainer never asks which kind it holds:
   (P,) or task weights (T,). Weight-returning methods honour ``update_every=N``: J and the
   weights are recomputed every N steps and the steps between reuse the weights with one plain
   weighted backward.
-- Multi-batch and bilevel methods declare ``batches_per_step > 1`` and/or use
-  ``ctx.compute_losses``, a closure the trainer provides; nothing in the trainer names them.
+- Multi-batch and bilevel methods declare ``batches_per_step > 1`` and/or use the closures the
+  trainer provides (``ctx.compute_losses``, ``ctx.validation_batch``, ``ctx.functional_losses``);
+  nothing in the trainer names them.
 
 A balancer is an ``nn.Module``: learnable weights (uncertainty weighting's log-variances) are
 ``nn.Parameter`` s that the trainer optimises with the model; any other state is kept in buffers
@@ -56,6 +57,13 @@ class StepContext:
     #: the optimizer's current learning rate (for lookahead and bilevel methods)
     lr: float = 0.0
     batch: Batch | None = None
+    # -- closures for lookahead and bilevel methods --
+    #: draw the next batch of the validation split (the trainer's own seeded order, cycling)
+    validation_batch: Callable[[], Batch] | None = None
+    #: ``{task: loss}`` of the model evaluated with ``params`` (``{name: tensor}``, a subset of
+    #: ``model.named_parameters()``) in place of its own, on a batch; differentiable w.r.t. ``params``.
+    #: Buffers (batch-norm statistics) are not updated by these evaluations.
+    functional_losses: Callable[[dict[str, Tensor], Batch], dict[str, Tensor]] | None = None
 
 
 @dataclass
@@ -77,6 +85,8 @@ class Balancer(nn.Module, ABC):
     needs_representation: bool = False
     #: batches drawn per optimisation step (>1 for multi-batch methods)
     batches_per_step: int = 1
+    #: works on per-task gradients of the shared parameters (needs an architecture that has some)
+    uses_task_gradients: bool = False
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
@@ -129,6 +139,8 @@ class GradientAggregator(Balancer):
     direction is ``w @ J`` and ``update_every`` may reuse the weights between recomputations.
     """
 
+    uses_task_gradients = True
+
     def __init__(
         self, tasks: Sequence[str], rep_grad: bool = False, update_every: int = 1, jacobian_mode: JacobianMode = "auto"
     ) -> None:
@@ -152,6 +164,8 @@ class GradientAggregator(Balancer):
         if self.cached_weights.numel() == self.num_tasks and ctx.step % self.update_every != 0:
             weights = self.cached_weights.to(stacked)
             (weights * stacked).sum().backward()
+            if self.rep_grad and ctx.representation is not None and ctx.representation_input is not None:
+                ctx.representation.backward(ctx.representation_input.grad)  # the encoder is past the detached leaf
             return BalanceInfo(weights=weights)
         own = [ctx.task_params[t] for t in self.tasks]
         if self.rep_grad:

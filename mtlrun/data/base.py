@@ -38,6 +38,9 @@ class TaskSpec:
     metrics: dict[str, Callable[[], Any]]
     primary: str
     head_hidden: int = 0
+    #: regression heads predict (y - target_shift) / target_scale; metrics see the original units
+    target_shift: float = 0.0
+    target_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -55,8 +58,9 @@ class TaskSpec:
         """Turn a head's raw output into what the metrics take."""
         if self.kind == "binary":
             return torch.sigmoid(output.squeeze(-1))
-        if self.kind in ("regression", "depth") and output.shape[-1] == 1:
-            return output.squeeze(-1)
+        if self.kind in ("regression", "depth"):
+            output = output * self.target_scale + self.target_shift
+            return output.squeeze(-1) if output.shape[-1] == 1 else output
         return output
 
     def metric_directions(self) -> dict[str, bool]:

@@ -83,10 +83,11 @@ def multi_digits(
     mean, std = splits[0].x.mean(), splits[0].x.std()
     for s in splits:
         s.x = (s.x - mean) / std
+    train_sum = splits[0].targets["sum"]
     tasks = {
         "left": classification_task("left", 10),
         "right": classification_task("right", 10),
-        "sum": regression_task("sum"),
+        "sum": regression_task("sum", shift=train_sum.mean().item(), scale=train_sum.std().item()),
         "parity": binary_task("parity"),
     }
     return MultiTaskDataset(

@@ -43,16 +43,25 @@ def binary_task(name: str, primary: str = "accuracy") -> TaskSpec:
     )
 
 
-def _regression_loss(output: Tensor, target: Tensor) -> Tensor:
-    return F.mse_loss(output.squeeze(-1), target)
+class StandardizedMSE:
+    """Mean squared error on the standardised target ``(y - shift) / scale``, so that regression
+    losses start near 1 whatever the target's units (metrics still see the original units)."""
+
+    def __init__(self, shift: float, scale: float) -> None:
+        self.shift, self.scale = shift, scale
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        return F.mse_loss(output.squeeze(-1), (target - self.shift) / self.scale)
 
 
-def regression_task(name: str, primary: str = "mae") -> TaskSpec:
+def regression_task(name: str, primary: str = "mae", shift: float = 0.0, scale: float = 1.0) -> TaskSpec:
     return TaskSpec(
         name=name,
         kind="regression",
         out_dim=1,
-        loss=_regression_loss,
+        loss=StandardizedMSE(shift, scale),
+        target_shift=shift,
+        target_scale=scale,
         metrics={"mae": MeanAbsoluteError, "rmse": lambda: MeanSquaredError(squared=False), "r2": R2Score},
         primary=primary,
     )

@@ -56,6 +56,10 @@ class MultiTaskModel(nn.Module):
         owned = {id(p) for t in self.task_names for p in self.task_parameters(t)}
         return [p for p in self.parameters() if id(p) not in owned]
 
+    def clip_gradients(self, max_norm: float) -> None:
+        """Clip the global gradient norm; models made of independent networks clip each alone."""
+        nn.utils.clip_grad_norm_([p for p in self.parameters() if p.grad is not None], max_norm)
+
     def extra_losses(self) -> dict[str, Tensor]:
         """Regularisers that are not tasks (e.g. soft-sharing penalties); added to the objective."""
         return {}

@@ -109,8 +109,13 @@ class Comparison:
             "differences": self.differences,
             "pooled": self.pooled,
             "columns": [
-                {"column": c.name, "task": c.task, "metric": c.metric, "higher_is_better": c.higher_is_better,
-                 "primary": c.primary}
+                {
+                    "column": c.name,
+                    "task": c.task,
+                    "metric": c.metric,
+                    "higher_is_better": c.higher_is_better,
+                    "primary": c.primary,
+                }
                 for c in self.columns
             ],
             "rows": [
@@ -143,7 +148,15 @@ def text(value: Any) -> str:
         return "—"
     if isinstance(value, (list, dict)):
         return json.dumps(value, sort_keys=True)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
     return str(value)
+
+
+def _interpolation(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("${") and value.endswith("}")
 
 
 def config_differences(runs: Iterable[RunRecord]) -> dict[str, list[str]]:
@@ -152,6 +165,9 @@ def config_differences(runs: Iterable[RunRecord]) -> dict[str, list[str]]:
     keys = sorted({k for r in with_config for k in r.config})
     differences = {}
     for key in keys:
+        present = [r.config[key] for r in with_config if key in r.config]
+        if all(_interpolation(v) for v in present):
+            continue  # e.g. balancer.weights: ${tasks.weights}; the key it points to is compared itself
         values = {text(r.config.get(key)) for r in with_config}
         if len(values) > 1:
             differences[key] = sorted(values)
@@ -209,8 +225,9 @@ def _columns(rows: list[Row], all_metrics: bool) -> list[Column]:
 def _pool(row: Row, columns: list[Column]) -> None:
     done = row.completed
     for column in columns:
-        stat = Stat.of([r.metrics[column.task][column.metric] for r in done
-                        if column.metric in r.metrics.get(column.task, {})])
+        stat = Stat.of(
+            [r.metrics[column.task][column.metric] for r in done if column.metric in r.metrics.get(column.task, {})]
+        )
         if stat is not None:
             row.metrics[column.name] = stat
     row.delta_m = Stat.of([r.delta_m for r in done if r.delta_m is not None])
@@ -282,9 +299,11 @@ def sort_rows(rows: list[Row], columns: list[Column], key: str | None) -> list[R
     if not key or key == "rank":
         ordered = sorted(rows, key=lambda r: (r.rank if r.rank is not None else unranked, r.title()))
     elif key in ("delta_m", "score"):
+
         def merit(r: Row) -> float:
             value = (r.delta_m.mean if r.delta_m else None) if key == "delta_m" else r.score
             return -value if value is not None else unranked
+
         ordered = sorted(rows, key=merit)
     else:
         column = next((c for c in columns if c.name == key), None) or next(

@@ -11,6 +11,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,8 +146,14 @@ def render_csv(comparison: Comparison) -> str:
         values = [row.rank if row.rank is not None else "", *(row.label[k] for k in comparison.label_keys)]
         for c in comparison.columns:
             values += numbers(row.metrics.get(c.name))
-        values += [*numbers(row.delta_m), repr(row.score) if row.score is not None else "", int(row.pareto),
-                   len(row.completed), len(row.runs), row.status_text()]
+        values += [
+            *numbers(row.delta_m),
+            repr(row.score) if row.score is not None else "",
+            int(row.pareto),
+            len(row.completed),
+            len(row.runs),
+            row.status_text(),
+        ]
         writer.writerow(values)
     return buffer.getvalue()
 
@@ -180,23 +187,45 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compare mtlrun run folders: one row per configuration, seeds pooled (mean ± std).",
         epilog="Example: mtlrun-compare multirun/2026-11-26 --by arch,balancer --format md --plot cmp.png",
     )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="run folders, sweep folders, or any folder above them")
-    parser.add_argument("--by", default=None,
-                        help="comma-separated config keys forming the rows (dotted keys of .hydra/config.yaml; "
-                             "a group name such as arch gives its choice); default: the keys that differ, seed pooled")
-    parser.add_argument("--sort", default=None, metavar="KEY",
-                        help="rank (default), delta_m, score, a task or TASK/METRIC (best first), or a config key; "
-                             "prefix '-' to reverse (--sort=-score)")
-    parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
-                        help="keep runs whose config KEY equals VALUE (repeatable)")
+    parser.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="run folders, sweep folders, or any folder above them"
+    )
+    parser.add_argument(
+        "--by",
+        default=None,
+        help="comma-separated config keys forming the rows (dotted keys of .hydra/config.yaml; "
+        "a group name such as arch gives its choice); default: the keys that differ, seed pooled",
+    )
+    parser.add_argument(
+        "--sort",
+        default=None,
+        metavar="KEY",
+        help="rank (default), delta_m, score, a task or TASK/METRIC (best first), or a config key; "
+        "prefix '-' to reverse (--sort=-score)",
+    )
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep runs whose config KEY equals VALUE (repeatable)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     parser.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the output to FILE")
-    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
-                        help="also draw per-task bars (and the 2-task trade-off with its Pareto front)")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="also draw per-task bars (and the 2-task trade-off with its Pareto front)",
+    )
     parser.add_argument("--all-metrics", action="store_true", help="a column for every metric, not only primaries")
-    parser.add_argument("--at", choices=("best", "last"), default="best",
-                        help="test metrics at the best-validation epoch (default) or the last epoch")
+    parser.add_argument(
+        "--at",
+        choices=("best", "last"),
+        default="best",
+        help="test metrics at the best-validation epoch (default) or the last epoch",
+    )
     return parser
 
 
@@ -213,9 +242,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mtlrun-compare: error: no run folders under {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
     by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
-    comparison = compare(runs, by=by, filters=_filters(args.filter, parser), all_metrics=args.all_metrics,
-                         sort=args.sort)
-    console = Console()
+    comparison = compare(
+        runs, by=by, filters=_filters(args.filter, parser), all_metrics=args.all_metrics, sort=args.sort
+    )
+    # piped output (a file, a pager) gets wide rows instead of rich's 80-column default
+    console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=200)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(render(comparison, args.format, console), encoding="utf-8")

@@ -160,6 +160,11 @@ def lookahead(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads:
 # --------------------------------------------------------------------------------------------
 
 
+def has_active_dropout(model: nn.Module) -> bool:
+    """Whether a forward of ``model`` draws random masks (dropout layers in training mode)."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0 for m in model.modules())
+
+
 def balancer_provides_jacobian(balancer: Balancer, step: int) -> bool:
     """Whether ``balancer.backward`` at ``step`` will return the Jacobian on the shared parameters.
 
@@ -232,14 +237,24 @@ class Diagnostics:
 
     # ---- hooks --------------------------------------------------------------------------
 
-    def jacobian_unless_provided(self, losses: Mapping[str, Tensor], ctx: StepContext, balancer: Balancer) -> Tensor | None:
-        """J (T, P) on the shared parameters, or None when the balancer will return it itself.
+    def jacobian_unless_provided(
+        self,
+        losses: Mapping[str, Tensor],
+        ctx: StepContext,
+        balancer: Balancer,
+        multipliers: Mapping[str, float] | None = None,
+    ) -> Tensor | None:
+        """J (T, P) of the task losses on the shared parameters, or None when the balancer will
+        return it itself.
 
-        Uses ``retain_graph`` so that the balancer's own backward still works. With a split
+        ``multipliers`` are the task schedule's loss multipliers, when the balancer sees scaled
+        losses: its Jacobian then has scaled rows, so the unscaled one is computed here. Uses
+        ``retain_graph`` so that the balancer's own backward still works. With a split
         forward (``ctx.representation_input`` set) the losses reach the encoder only through the
         representation, so J = dL/dshared (direct) + (dL/drep) (drep/dshared).
         """
-        if balancer_provides_jacobian(balancer, ctx.step):
+        scaled = multipliers is not None and any(float(m) != 1.0 for m in multipliers.values())
+        if not scaled and balancer_provides_jacobian(balancer, ctx.step):
             return None
         started = self._clock()
         stacked = torch.stack([losses[t] for t in self.tasks])
@@ -260,8 +275,15 @@ class Diagnostics:
         self.overhead_s += self._clock() - started
         return jac
 
-    def observe(self, step: int, epoch: int, batch: Batch, jacobian: Tensor | None) -> None:
-        """Record one sampled step from its Jacobian (T, P) and its batch (for the affinity)."""
+    def observe(
+        self, step: int, epoch: int, batch: Batch, jacobian: Tensor | None, losses: Mapping[str, Tensor] | None = None
+    ) -> None:
+        """Record one sampled step from its Jacobian (T, P), its batch and its task losses.
+
+        ``losses`` (the step's own, on ``batch``) serve as ``L_j(theta)`` of the affinity when
+        the model is deterministic; otherwise that baseline is recomputed with the lookahead's
+        random masks.
+        """
         started = self._clock()
         if jacobian is None:
             self.skipped += 1
@@ -269,7 +291,12 @@ class Diagnostics:
                 log.warning("diagnostics: no task Jacobian at step %d; such steps are skipped", step)
             return
         cos, norms = gradient_cosines(jacobian)
-        aff = self.affinity_matrix(jacobian, batch, seed=step) if self.affinity else None
+        aff = None
+        if self.affinity:
+            before = None
+            if losses is not None and not has_active_dropout(self.model):
+                before = torch.stack([losses[t].detach() for t in self.tasks])
+            aff = self.affinity_matrix(jacobian, batch, seed=step, before=before)
         self._pending.append((epoch, cos, norms, aff))
         self.overhead_s += self._clock() - started
 
@@ -281,12 +308,13 @@ class Diagnostics:
         outputs = torch.func.functional_call(self.model, dict(overrides), (x,))
         return torch.stack([self.loss_fns[t](outputs[t], targets[t]).detach() for t in self.tasks])
 
-    def affinity_matrix(self, jacobian: Tensor, batch: Batch, seed: int = 0) -> Tensor:
+    def affinity_matrix(self, jacobian: Tensor, batch: Batch, seed: int = 0, before: Tensor | None = None) -> Tensor:
         """Z (T, T), ``Z[i, j] = 1 - L_j(after a step on task i) / L_j(now)`` on ``batch``.
 
-        Batch-norm buffers are replaced by copies and the random generators are forked and
-        re-seeded identically before each forward (same dropout masks), so the only difference
-        between the T + 1 forwards is the shared parameters.
+        ``before`` are the current losses L_j(theta) (T,) when already known. Batch-norm buffers
+        are replaced by copies and the random generators are forked and re-seeded identically
+        before each forward (same dropout masks), so the only difference between the forwards is
+        the shared parameters.
         """
         T = len(self.tasks)
         grads, offset = [], 0
@@ -297,14 +325,18 @@ class Diagnostics:
         updated = lookahead(self.optimizer, self.shared, grads)
         buffers = {name: b.detach().clone() for name, b in self.model.named_buffers()}
         device = jacobian.device
-        devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        devices = (
+            [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+        )
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(seed)
-            before = self.task_losses(batch, buffers)
+            if before is None:
+                torch.manual_seed(seed)
+                before = self.task_losses(batch, buffers)
             after = []
             for i in range(T):
                 torch.manual_seed(seed)
-                params = {name: new[i] for name, new in zip(self.shared_names, updated)}
+                # own storage per tensor: slices of the stacked update can hit slower kernels
+                params = {name: new[i].clone() for name, new in zip(self.shared_names, updated)}
                 after.append(self.task_losses(batch, {**buffers, **params}))
         after_t = torch.stack(after).double()
         return 1.0 - after_t / before.double().clamp_min(torch.finfo(torch.float64).tiny)
@@ -340,9 +372,16 @@ class Diagnostics:
         """The ``diagnostics.json`` content (see the module docstring for the definitions)."""
         self._collect()
         out: dict[str, Any] = {
-            "tasks": self.tasks, "every": self.every, "steps_sampled": len(self._epochs),
-            "cosine": None, "grad_norm": None, "affinity": None, "overhead_s": round(self.overhead_s, 4),
+            "tasks": self.tasks,
+            "every": self.every,
+            "steps_sampled": len(self._epochs),
+            "cosine": None,
+            "grad_norm": None,
+            "affinity": None,
+            "overhead_s": round(self.overhead_s, 4),
         }
+        if self.skipped:
+            out["steps_skipped"] = self.skipped
         if not self._cos:
             out["reason"] = "no step sampled yet"
             return out
@@ -367,8 +406,10 @@ class Diagnostics:
             "ratio_to_mean": {t: _num(ratio[:, k].mean()) for k, t in enumerate(self.tasks)},
             "pair_ratio": {
                 pair_key(self.tasks[i], self.tasks[j]): _num(
-                    (torch.maximum(norms[:, i], norms[:, j]) / torch.minimum(norms[:, i], norms[:, j]).clamp_min(tiny))
-                    .mean()
+                    (
+                        torch.maximum(norms[:, i], norms[:, j])
+                        / torch.minimum(norms[:, i], norms[:, j]).clamp_min(tiny)
+                    ).mean()
                 )
                 for i, j in pairs
             },
@@ -378,8 +419,6 @@ class Diagnostics:
             out["affinity"] = {"matrix": _matrix(aff.mean(0)), "by_epoch": _by_epoch(self._aff_epochs, aff)}
         elif self.affinity_reason:
             out["affinity_reason"] = self.affinity_reason
-        if self.skipped:
-            out["steps_skipped"] = self.skipped
         return out
 
     def write(self, path: Path | None = None) -> None:
@@ -406,8 +445,14 @@ def _by_epoch(epochs: list[int], values: Tensor) -> list[dict[str, Any]]:
 def no_diagnostics(tasks: Sequence[str], every: int, reason: str) -> dict[str, Any]:
     """The ``diagnostics.json`` of a run that cannot have diagnostics, saying why."""
     return {
-        "tasks": list(tasks), "every": every, "steps_sampled": 0,
-        "cosine": None, "grad_norm": None, "affinity": None, "overhead_s": 0.0, "reason": reason,
+        "tasks": list(tasks),
+        "every": every,
+        "steps_sampled": 0,
+        "cosine": None,
+        "grad_norm": None,
+        "affinity": None,
+        "overhead_s": 0.0,
+        "reason": reason,
     }
 
 

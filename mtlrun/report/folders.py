@@ -1,6 +1,7 @@
 """Find run folders under any path and read them safely, without torch and without unpickling.
 
-A run folder is a folder holding ``summary.json`` or ``.hydra/config.yaml``. Only JSON and YAML
+A run folder is a folder holding ``.hydra/config.yaml``, or ``summary.json`` beside its
+``metrics.jsonl`` or ``run.log``. Only JSON and YAML
 are read (``json``, ``yaml.safe_load``), so comparing folders from an untrusted source is safe. A
 folder that is half written (no or corrupt ``summary.json``, status still ``running``) becomes a
 :class:`RunRecord` with status ``incomplete`` and a reason, never an exception.
@@ -66,7 +67,11 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def is_run_folder(path: Path) -> bool:
-    return (path / "summary.json").is_file() or (path / ".hydra" / "config.yaml").is_file()
+    """Hydra's job config, or a summary next to the run's log or metrics (a copy of a summary
+    alone, such as a tracker's artifact, is not a run)."""
+    if (path / ".hydra" / "config.yaml").is_file():
+        return True
+    return (path / "summary.json").is_file() and any((path / n).is_file() for n in ("metrics.jsonl", "run.log"))
 
 
 def find_run_folders(paths: Iterable[Path]) -> list[Path]:
@@ -176,8 +181,9 @@ def read_run(path: Path, at: str = "best") -> RunRecord:
         record.reason = "summary.json is not a JSON object"
         return record
     if not record.config and isinstance(summary.get("run"), dict):
-        record.config = {f"{k}.name" if k in ("dataset", "arch", "balancer", "encoder") else k: v
-                         for k, v in summary["run"].items()}
+        record.config = {
+            f"{k}.name" if k in ("dataset", "arch", "balancer", "encoder") else k: v for k, v in summary["run"].items()
+        }
     status = summary.get("status")
     if status not in FINISHED:
         record.reason = f"status {status!r} (still running, or the process was killed)"

@@ -11,12 +11,13 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from mtlrun.balancers.base import Balancer, Batch, StepContext
 from mtlrun.data.base import MultiTaskDataset
@@ -24,6 +25,7 @@ from mtlrun.models.base import MultiTaskModel
 from mtlrun.report.diagnostics import Diagnostics
 from mtlrun.report.metrics import Metrics, TaskEvaluator, normalized_score
 from mtlrun.train.progress import Progress
+from mtlrun.train.schedule import ScheduleProbe, TaskSchedule
 
 log = logging.getLogger("mtlrun")
 
@@ -41,7 +43,11 @@ class EpochRecord:
     extra_losses: dict[str, float]
     val: Metrics
     val_loss: dict[str, float]
+    #: test metrics after this epoch, when the trainer evaluates test every epoch (baselines)
+    test: Metrics | None = None
     balancer_extras: dict[str, float] = field(default_factory=dict)
+    #: the task schedule's loss multipliers in this epoch (empty without a schedule)
+    schedule: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -80,6 +86,7 @@ class Trainer:
         primary: dict[str, str],
         on_epoch: Callable[[EpochRecord, Trainer], None] | None = None,
         diagnostics: Diagnostics | None = None,
+        schedule: TaskSchedule | None = None,
     ) -> None:
         self.model, self.balancer, self.data = model, balancer, data
         self.optimizer = optimizer
@@ -97,12 +104,48 @@ class Trainer:
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.step = 0
         self.start_epoch = 1
+        #: evaluate the test split after every epoch (single-task baselines pick their best epoch per task)
+        self.test_each_epoch = False
+
+        # task schedule, and the closures of lookahead/bilevel balancers
+        self.seed = seed
+        self.schedule = schedule
+        self._multipliers: dict[str, float] | None = None
+        self.val_shuffle = torch.Generator().manual_seed(seed + 1)
+        self._val_batches: Iterator[Batch] | None = None
+
+    def scheduled(self, losses: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``losses`` times the schedule's multipliers of the current epoch (unchanged without one)."""
+        if self._multipliers is None:
+            return losses
+        return {t: losses[t] * self._multipliers[t] for t in self.tasks}
 
     def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
         """The task losses of the current model on ``batch`` (used by multi-batch balancers)."""
         x, targets = batch
         outputs = self.model(x)
-        return {t: self.data.tasks[t].loss(outputs[t], targets[t]) for t in self.tasks}
+        return self.scheduled({t: self.data.tasks[t].loss(outputs[t], targets[t]) for t in self.tasks})
+
+    def functional_losses(self, params: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
+        """The task losses on ``batch`` of the model with ``params`` substituted (lookahead methods).
+
+        Buffers are passed as copies, so batch-norm statistics of the real model stay untouched.
+        """
+        x, targets = batch
+        buffers = {name: b.clone() for name, b in self.model.named_buffers()}
+        outputs = functional_call(self.model, {**buffers, **params}, (x,))
+        return self.scheduled({t: self.data.tasks[t].loss(outputs[t], targets[t]) for t in self.tasks})
+
+    def validation_batch(self) -> Batch:
+        """The next validation batch in the trainer's own seeded order, reshuffled after each pass."""
+        for _ in range(2):
+            if self._val_batches is None:
+                self._val_batches = self.data.val.batches(self.batch_size, shuffle=True, generator=self.val_shuffle)
+            batch = next(self._val_batches, None)
+            if batch is not None:
+                return batch
+            self._val_batches = None
+        raise RuntimeError("the validation split is empty")
 
     def _grouped_batches(self):
         per_step = max(1, self.balancer.batches_per_step)
@@ -125,12 +168,14 @@ class Trainer:
         extras: dict[str, float] = {}
         n = 0
         lr = self.optimizer.param_groups[0]["lr"]
+        self._multipliers = self.schedule.multipliers(epoch) if self.schedule is not None else None
         for group in self._grouped_batches():
             x, targets = group[0]
             self.optimizer.zero_grad(set_to_none=True)
             ctx = StepContext(
                 model=model, shared_params=self.shared, task_params=self.task_params, epoch=epoch, step=self.step,
                 extra_batches=group[1:], compute_losses=self.compute_losses, lr=lr, batch=group[0],
+                validation_batch=self.validation_batch, functional_losses=self.functional_losses,
             )
             if balancer.needs_representation:
                 rep = model.encode(x)
@@ -147,13 +192,13 @@ class Trainer:
                     extra_sum[k] = extra_sum.get(k, 0.0) + v.detach()
             # diagnostics, sampled steps only: J before the balancer frees the graph (unless it returns J)
             diag = self.diagnostics if self.diagnostics is not None and self.diagnostics.wants(self.step) else None
-            own_jacobian = diag.jacobian_unless_provided(losses, ctx, balancer) if diag is not None else None
-            info = balancer.backward(losses, ctx)
+            own_jacobian = diag.jacobian_unless_provided(losses, ctx, balancer, self._multipliers) if diag else None
+            info = balancer.backward(self.scheduled(losses), ctx)
             if diag is not None:
-                jacobian = info.jacobian if info.jacobian is not None else own_jacobian
-                diag.observe(self.step, epoch, group[0], jacobian)
+                jacobian = own_jacobian if own_jacobian is not None else info.jacobian
+                diag.observe(self.step, epoch, group[0], jacobian, losses)
             if self.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+                model.clip_gradients(self.grad_clip)
             self.optimizer.step()
             loss_sum += torch.stack([losses[t].detach() for t in self.tasks])
             if info.weights is not None:
@@ -173,6 +218,9 @@ class Trainer:
         best_state: dict[str, Tensor] = {}
         train_s = eval_s = 0.0
         steps_per_epoch = self.data.train.num_batches(self.batch_size) // max(1, self.balancer.batches_per_step)
+        if self.schedule is not None:
+            probe = ScheduleProbe(self.model, self.data, self.batch_size, self.seed, self._fresh_optimizer)
+            self.schedule.prepare(probe)
         with Progress(self.epochs - self.start_epoch + 1, max(1, steps_per_epoch)) as progress:
             for epoch in range(self.start_epoch, self.epochs + 1):
                 t0 = time.perf_counter()
@@ -184,6 +232,7 @@ class Trainer:
                     bad = [t for t, v in train_loss.items() if not math.isfinite(v)]
                     raise Diverged(f"loss of task(s) {', '.join(bad)} became non-finite at epoch {epoch}")
                 val, val_loss = self.evaluator.evaluate(self.model, self.data.val, self.batch_size)
+                test = self.evaluator.evaluate(self.model, self.data.test, self.batch_size)[0] if self.test_each_epoch else None
                 eval_s += time.perf_counter() - t1
                 reference = reference or val
                 score = normalized_score(val, reference, self.primary, self.directions)
@@ -193,13 +242,17 @@ class Trainer:
                 record = EpochRecord(
                     epoch=epoch, step=self.step, train_loss=train_loss, weights=dict(zip(self.tasks, weights.tolist())),
                     extra_losses={k: float(v) / max(n, 1) for k, v in extra_sum.items()}, val=val, val_loss=val_loss,
-                    balancer_extras=extras,
+                    balancer_extras=extras, test=test, schedule=dict(self._multipliers or {}),
                 )
                 records.append(record)
                 progress.epoch_done(self._epoch_line(record))
                 if self.on_epoch is not None:
                     self.on_epoch(record, self)
         return FitResult(records, best_epoch, best_state, train_s, eval_s, self.step)
+
+    def _fresh_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        """A new optimizer of the run's kind and settings over ``params`` (for warm-up probes)."""
+        return type(self.optimizer)(params, **self.optimizer.defaults)
 
     def _epoch_line(self, r: EpochRecord) -> str:
         losses = " ".join(f"{t}={v:.4f}" for t, v in r.train_loss.items())

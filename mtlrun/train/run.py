@@ -27,11 +27,13 @@ from mtlrun.balancers import BALANCERS, Balancer
 from mtlrun.config import plain, validate
 from mtlrun.data import DATASETS, MultiTaskDataset
 from mtlrun.errors import ConfigError, choices_error
+from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.outputs import write_json, write_jsonl
 from mtlrun.report.diagnostics import diagnostics_for_run
 from mtlrun.train.checkpoint import rng_state, save_checkpoint
 from mtlrun.train.loop import Diverged, EpochRecord, Trainer, build_optimizer, param_groups
+from mtlrun.train.schedule import SCHEDULES, TaskSchedule
 
 log = logging.getLogger("mtlrun")
 
@@ -99,6 +101,7 @@ class Components:
     model: MultiTaskModel
     balancer: Balancer
     device: torch.device
+    schedule: TaskSchedule | None = None
 
 
 def build(cfg: DictConfig) -> Components:
@@ -114,14 +117,21 @@ def build(cfg: DictConfig) -> Components:
     seed_everything(cfg.seed, cfg.trainer.deterministic)  # model init independent of data building
     model = ARCHS.build(cfg.arch.name, plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
     balancer = BALANCERS.build(cfg.balancer.name, plain(cfg.balancer), tasks=tasks)
+    if balancer.uses_task_gradients and not balancer.needs_representation and not model.shared_parameters():
+        raise ConfigError(
+            f"balancer={cfg.balancer.name} combines task gradients on shared parameters, which arch={cfg.arch.name} "
+            "does not have; use a loss-weighting balancer (e.g. balancer=ew)"
+        )
     if balancer.needs_representation and not model.has_representation:
         raise ConfigError(
             f"balancer={cfg.balancer.name} with rep_grad needs a shared representation, which arch={cfg.arch.name} lacks"
         )
+    schedule_cfg = plain(cfg.get("schedule")) or {"name": "none"}
+    schedule = SCHEDULES.build(schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks)
     model.to(device)
     balancer.to(device)
     data.train, data.val, data.test = (s.to(device) for s in (data.train, data.val, data.test))
-    return Components(data, tasks, primary, spec, model, balancer, device)
+    return Components(data, tasks, primary, spec, model, balancer, device, schedule)
 
 
 def versions() -> dict[str, str]:
@@ -166,6 +176,8 @@ class RunFolder:
             self.rows.append({**base, "split": "train", "task": None, "metric": name, "value": value})
         for name, value in r.balancer_extras.items():
             self.rows.append({**base, "split": "train", "task": None, "metric": f"balancer/{name}", "value": value})
+        for task, value in r.schedule.items():
+            self.rows.append({**base, "split": "train", "task": task, "metric": "schedule", "value": value})
         for task, metrics in r.val.items():
             self.rows.append({**base, "split": "val", "task": task, "metric": "loss", "value": r.val_loss[task]})
             for metric, value in metrics.items():
@@ -200,6 +212,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     )
     try:
         c = build(cfg)
+        tracker = build_logger(plain(cfg.get("logger")), output_dir)
     except Exception as ex:
         folder.write_summary(status="failed", error=str(ex).splitlines()[0] if str(ex) else type(ex).__name__)
         raise
@@ -212,6 +225,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         device=str(c.device),
         dataset_info=c.data.info,
     )
+    tracker.log_config(plain(cfg))
     t = cfg.trainer
     optimizer = build_optimizer(t.optimizer, param_groups(c.model, c.balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum)
     ckpt = output_dir / "checkpoints" / "last.pt"
@@ -231,6 +245,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
     def on_epoch(record: EpochRecord, trainer: Trainer) -> None:
         folder.add_epoch(record)
+        tracker.log_epoch(record)
         if diagnostics is not None:
             diagnostics.write()
         folder.write_summary(epochs_completed=record.epoch)
@@ -240,7 +255,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     trainer = Trainer(
         c.model, c.balancer, c.data, optimizer=optimizer, epochs=t.epochs, batch_size=t.batch_size,
         grad_clip=t.grad_clip, seed=cfg.seed, device=c.device, primary=c.primary, on_epoch=on_epoch,
-        diagnostics=diagnostics,
+        diagnostics=diagnostics, schedule=c.schedule,
     )
     setup_s = time.perf_counter() - started
     log.info(
@@ -255,16 +270,23 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             diagnostics.write()
         folder.write_summary(status="diverged", error=str(ex))
         log.error("run diverged: %s", ex)
+        tracker.close("diverged")
         return folder.summary
     except KeyboardInterrupt:
         checkpoint(folder.summary.get("epochs_completed", 0), trainer)
         folder.write_summary(status="interrupted")
+        tracker.close("interrupted")
+        raise
+    except Exception:
+        tracker.close("failed")
         raise
     if not t.checkpoint_every or t.epochs % t.checkpoint_every:
         checkpoint(t.epochs, trainer)
     last, best = trainer.evaluate_test(result.best_state)
     folder.add_test(t.epochs, "last", last)
     folder.add_test(result.best_epoch, "best", best)
+    tracker.log_test("last", t.epochs, last)
+    tracker.log_test("best", result.best_epoch, best)
     final_val = result.epochs[-1]
     best_val = next(r for r in result.epochs if r.epoch == result.best_epoch)
     folder.write_summary(
@@ -290,7 +312,33 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         plot_run(output_dir)
     except Exception as ex:
         log.warning("could not draw plots: %s: %s", type(ex).__name__, ex)
+    if cfg.report.baselines is not False:
+        negative_transfer_stage(cfg, c, output_dir)
+    tracker.close("completed")
     return folder.summary
+
+
+def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) -> dict[str, Any] | None:
+    """Make sure the single-task baselines exist (train the missing ones), then write the report."""
+    from mtlrun.report.baselines import BaselineCache, resolve_baselines
+    from mtlrun.report.negative_transfer import build_report
+
+    launch = Path.cwd()
+    cache = BaselineCache((launch / cfg.report.cache_dir).resolve())
+    started = time.perf_counter()
+    policy = "only_cached" if cfg.report.baselines == "only_cached" else "train"
+    _, _, trained = resolve_baselines(
+        cfg, c.data, c.tasks, c.primary, c.encoder, c.device, cache, policy, batched=cfg.report.batched
+    )
+    roots = [launch / "outputs", launch / "multirun"]
+    try:
+        roots.insert(0, launch / output_dir.resolve().relative_to(launch).parts[0])
+    except ValueError:
+        roots.insert(0, output_dir.parent)
+    report = build_report(output_dir, cache, list(dict.fromkeys(roots)), cfg.report.alpha, cfg.report.groups)
+    seconds = time.perf_counter() - started
+    log.info("negative-transfer report written (%d baseline(s) trained, %.1f s)", len(trained), seconds)
+    return report
 
 
 def run_from_hydra(cfg: DictConfig) -> float | None:
@@ -302,6 +350,7 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from mtlrun.report.objective import run_score
     from mtlrun.report.tables import print_run_summary
 
     hydra_cfg = HydraConfig.get()
@@ -331,4 +380,10 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
         log.exception("job failed: %s", ex)
         return None
     print_run_summary(summary, output_dir)
-    return None
+    if (output_dir / "transfer.json").exists():
+        import json
+
+        from mtlrun.report.negative_transfer import print_verdicts
+
+        print_verdicts(json.loads((output_dir / "transfer.json").read_text(encoding="utf-8")))
+    return run_score(summary)  # for sweepers such as optuna: higher is better

@@ -26,8 +26,9 @@ def parse_branch_points(
         names = str(key).split(GROUP_SEPARATOR)
         for name in names:
             if name not in tasks:
+                choices = ", ".join(tasks)
                 raise ConfigError(
-                    f"arch.branch_at: '{name}' in group '{key}' is not a task of this run; choose from: {', '.join(tasks)}"
+                    f"arch.branch_at: '{name}' in group '{key}' is not a task of this run; choose from: {choices}"
                 )
         if len(set(names)) != len(names):
             raise ConfigError(f"arch.branch_at: group '{key}' names a task twice")
@@ -66,10 +67,10 @@ class Branched(MultiTaskModel):
     the others (Vandenhende et al., BMVC 2020, take such a tree as the result of their task-affinity
     search; here it is given; the tree learned end to end by Guo et al., ICML 2020, is not covered).
     From that stage on, the group's tasks share a branch of their own, which later entries may
-    split further. Stage indices may be negative (``-1`` = the last stage). With ``branch_at`` empty
-    every task branches at the last stage. A branch serving one task belongs to it; a branch serving
-    several is shared. When the trunk ends in single-task branches (or no split happens), the trunk
-    output is the shared representation (``encode``/``decode``).
+    split further. Stage indices may be negative (``-1`` = the last stage). With ``branch_at`` null
+    (or empty) every task branches at the last stage. A branch serving one task belongs to it; a
+    branch serving several is shared. When the trunk ends in single-task branches (or no split
+    happens), the trunk output is the shared representation (``encode``/``decode``).
     """
 
     def __init__(self, encoder: EncoderSpec, tasks: list[TaskSpec], branch_at: dict[str, int] | None = None) -> None:

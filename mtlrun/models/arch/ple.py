@@ -24,9 +24,9 @@ class PLE(MultiTaskModel):
     At level l every expert is a fresh copy of encoder stage l. Task t's experts and gate read task
     t's output of level l-1, the shared experts and the shared gate read the shared output of level
     l-1 (all read the input x at level 0). At intermediate levels the shared gate mixes *all* experts
-    of the level, so every task's intermediate experts and gates feed the shared path and hence every
-    task: they are shared parameters. Only the last level's task experts and gates (and the heads)
-    belong to one task.
+    of the level, so task t's intermediate experts feed the shared path and hence every task: they
+    are shared parameters, and so is any gate of task t whose output reaches such an expert (see
+    :meth:`task_modules`).
     """
 
     def __init__(
@@ -70,4 +70,13 @@ class PLE(MultiTaskModel):
         return {t: self.heads[t](final[t]) for t in self.task_names}
 
     def task_modules(self, task: str) -> list[nn.Module]:
-        return [*self.levels[-1].task_modules(task), self.heads[task]]
+        """The last level's experts and gate of ``task``, its head, and its gates that reach no shared path.
+
+        Task t's gate at level l produces t's level-l features, which feed t's experts at level
+        l+1; those feed the shared gate when level l+1 is intermediate. So t's gate at level l is
+        t's alone iff l >= L-2 (L levels) or there are no task experts at all.
+        """
+        last = len(self.levels) - 1
+        no_task_experts = len(self.levels[0].task_experts[task]) == 0
+        own_gates = [lvl.task_gates[task] for i, lvl in enumerate(self.levels) if i >= last - 1 or no_task_experts]
+        return [self.levels[-1].task_experts[task], *own_gates, self.heads[task]]

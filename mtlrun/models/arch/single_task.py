@@ -1,12 +1,14 @@
 """Independent single-task networks: one encoder and head per task, nothing shared.
 
-With one task this is the single-task baseline (STL) of the negative-transfer report; with
-several it trains them side by side under one optimizer (every parameter is task-specific, so
-no balancer can couple them).
+With one task this is the single-task baseline (STL) of the negative-transfer report. With
+several, each task's network is initialised from the same RNG state, so it starts exactly as a
+one-task run with the same seed would, and gradients are clipped per task: training K tasks
+together equals K separate single-task runs (without dropout, whose random masks differ).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from mtlrun.data.base import TaskSpec
@@ -18,11 +20,21 @@ from mtlrun.models.encoders import EncoderSpec
 class SingleTask(MultiTaskModel):
     def __init__(self, encoder: EncoderSpec, tasks: list[TaskSpec]) -> None:
         super().__init__(encoder, tasks)
-        self.encoders = nn.ModuleDict({t.name: encoder.build() for t in tasks})
-        self.heads = nn.ModuleDict({t.name: t.build_head(self.encoders[t.name].out_dim) for t in tasks})
+        start = torch.get_rng_state()
+        encoders, heads = {}, {}
+        for spec in tasks:
+            torch.set_rng_state(start)
+            encoders[spec.name] = encoder.build()
+            heads[spec.name] = spec.build_head(encoders[spec.name].out_dim)
+        self.encoders = nn.ModuleDict(encoders)
+        self.heads = nn.ModuleDict(heads)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return {t: self.heads[t](self.encoders[t](x)) for t in self.task_names}
 
     def task_modules(self, task: str) -> list[nn.Module]:
         return [self.encoders[task], self.heads[task]]
+
+    def clip_gradients(self, max_norm: float) -> None:
+        for task in self.task_names:
+            nn.utils.clip_grad_norm_([p for p in self.task_parameters(task) if p.grad is not None], max_norm)

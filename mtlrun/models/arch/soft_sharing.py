@@ -19,8 +19,8 @@ class SoftSharing(MultiTaskModel):
 
     For every encoder parameter, stack the T tasks' copies as the rows of ``W`` (T, P):
 
-    - ``penalty=l2`` (Duong et al., 2015): ``sum_{i<j} ||W_i - W_j||^2 = T sum_i ||W_i - mean(W)||^2``,
-      zero exactly when the encoders are equal;
+    - ``penalty=l2`` (Duong et al., 2015): ``sum_{i<j} ||W_i - W_j||^2``, zero exactly when the
+      encoders are equal;
     - ``penalty=trace`` (Yang & Hospedales, 2017, last-axis flattening): the trace (nuclear) norm
       ``||W||_* = sum of singular values``, which favours low-rank, i.e. shared, parameters.
 
@@ -30,7 +30,11 @@ class SoftSharing(MultiTaskModel):
     """
 
     def __init__(
-        self, encoder: EncoderSpec, tasks: list[TaskSpec], penalty: Literal["l2", "trace"] = "l2", strength: float = 0.01
+        self,
+        encoder: EncoderSpec,
+        tasks: list[TaskSpec],
+        penalty: Literal["l2", "trace"] = "l2",
+        strength: float = 0.01,
     ) -> None:
         super().__init__(encoder, tasks)
         if strength < 0:
@@ -52,7 +56,8 @@ class SoftSharing(MultiTaskModel):
         for copies in zip(*per_task):
             stacked = torch.stack([p.reshape(-1) for p in copies])  # (T, P)
             if self.penalty == "l2":
-                total = total + len(copies) * (stacked - stacked.mean(dim=0)).pow(2).sum()
+                T = len(copies)
+                total = total + sum((stacked[i] - stacked[j]).pow(2).sum() for i in range(T) for j in range(i + 1, T))
             else:
                 total = total + torch.linalg.matrix_norm(stacked, ord="nuc")
         return total

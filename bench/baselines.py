@@ -1,0 +1,74 @@
+"""Single-task baselines: training K of them together versus K separate runs, and their share of a run.
+
+Prints, for the default experiment (4 tasks, cnn) and its mlp variant, in one process and on the
+same data:
+  - seconds to train the K baselines as grouped layers, as K networks in one model, and as K
+    separate one-task trainings (the sequential reference), with ratios to the sequential time;
+  - seconds to train the multi-task model (hps + ew) and the ratio (MTL + baselines) / MTL.
+
+    python bench/baselines.py [--epochs 5] [--threads 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+from hydra import compose, initialize_config_module
+
+from mtlrun.config import register_schema
+from mtlrun.report.baselines import train_baselines
+from mtlrun.train.loop import Trainer, build_optimizer, param_groups
+from mtlrun.train.run import build
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def mtl_seconds(cfg) -> float:
+    c = build(cfg)
+    t = cfg.trainer
+    opt = build_optimizer(t.optimizer, param_groups(c.model, c.balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum)
+    trainer = Trainer(
+        c.model, c.balancer, c.data, optimizer=opt, epochs=t.epochs, batch_size=t.batch_size, grad_clip=t.grad_clip,
+        seed=cfg.seed, device=c.device, primary=c.primary,
+    )
+    return timed(trainer.fit)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    register_schema()
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}, epochs {args.epochs}")
+    print(f"{'setting':<22}{'grouped':>10}{'one model':>11}{'sequential':>12}{'MTL':>8}  ratios")
+    with initialize_config_module(version_base="1.3", config_module="mtlrun.conf"):
+        for label, overrides in (("multi_digits cnn", []), ("multi_digits mlp", ["encoder=mlp"])):
+            cfg = compose("config", overrides=[f"trainer.epochs={args.epochs}", "diagnostics.every=0", *overrides])
+            c = build(cfg)
+            run = lambda tasks, mode: train_baselines(cfg, c.data, tasks, c.primary, c.encoder, c.device, mode=mode)  # noqa: E731
+            mtl_seconds(cfg)  # warm-up
+            grouped = timed(lambda: run(c.tasks, "grouped"))
+            separate = timed(lambda: run(c.tasks, "separate"))
+            sequential = sum(timed(lambda t=t: run([t], "separate")) for t in c.tasks)
+            mtl = mtl_seconds(cfg)
+            best = min(grouped, separate)
+            print(
+                f"{label:<22}{grouped:>9.2f}s{separate:>10.2f}s{sequential:>11.2f}s{mtl:>7.2f}s  "
+                f"grouped/seq {grouped / sequential:.2f}, one-model/seq {separate / sequential:.2f}, "
+                f"(MTL+best)/MTL {(mtl + best) / mtl:.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Single-task baselines (STL): trained automatically, cached, and trained together.
+
+The STL baseline of task t is the run with the same dataset, encoder, head, trainer budget and
+seed, ``arch=single_task``, ``balancer=ew`` and task set {t}. Results are cached as one JSON file
+per baseline under the outputs root, keyed by a hash of exactly those settings (not the run's
+architecture, balancer or other tasks), so every run and sweep that needs the same baseline
+reuses it.
+
+The missing baselines of a run are trained in one process as one model: K single-task networks
+side by side, each initialised from the same RNG state a one-task run would use, clipped per
+task, with the best epoch chosen per task. Where the encoder allows, the K networks are computed
+as grouped layers (one batched matmul per layer, see ``mtlrun.models.grouped``); otherwise as K
+networks under one optimizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from mtlrun.balancers.weighting import EqualWeighting
+from mtlrun.config import plain
+from mtlrun.data.base import MultiTaskDataset
+from mtlrun.models import ARCHS, EncoderSpec
+from mtlrun.models.grouped import GroupedSingleTask
+from mtlrun.outputs import write_json
+from mtlrun.train.loop import EpochRecord, Trainer, build_optimizer, param_groups
+
+log = logging.getLogger("mtlrun")
+
+#: trainer keys that do not change what a baseline learns
+_TRAINER_IGNORED = ("device", "checkpoint_every")
+#: bump when the meaning of a cached baseline changes
+CACHE_VERSION = 1
+
+
+def baseline_settings(
+    dataset: Mapping[str, Any], task: str, primary: str, encoder: Mapping[str, Any], trainer: Mapping[str, Any], seed: int
+) -> dict[str, Any]:
+    """Exactly the settings that define task ``task``'s single-task baseline."""
+    return {
+        "version": CACHE_VERSION,
+        "dataset": dict(dataset),
+        "task": task,
+        "primary": primary,
+        "encoder": dict(encoder),
+        "head": "default",
+        "trainer": {k: v for k, v in dict(trainer).items() if k not in _TRAINER_IGNORED},
+        "seed": seed,
+    }
+
+
+def baseline_key(settings: Mapping[str, Any]) -> str:
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+class BaselineCache:
+    """Baselines as ``<root>/<key>.json`` files, each written atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        try:
+            record = json.loads(self.path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if record.get("status") == "completed" else None
+
+    def store(self, key: str, record: Mapping[str, Any]) -> None:
+        write_json(self.path(key), dict(record))
+
+
+def _best_epoch(records: Sequence[EpochRecord], task: str, metric: str, higher: bool) -> EpochRecord:
+    sign = 1.0 if higher else -1.0
+    return max(records, key=lambda r: (sign * r.val[task][metric], -r.epoch))
+
+
+def train_baselines(
+    cfg: DictConfig,
+    data: MultiTaskDataset,
+    tasks: Sequence[str],
+    primary: Mapping[str, str],
+    encoder: EncoderSpec,
+    device: torch.device,
+    mode: str = "auto",
+) -> dict[str, dict[str, Any]]:
+    """Train the single-task baselines of ``tasks`` together; return one record per task."""
+    from mtlrun.train.run import seed_everything
+
+    t = cfg.trainer
+    subset = data.select(list(tasks))
+    specs = [subset.tasks[name] for name in tasks]
+    seed_everything(cfg.seed, t.deterministic)
+    model = None
+    has_conv = len(encoder.input_shape) == 3 and encoder.name == "cnn"
+    if mode == "grouped" or (mode == "auto" and (device.type == "cuda" or not has_conv)):
+        model = GroupedSingleTask.build(encoder, specs)
+    layout = "grouped" if model is not None else "separate"
+    if model is None:
+        seed_everything(cfg.seed, t.deterministic)
+        model = ARCHS.build("single_task", {}, encoder=encoder, tasks=specs)
+    model.to(device)
+    balancer = EqualWeighting(list(tasks)).to(device)
+    optimizer = build_optimizer(t.optimizer, param_groups(model, balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum)
+    trainer = Trainer(
+        model, balancer, subset, optimizer=optimizer, epochs=t.epochs, batch_size=t.batch_size,
+        grad_clip=t.grad_clip, seed=cfg.seed, device=device, primary=dict(primary),
+    )
+    trainer.test_each_epoch = True
+    started = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - started
+    records = {}
+    for name in tasks:
+        directions = subset.tasks[name].metric_directions()
+        metric = primary[name]
+        best = _best_epoch(result.epochs, name, metric, directions[metric])
+        last = result.epochs[-1]
+        records[name] = {
+            "status": "completed",
+            "task": name,
+            "primary": metric,
+            "directions": directions,
+            "metrics": {
+                "best": {"epoch": best.epoch, "val": best.val[name], "test": best.test[name]},
+                "last": {"epoch": last.epoch, "val": last.val[name], "test": last.test[name]},
+            },
+            "curves": {
+                "epoch": [r.epoch for r in result.epochs],
+                "loss": [r.train_loss[name] for r in result.epochs],
+                "val": [r.val[name][metric] for r in result.epochs],
+            },
+            "trained_with": {"tasks": list(tasks), "layout": layout, "train_s": round(seconds, 3)},
+        }
+    return records
+
+
+def resolve_baselines(
+    cfg: DictConfig,
+    data: MultiTaskDataset,
+    tasks: Sequence[str],
+    primary: Mapping[str, str],
+    encoder: EncoderSpec,
+    device: torch.device,
+    cache: BaselineCache,
+    policy: str,
+    batched: str = "auto",
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], list[str]]:
+    """Baselines for ``tasks``: cached ones reused, missing ones trained (unless ``only_cached``).
+
+    Returns ``(records, keys, trained)``; a task without a baseline is absent from ``records``.
+    """
+    keys = {
+        name: baseline_key(
+            baseline_settings(plain(cfg.dataset), name, primary[name], encoder.as_dict(), plain(cfg.trainer), cfg.seed)
+        )
+        for name in tasks
+    }
+    records = {name: rec for name in tasks if (rec := cache.load(keys[name])) is not None}
+    missing = [name for name in tasks if name not in records]
+    if records:
+        log.info("reusing cached single-task baselines for %s (%s)", ", ".join(records), cache.root)
+    if missing and policy == "only_cached":
+        log.info("no cached baseline for %s (report.baselines=only_cached)", ", ".join(missing))
+        missing = []
+    if missing:
+        log.info("training single-task baselines for %s together", ", ".join(missing))
+        trained = train_baselines(cfg, data, missing, primary, encoder, device, mode=batched)
+        for name, record in trained.items():
+            record["key"] = keys[name]
+            record["settings"] = baseline_settings(
+                plain(cfg.dataset), name, primary[name], encoder.as_dict(), plain(cfg.trainer), cfg.seed
+            )
+            cache.store(keys[name], record)
+            records[name] = record
+    return records, keys, missing

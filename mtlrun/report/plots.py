@@ -1,0 +1,284 @@
+"""Plots of one run folder: learning curves, balancer weights, gradient conflict, task affinity, Δ_t.
+
+Every function draws one PNG from plain data (rows of ``metrics.jsonl``, the ``diagnostics.json``
+dict, ...) so the report code can call them on any run. matplotlib is imported lazily and only
+its Agg canvas is used (no pyplot, no display, no global state), which keeps ``import mtlrun``
+fast and plotting safe in headless jobs and threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("mtlrun")
+
+DPI = 120
+#: bar colour per verdict of the negative-transfer report
+VERDICT_COLORS = {
+    "negative transfer": "#c0392b",
+    "positive transfer": "#27ae60",
+    "no significant difference": "#95a5a6",
+    "untested (1 seed)": "#5d8aa8",
+}
+
+Rows = Iterable[Mapping[str, Any]]
+StlCurves = Mapping[str, Mapping[str, Sequence[float]]]
+
+
+def _figure(width: float, height: float):
+    """A new figure on the Agg canvas (headless, independent of any pyplot backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, out_path: Path) -> Path:
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=DPI, format="png")
+    return out_path
+
+
+def _series(rows: Rows, split: str, metric: str) -> dict[str, tuple[list[int], list[float]]]:
+    """``{task: (epochs, values)}`` for rows with this split and metric, sorted by epoch."""
+    found: dict[str, dict[int, float]] = {}
+    for row in rows:
+        if row.get("split") != split or row.get("metric") != metric or row.get("task") is None:
+            continue
+        if "checkpoint" in row:  # test rows
+            continue
+        value = row.get("value")
+        if isinstance(value, (int, float)):
+            found.setdefault(row["task"], {})[int(row["epoch"])] = float(value)
+    return {task: (sorted(v), [v[e] for e in sorted(v)]) for task, v in found.items()}
+
+
+def read_metrics(folder: Path) -> list[dict[str, Any]]:
+    """The rows of ``folder/metrics.jsonl`` (empty when there is none)."""
+    path = Path(folder) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------------------------
+# Curves
+# --------------------------------------------------------------------------------------------
+
+
+def plot_learning_curves(
+    metrics_rows: Rows,
+    primary: Mapping[str, str],
+    out_path: Path,
+    stl_curves: StlCurves | None = None,
+    directions: Mapping[str, Mapping[str, bool]] | None = None,
+) -> Path | None:
+    """Per task (one row each): train loss and validation primary metric per epoch.
+
+    ``stl_curves`` ({task: {"epoch": [...], "loss": [...], "val": [...]}}, from single-task
+    baselines) are overlaid dashed as "STL". ``directions`` ({task: {metric: higher_is_better}})
+    adds ↑/↓ to the metric axis. Returns None when the rows hold no training loss.
+    """
+    rows = list(metrics_rows)
+    train = _series(rows, "train", "loss")
+    tasks = [t for t in primary if t in train] or list(train)
+    if not tasks:
+        return None
+    fig = _figure(10.0, 2.6 * len(tasks) + 0.4)
+    axes = fig.subplots(len(tasks), 2, squeeze=False)
+    for k, task in enumerate(tasks):
+        metric = primary.get(task)
+        val = _series(rows, "val", metric)[task] if metric and task in _series(rows, "val", metric) else None
+        arrow = ""
+        if directions and metric in directions.get(task, {}):
+            arrow = " ↑" if directions[task][metric] else " ↓"
+        stl = (stl_curves or {}).get(task)
+        loss_ax, val_ax = axes[k]
+        loss_ax.plot(*train[task], marker="o", markersize=3, color="C0", label="MTL")
+        if stl and stl.get("loss"):
+            loss_ax.plot(stl["epoch"], stl["loss"], linestyle="--", marker="o", markersize=3, color="C1", label="STL")
+        loss_ax.set(title=f"{task}: train loss", xlabel="epoch", ylabel="loss")
+        if val is not None:
+            val_ax.plot(*val, marker="o", markersize=3, color="C0", label="MTL")
+        if stl and stl.get("val"):
+            val_ax.plot(stl["epoch"], stl["val"], linestyle="--", marker="o", markersize=3, color="C1", label="STL")
+        val_ax.set(title=f"{task}: validation {metric}{arrow}", xlabel="epoch", ylabel=f"{metric}{arrow}")
+        for ax in (loss_ax, val_ax):
+            ax.grid(alpha=0.3)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            if ax.has_data():
+                ax.legend(loc="best", fontsize="small")
+    fig.suptitle("Learning curves per task" + (" (dashed: single-task baseline)" if stl_curves else ""))
+    return _save(fig, out_path)
+
+
+def plot_weights(metrics_rows: Rows, out_path: Path) -> Path | None:
+    """The balancer's task weights per epoch (epoch means of ``metric == "weight"`` rows)."""
+    weights = _series(list(metrics_rows), "train", "weight")
+    if not weights:
+        return None
+    fig = _figure(7.0, 4.0)
+    ax = fig.subplots()
+    for task, (epochs, values) in weights.items():
+        ax.plot(epochs, values, marker="o", markersize=3, label=task)
+    ax.set(title="Balancer task weights (mean over each epoch's steps)", xlabel="epoch", ylabel="weight")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(title="task", loc="best", fontsize="small")
+    return _save(fig, out_path)
+
+
+# --------------------------------------------------------------------------------------------
+# Δ_t bars
+# --------------------------------------------------------------------------------------------
+
+
+def plot_delta_bars(deltas: Mapping[str, tuple[float, str]], out_path: Path) -> Path | None:
+    """Bars of Δ_t (% relative to the single-task baseline) per task, coloured by verdict."""
+    if not deltas:
+        return None
+    from matplotlib.patches import Patch
+
+    tasks = list(deltas)
+    values = [float(deltas[t][0]) for t in tasks]
+    verdicts = [deltas[t][1] for t in tasks]
+    fig = _figure(max(5.0, 1.1 * len(tasks) + 2.5), 4.2)
+    ax = fig.subplots()
+    bars = ax.bar(tasks, values, color=[VERDICT_COLORS.get(v, "#7f8c8d") for v in verdicts], edgecolor="black")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.bar_label(bars, labels=[f"{v:+.2f}" for v in values], padding=2, fontsize="small")
+    ax.margins(y=0.2)
+    ax.set(
+        title="Per-task transfer Δ_t (MTL vs single-task; > 0: sharing helped)",
+        xlabel="task",
+        ylabel="Δ_t (% relative to single-task)",
+    )
+    ax.grid(axis="y", alpha=0.3)
+    present = [v for v in VERDICT_COLORS if v in verdicts] + sorted(set(verdicts) - set(VERDICT_COLORS))
+    ax.legend(
+        handles=[Patch(facecolor=VERDICT_COLORS.get(v, "#7f8c8d"), edgecolor="black", label=v) for v in present],
+        title="verdict",
+        loc="best",
+        fontsize="small",
+    )
+    return _save(fig, out_path)
+
+
+# --------------------------------------------------------------------------------------------
+# Diagnostics
+# --------------------------------------------------------------------------------------------
+
+
+def _heatmap(ax, matrix: Sequence[Sequence[float]], tasks: Sequence[str], limit: float, colorbar_label: str) -> None:
+    """An annotated heatmap with a diverging colormap centred at 0 (range ±``limit``)."""
+    import numpy as np
+
+    data = np.asarray(matrix, dtype=float)
+    image = ax.imshow(data, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax.set_xticks(range(len(tasks)), labels=tasks, rotation=30, ha="right")
+    ax.set_yticks(range(len(tasks)), labels=tasks)
+    small = limit < 0.1  # e.g. affinities of a few thousandths: show significant digits
+    for i in range(data.shape[0]):
+        for j in range(data.shape[1]):
+            value = data[i, j]
+            text = f"{value:.2g}" if small else f"{value:.2f}"
+            strong = abs(value) > 0.6 * limit
+            ax.text(j, i, text, ha="center", va="center", fontsize="small", color="white" if strong else "black")
+    ax.figure.colorbar(image, ax=ax, label=colorbar_label, shrink=0.85)
+
+
+def plot_cosine(diagnostics: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """``cosine.png`` (mean cosine of task gradients, T x T) and ``cosine_evolution.png``
+    (per pair, the epoch mean over training). Nothing when the run has no cosine data."""
+    cosine = diagnostics.get("cosine")
+    tasks = list(diagnostics.get("tasks") or [])
+    if not cosine or len(tasks) < 2:
+        return []
+    out_dir = Path(out_dir)
+    n = diagnostics.get("steps_sampled", 0)
+    size = 1.1 * len(tasks) + 2.8
+    fig = _figure(size + 1.0, size)
+    ax = fig.subplots()
+    _heatmap(ax, cosine["matrix"], tasks, 1.0, "cosine similarity")
+    ax.set(
+        title=f"Task-gradient cosine on shared parameters\n(mean of {n} sampled steps; < 0: conflict)",
+        xlabel="task",
+        ylabel="task",
+    )
+    written = [_save(fig, out_dir / "cosine.png")]
+
+    by_epoch = cosine.get("by_epoch") or []
+    if by_epoch:
+        fig = _figure(7.5, 4.2)
+        ax = fig.subplots()
+        epochs = [entry["epoch"] for entry in by_epoch]
+        for i in range(len(tasks)):
+            for j in range(i + 1, len(tasks)):
+                ax.plot(
+                    epochs,
+                    [entry["matrix"][i][j] for entry in by_epoch],
+                    marker="o",
+                    markersize=3,
+                    label=f"{tasks[i]} / {tasks[j]}",
+                )
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set(title="Task-gradient cosine over training (epoch means)", xlabel="epoch", ylabel="cosine similarity")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend(title="task pair", loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
+        written.append(_save(fig, out_dir / "cosine_evolution.png"))
+    return written
+
+
+def plot_affinity(diagnostics: Mapping[str, Any], out_path: Path) -> Path | None:
+    """The inter-task affinity matrix Z(i→j) (TAG; row: task stepped on, column: task measured)."""
+    affinity = diagnostics.get("affinity")
+    tasks = list(diagnostics.get("tasks") or [])
+    if not affinity or not affinity.get("matrix") or len(tasks) < 2:
+        return None
+    matrix = affinity["matrix"]
+    limit = max((abs(v) for row in matrix for v in row), default=0.0) or 1e-12
+    size = 1.1 * len(tasks) + 2.8
+    fig = _figure(size + 1.0, size)
+    ax = fig.subplots()
+    _heatmap(ax, matrix, tasks, limit, "Z(i→j) (relative loss decrease)")
+    ax.set(
+        title="Inter-task affinity Z(i→j) = 1 − L_j(θ after a step on i) / L_j(θ)\n(> 0: a step on i lowers j's loss)",
+        xlabel="target task j (loss measured)",
+        ylabel="source task i (step taken)",
+    )
+    return _save(fig, out_path)
+
+
+# --------------------------------------------------------------------------------------------
+# A whole run folder
+# --------------------------------------------------------------------------------------------
+
+
+def plot_run(folder: Path, stl_curves: StlCurves | None = None) -> list[Path]:
+    """Draw into ``folder/plots/`` every plot the folder's files support; return the paths."""
+    folder = Path(folder)
+    out = folder / "plots"
+    written: list[Path | None] = []
+    rows = read_metrics(folder)
+    summary_path = folder / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else {}
+    if rows:
+        primary = summary.get("primary") or {}
+        written.append(
+            plot_learning_curves(rows, primary, out / "learning_curves.png", stl_curves, summary.get("directions"))
+        )
+        written.append(plot_weights(rows, out / "weights.png"))
+    diagnostics_path = folder / "diagnostics.json"
+    if diagnostics_path.exists():
+        diagnostics = json.loads(diagnostics_path.read_text(encoding="utf-8"))
+        written.extend(plot_cosine(diagnostics, out))
+        written.append(plot_affinity(diagnostics, out / "affinity.png"))
+    return [p for p in written if p is not None]

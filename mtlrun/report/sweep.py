@@ -1,0 +1,84 @@
+"""The sweep-end summary: a Hydra callback that pools a multirun's job folders when it ends.
+
+It writes ``sweep_summary.json`` and ``sweep_report.md`` into the sweep folder (one row per
+configuration, seeds pooled; Δm, rank, Pareto set; failed, diverged and incomplete jobs with
+their reason), prints the table, and then makes the sweep exit with status 1 when any job failed,
+was interrupted or left no finished summary (a diverged job is a result, not a failure). It runs
+in the process that launched the sweep, whatever the launcher.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+
+from mtlrun.outputs import write_json, write_text
+from mtlrun.report.aggregate import Comparison, compare
+from mtlrun.report.compare import render_markdown, render_table
+from mtlrun.report.folders import read_runs
+
+log = logging.getLogger("mtlrun")
+
+#: job outcomes that make the sweep's exit status non-zero
+FAILED = ("failed", "interrupted", "incomplete")
+
+
+def summarize_sweep(sweep_dir: Path, console: Console | None = None) -> Comparison:
+    """Write the two summary files for ``sweep_dir`` and return the comparison."""
+    comparison = compare(read_runs([sweep_dir]))
+    write_json(sweep_dir / "sweep_summary.json", {"sweep_dir": str(sweep_dir), **comparison.as_dict()})
+    write_text(sweep_dir / "sweep_report.md", render_markdown(comparison, title=f"Sweep {sweep_dir}"))
+    if console is not None:
+        render_table(comparison, console)
+    return comparison
+
+
+def refresh_transfer_reports(sweep_dir: Path, config: DictConfig) -> None:
+    """Rebuild each job's negative-transfer report now that every seed of the sweep has finished,
+    so the reports pool all seeds (a job only sees the seeds that finished before it)."""
+    from mtlrun.report.baselines import BaselineCache
+    from mtlrun.report.negative_transfer import build_report
+
+    report = config.get("report")
+    if report is None or report.baselines is False:
+        return
+    launch = Path.cwd()
+    cache = BaselineCache((launch / str(report.cache_dir)).resolve())
+    roots = [sweep_dir, launch / "outputs", launch / "multirun"]
+    for transfer in sorted(sweep_dir.glob("*/transfer.json")):
+        try:
+            build_report(transfer.parent, cache, roots, float(report.alpha), int(report.groups))
+        except Exception as ex:  # one unreadable job must not hide the others
+            log.warning("could not refresh the report of %s: %s", transfer.parent, ex)
+
+
+def failed_jobs(comparison: Comparison) -> list[str]:
+    return [f"{p.path.name}: {p.status} ({p.reason})" for p in comparison.problems if p.status in FAILED]
+
+
+class SweepSummary(Callback):
+    """Registered as ``hydra.callbacks.sweep_summary`` (conf/hydra/callbacks/sweep_summary.yaml)."""
+
+    def __init__(self, fail_on_error: bool = True) -> None:
+        self.fail_on_error = fail_on_error
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir():
+            return
+        console = Console()
+        refresh_transfer_reports(sweep_dir, config)
+        comparison = summarize_sweep(sweep_dir, console)
+        console.print(f"sweep summary: {sweep_dir / 'sweep_report.md'}")
+        failures = failed_jobs(comparison)
+        if failures:
+            for line in failures:
+                log.error("job %s", line)
+            if self.fail_on_error:
+                console.print(f"[bold red]{len(failures)} job(s) of the sweep failed[/]")
+                raise SystemExit(1)

@@ -1,0 +1,202 @@
+"""Negative transfer: relative improvement over single-task baselines, Δm, verdicts, task grouping.
+
+Definitions (Maninis et al., CVPR 2019; Vandenhende et al., TPAMI 2021). For metric m of task t
+with direction d (+1 if higher is better, else -1):
+
+- ``Δ_t = mean_m d·(MTL_m − STL_m)/|STL_m|·100``: the relative improvement of task t; positive
+  means sharing helped.
+- ``delta_m = mean_t Δ_t`` (improvement, higher is better) and ``delta_m_drop = mean over every
+  metric of every task of −d·(MTL_m − STL_m)/|STL_m|·100`` (drop, lower is better), the form of
+  the Nash-MTL and FAMO tables.
+- A metric whose STL value is exactly 0 has no relative change; it is left out of Δ_t and Δm
+  and listed under ``excluded`` (an absolute difference would mix units into a percentage).
+
+Verdicts need seed statistics: each seed's metrics are mapped to the same relative score against
+the mean STL value, and a one-sided Welch t-test compares the MTL seeds with the STL seeds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+NEGATIVE = "negative transfer"
+POSITIVE = "positive transfer"
+NO_DIFFERENCE = "no significant difference"
+UNTESTED = "untested (1 seed)"
+
+Metrics = Mapping[str, float]  # {metric: value}
+
+
+def relative_change(mtl: float, stl: float, higher_is_better: bool) -> float | None:
+    """``d·(mtl − stl)/|stl|·100``, or None when ``stl`` is 0 (undefined)."""
+    if stl == 0 or not (math.isfinite(mtl) and math.isfinite(stl)):
+        return None
+    sign = 1.0 if higher_is_better else -1.0
+    return sign * (mtl - stl) / abs(stl) * 100.0
+
+
+def task_delta(mtl: Metrics, stl: Metrics, directions: Mapping[str, bool]) -> float | None:
+    """Δ_t: mean relative improvement over the metrics with a defined change."""
+    changes = [relative_change(mtl[m], stl[m], directions[m]) for m in directions if m in mtl and m in stl]
+    defined = [c for c in changes if c is not None]
+    return sum(defined) / len(defined) if defined else None
+
+
+def delta_m(mtl: Mapping[str, Metrics], stl: Mapping[str, Metrics], directions: Mapping[str, Mapping[str, bool]]):
+    """Mean of Δ_t over tasks (improvement form; higher is better)."""
+    deltas = [task_delta(mtl[t], stl[t], directions[t]) for t in directions]
+    defined = [d for d in deltas if d is not None]
+    return sum(defined) / len(defined) if defined else None
+
+
+def delta_m_drop(
+    mtl: Mapping[str, Metrics], stl: Mapping[str, Metrics], directions: Mapping[str, Mapping[str, bool]]
+) -> float | None:
+    """Mean over every metric of every task of ``−d·(MTL − STL)/|STL|·100`` (lower is better)."""
+    drops = []
+    for task, dirs in directions.items():
+        for metric, higher in dirs.items():
+            change = relative_change(mtl[task][metric], stl[task][metric], higher)
+            if change is not None:
+                drops.append(-change)
+    return sum(drops) / len(drops) if drops else None
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+def welch_p_value(a: Sequence[float], b: Sequence[float], alternative: str) -> float:
+    """One-sided Welch t-test of mean(a) > mean(b) (``greater``) or < (``less``)."""
+    from scipy import stats
+
+    if len(set(a)) <= 1 and len(set(b)) <= 1:  # zero variance on both sides: the test is degenerate
+        ma, mb = a[0], b[0]
+        if ma == mb:
+            return 1.0
+        return 0.0 if (ma > mb) == (alternative == "greater") else 1.0
+    return float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
+
+
+@dataclass
+class TaskVerdict:
+    task: str
+    delta: float | None
+    verdict: str
+    p_value: float | None
+    n_mtl: int
+    n_stl: int
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    excluded: list[str] = field(default_factory=list)
+
+
+def judge_task(
+    task: str,
+    mtl_runs: Sequence[Metrics],
+    stl_runs: Sequence[Metrics],
+    directions: Mapping[str, bool],
+    alpha: float = 0.05,
+) -> TaskVerdict:
+    """Δ_t from the seed means, and the verdict from a one-sided Welch test on per-seed scores."""
+    metric_names = [m for m in directions if all(m in r for r in mtl_runs) and all(m in r for r in stl_runs)]
+    stl_mean = {m: mean_std([r[m] for r in stl_runs])[0] for m in metric_names}
+    usable = [m for m in metric_names if stl_mean[m] != 0]
+    excluded = [m for m in metric_names if stl_mean[m] == 0]
+
+    def score(run: Metrics) -> float:
+        return sum(relative_change(run[m], stl_mean[m], directions[m]) for m in usable) / len(usable)
+
+    metrics: dict[str, dict[str, Any]] = {}
+    for m in metric_names:
+        mtl_mean, mtl_std = mean_std([r[m] for r in mtl_runs])
+        s_mean, s_std = mean_std([r[m] for r in stl_runs])
+        metrics[m] = {
+            "mtl": mtl_mean, "mtl_std": mtl_std, "stl": s_mean, "stl_std": s_std,
+            "higher_is_better": directions[m], "delta": relative_change(mtl_mean, s_mean, directions[m]),
+        }
+    if not usable:
+        return TaskVerdict(task, None, NO_DIFFERENCE, None, len(mtl_runs), len(stl_runs), metrics, excluded)
+    mtl_scores = [score(r) for r in mtl_runs]
+    stl_scores = [score(r) for r in stl_runs]
+    delta = mean_std(mtl_scores)[0]
+    if len(mtl_runs) < 2 or len(stl_runs) < 2:
+        return TaskVerdict(task, delta, UNTESTED, None, len(mtl_runs), len(stl_runs), metrics, excluded)
+    alternative = "less" if delta < 0 else "greater"
+    p = welch_p_value(mtl_scores, stl_scores, alternative)
+    if p < alpha:
+        verdict = NEGATIVE if delta < 0 else POSITIVE
+    else:
+        verdict = NO_DIFFERENCE
+    return TaskVerdict(task, delta, verdict, p, len(mtl_runs), len(stl_runs), metrics, excluded)
+
+
+def set_partitions(items: Sequence[str], groups: int) -> Iterable[list[list[str]]]:
+    """Every partition of ``items`` into exactly ``groups`` non-empty groups."""
+    items = list(items)
+    if groups == 1:
+        yield [items]
+        return
+    if len(items) == groups:
+        yield [[x] for x in items]
+        return
+    if len(items) < groups:
+        return
+    first, rest = items[0], items[1:]
+    for partition in set_partitions(rest, groups - 1):
+        yield [[first], *partition]
+    for partition in set_partitions(rest, groups):
+        for i in range(len(partition)):
+            yield [*partition[:i], [first, *partition[i]], *partition[i + 1 :]]
+
+
+def grouping_score(partition: Sequence[Sequence[str]], affinity: Mapping[str, Mapping[str, float]]) -> float:
+    """TAG's total affinity (Fifty et al., NeurIPS 2021): each task j scores the mean affinity
+    Z(i→j) it receives from the other members i of its group (0 when alone); sum over tasks."""
+    total = 0.0
+    for group in partition:
+        for j in group:
+            others = [i for i in group if i != j]
+            if others:
+                total += sum(affinity[i][j] for i in others) / len(others)
+    return total
+
+
+def best_grouping(tasks: Sequence[str], affinity: Mapping[str, Mapping[str, float]], groups: int) -> dict[str, Any]:
+    """The split of ``tasks`` into ``groups`` groups with the highest total affinity.
+
+    Exhaustive for up to 8 tasks (at most 4,140 partitions); beyond that a greedy search that
+    moves one task at a time while the score improves, from the exhaustive best of the first 8.
+    """
+    groups = max(1, min(groups, len(tasks)))
+    head, tail = list(tasks[:8]), list(tasks[8:])
+    best = max(set_partitions(head, min(groups, len(head))), key=lambda p: grouping_score(p, affinity))
+    best = [list(g) for g in best]
+    for task in tail:
+        best = max(
+            ([*best[:i], [*g, task], *best[i + 1 :]] for i, g in enumerate(best)),
+            key=lambda p: grouping_score(p, affinity),
+        )
+    improved = bool(tail)
+    while improved:
+        improved = False
+        current = grouping_score(best, affinity)
+        for src, dst in itertools.permutations(range(len(best)), 2):
+            for task in list(best[src]):
+                if len(best[src]) == 1:
+                    continue
+                trial = [list(g) for g in best]
+                trial[src].remove(task)
+                trial[dst].append(task)
+                if grouping_score(trial, affinity) > current + 1e-12:
+                    best, improved = trial, True
+                    break
+            if improved:
+                break
+    return {"groups": best, "score": grouping_score(best, affinity), "exhaustive": not tail}

@@ -1,0 +1,162 @@
+"""Plots of a run folder: every function writes a valid PNG from plain data, or nothing without data."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from mtlrun.report import plots
+from tests.conftest import TINY
+
+#: end-to-end runs without the single-task baselines of the transfer report (not under test here)
+FAST = TINY if any(o.startswith("report.baselines") for o in TINY) else [*TINY, "report.baselines=false"]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TASKS = ["left", "sum"]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a PNG, after checking its signature and header chunk."""
+    content = Path(path).read_bytes()
+    assert content.startswith(PNG_SIGNATURE), path
+    assert content[12:16] == b"IHDR"
+    assert len(content) > 5000, f"{path} is suspiciously small ({len(content)} bytes)"
+    return struct.unpack(">II", content[16:24])
+
+
+def metric_rows(epochs: int = 3) -> list[dict]:
+    rows = []
+    for e in range(1, epochs + 1):
+        base = {"epoch": e, "step": 10 * e}
+        for k, task in enumerate(TASKS):
+            rows.append({**base, "split": "train", "task": task, "metric": "loss", "value": 2.0 / e + k})
+            rows.append({**base, "split": "train", "task": task, "metric": "weight", "value": 1.0 + 0.1 * k * e})
+            rows.append({**base, "split": "val", "task": task, "metric": "loss", "value": 2.5 / e + k})
+        rows.append({**base, "split": "val", "task": "left", "metric": "accuracy", "value": 0.3 + 0.1 * e})
+        rows.append({**base, "split": "val", "task": "sum", "metric": "mae", "value": 3.0 - 0.5 * e})
+    rows.append(
+        {"epoch": epochs, "split": "test", "checkpoint": "last", "task": "left", "metric": "accuracy", "value": 0.9}
+    )
+    return rows
+
+
+PRIMARY = {"left": "accuracy", "sum": "mae"}
+DIRECTIONS = {"left": {"accuracy": True}, "sum": {"mae": False}}
+
+
+def diagnostics(tasks=("a", "b", "c")) -> dict:
+    t = list(tasks)
+    return {
+        "tasks": t,
+        "every": 5,
+        "steps_sampled": 4,
+        "cosine": {
+            "matrix": [[1.0, 0.3, -0.4], [0.3, 1.0, 0.1], [-0.4, 0.1, 1.0]],
+            "pairs": {},
+            "by_epoch": [
+                {"epoch": 1, "matrix": [[1.0, 0.5, -0.2], [0.5, 1.0, 0.0], [-0.2, 0.0, 1.0]]},
+                {"epoch": 2, "matrix": [[1.0, 0.1, -0.6], [0.1, 1.0, 0.2], [-0.6, 0.2, 1.0]]},
+            ],
+        },
+        "grad_norm": {"mean": {}, "ratio_to_mean": {}, "pair_ratio": {}},
+        "affinity": {
+            "matrix": [[0.01, 0.002, -0.003], [0.004, 0.02, 0.0], [-0.001, 0.001, 0.03]],
+            "by_epoch": [],
+        },
+        "overhead_s": 0.1,
+    }
+
+
+def test_learning_curves_with_and_without_stl(tmp_path):
+    rows = metric_rows()
+    alone = plots.plot_learning_curves(rows, PRIMARY, tmp_path / "mtl.png", directions=DIRECTIONS)
+    stl = {t: {"epoch": [1, 2, 3], "loss": [2.2, 1.5, 1.2], "val": [0.2, 0.3, 0.45]} for t in TASKS}
+    overlaid = plots.plot_learning_curves(rows, PRIMARY, tmp_path / "stl.png", stl_curves=stl)
+    width, height = png_size(alone)
+    assert width > 800 and height > 500  # two columns, one row per task
+    png_size(overlaid)
+    assert alone.read_bytes() != overlaid.read_bytes()
+
+
+def test_learning_curves_need_training_losses(tmp_path):
+    rows = [r for r in metric_rows() if r["split"] != "train"]
+    assert plots.plot_learning_curves(rows, PRIMARY, tmp_path / "x.png") is None
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_weights(tmp_path):
+    png_size(plots.plot_weights(metric_rows(), tmp_path / "w.png"))
+    no_weights = [r for r in metric_rows() if r["metric"] != "weight"]
+    assert plots.plot_weights(no_weights, tmp_path / "none.png") is None
+
+
+def test_delta_bars_colour_by_verdict(tmp_path):
+    deltas = {
+        "left": (-3.2, "negative transfer"),
+        "right": (4.1, "positive transfer"),
+        "sum": (0.3, "no significant difference"),
+        "parity": (-0.8, "untested (1 seed)"),
+    }
+    png_size(plots.plot_delta_bars(deltas, tmp_path / "delta.png"))
+    assert plots.plot_delta_bars({}, tmp_path / "empty.png") is None
+    assert set(plots.VERDICT_COLORS) == {v for _, v in deltas.values()}
+
+
+def test_cosine_heatmap_and_evolution(tmp_path):
+    written = plots.plot_cosine(diagnostics(), tmp_path)
+    assert [p.name for p in written] == ["cosine.png", "cosine_evolution.png"]
+    for path in written:
+        png_size(path)
+
+
+def test_affinity_heatmap(tmp_path):
+    png_size(plots.plot_affinity(diagnostics(), tmp_path / "affinity.png"))
+
+
+def test_diagnostics_plots_skip_what_is_missing(tmp_path):
+    empty = {**diagnostics(), "cosine": None, "affinity": None, "reason": "arch=single_task has no shared parameters"}
+    assert plots.plot_cosine(empty, tmp_path) == []
+    assert plots.plot_affinity(empty, tmp_path / "a.png") is None
+    one_task = {**diagnostics(("a",)), "cosine": {"matrix": [[1.0]], "pairs": {}, "by_epoch": []}}
+    assert plots.plot_cosine(one_task, tmp_path) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def write_folder(folder: Path, with_diagnostics: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metric_rows()))
+    (folder / "summary.json").write_text(json.dumps({"primary": PRIMARY, "directions": DIRECTIONS}))
+    if with_diagnostics:
+        (folder / "diagnostics.json").write_text(json.dumps(diagnostics()))
+
+
+@pytest.mark.parametrize("with_diagnostics", [True, False])
+def test_plot_run_draws_what_the_folder_supports(tmp_path, with_diagnostics):
+    write_folder(tmp_path, with_diagnostics)
+    written = plots.plot_run(tmp_path)
+    expected = {"learning_curves.png", "weights.png"}
+    if with_diagnostics:
+        expected |= {"cosine.png", "cosine_evolution.png", "affinity.png"}
+    assert {p.name for p in written} == expected
+    assert all(p.parent == tmp_path / "plots" for p in written)
+    for path in written:
+        png_size(path)
+
+
+def test_plot_run_on_an_empty_folder_draws_nothing(tmp_path):
+    assert plots.plot_run(tmp_path) == []
+
+
+def test_a_plotting_failure_never_fails_the_run(cli, monkeypatch):
+    def broken(folder):
+        raise RuntimeError("no canvas today")
+
+    monkeypatch.setattr(plots, "plot_run", broken)
+    result = cli(*FAST, "diagnostics.every=0")
+    assert result.code == 0, result.err
+    assert result.summary()["status"] == "completed"
+    log = (result.run_dirs()[-1] / "run.log").read_text()
+    assert "could not draw plots" in log and "no canvas today" in log
