@@ -33,6 +33,8 @@ lint: install
 
 bench: install
 	$(PY) bench/balancers.py
+	$(PY) bench/diagnostics.py
+	$(PY) bench/baselines.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

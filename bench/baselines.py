@@ -33,10 +33,20 @@ def timed(fn) -> float:
 def mtl_seconds(cfg) -> float:
     c = build(cfg)
     t = cfg.trainer
-    opt = build_optimizer(t.optimizer, param_groups(c.model, c.balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum)
+    opt = build_optimizer(
+        t.optimizer, param_groups(c.model, c.balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum
+    )
     trainer = Trainer(
-        c.model, c.balancer, c.data, optimizer=opt, epochs=t.epochs, batch_size=t.batch_size, grad_clip=t.grad_clip,
-        seed=cfg.seed, device=c.device, primary=c.primary,
+        c.model,
+        c.balancer,
+        c.data,
+        optimizer=opt,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        grad_clip=t.grad_clip,
+        seed=cfg.seed,
+        device=c.device,
+        primary=c.primary,
     )
     return timed(trainer.fit)
 
@@ -49,25 +59,35 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     register_schema()
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, epochs {args.epochs}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, epochs {args.epochs}"
+    )
     print(f"{'setting':<22}{'grouped':>10}{'one model':>11}{'sequential':>12}{'MTL':>8}  ratios")
     with initialize_config_module(version_base="1.3", config_module="mtlrun.conf"):
         for label, overrides in (("multi_digits cnn", []), ("multi_digits mlp", ["encoder=mlp"])):
             cfg = compose("config", overrides=[f"trainer.epochs={args.epochs}", "diagnostics.every=0", *overrides])
-            c = build(cfg)
-            run = lambda tasks, mode: train_baselines(cfg, c.data, tasks, c.primary, c.encoder, c.device, mode=mode)  # noqa: E731
-            mtl_seconds(cfg)  # warm-up
-            grouped = timed(lambda: run(c.tasks, "grouped"))
-            separate = timed(lambda: run(c.tasks, "separate"))
-            sequential = sum(timed(lambda t=t: run([t], "separate")) for t in c.tasks)
-            mtl = mtl_seconds(cfg)
-            best = min(grouped, separate)
-            print(
-                f"{label:<22}{grouped:>9.2f}s{separate:>10.2f}s{sequential:>11.2f}s{mtl:>7.2f}s  "
-                f"grouped/seq {grouped / sequential:.2f}, one-model/seq {separate / sequential:.2f}, "
-                f"(MTL+best)/MTL {(mtl + best) / mtl:.2f}"
-            )
+            print(measure(label, cfg))
+
+
+def measure(label: str, cfg) -> str:
+    """One table row: baselines grouped, in one model, sequential, and the multi-task run."""
+    c = build(cfg)
+
+    def baselines(tasks: list[str], mode: str) -> None:
+        train_baselines(cfg, c.data, tasks, c.primary, c.encoder, c.device, mode=mode)
+
+    mtl_seconds(cfg)  # warm-up
+    grouped = timed(lambda: baselines(c.tasks, "grouped"))
+    separate = timed(lambda: baselines(c.tasks, "separate"))
+    sequential = sum(timed(lambda t=t: baselines([t], "separate")) for t in c.tasks)
+    mtl = mtl_seconds(cfg)
+    best = min(grouped, separate)
+    return (
+        f"{label:<22}{grouped:>9.2f}s{separate:>10.2f}s{sequential:>11.2f}s{mtl:>7.2f}s  "
+        f"grouped/seq {grouped / sequential:.2f}, one-model/seq {separate / sequential:.2f}, "
+        f"(MTL+best)/MTL {(mtl + best) / mtl:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -72,5 +72,14 @@ def render_help() -> str:
         lines.append(f"  {group}: {what}")
         width = max(len(c) for c in choices)
         lines += [f"    {name.ljust(width)}  {desc}" for name, desc in choices.items()]
-    lines += ["", "Top-level keys: seed (int), trainer.* (see trainer/default.yaml)", "", EXAMPLES]
+    lines += [
+        "",
+        "Top-level keys:",
+        "  seed                 the run's seed (the dataset's split has its own, dataset.seed)",
+        "  trainer.*            epochs, batch_size, optimizer, lr, weight_decay, momentum, grad_clip, device, ...",
+        "  report.*             baselines (true | false | only_cached), cache_dir, alpha, groups, batched",
+        "  diagnostics.*        every (steps between samples; 0 = off), affinity (true | false)",
+        "",
+        EXAMPLES,
+    ]
     return "\n".join(lines)

@@ -25,7 +25,9 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("overrides", "names", "hint"), BAD_INPUTS, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+@pytest.mark.parametrize(
+    ("overrides", "names", "hint"), BAD_INPUTS, ids=lambda v: " ".join(v) if isinstance(v, list) else None
+)
 def test_bad_input_is_one_clear_line(cli, overrides, names, hint):
     result = cli(*overrides) if any("epochs" in o for o in overrides) else cli(*overrides, "trainer.epochs=1")
     assert result.code == 2
@@ -39,7 +41,9 @@ def test_bad_input_is_one_clear_line(cli, overrides, names, hint):
 def test_bad_input_through_the_console_script(tmp_path):
     result = run_subprocess("arch=nope", cwd=tmp_path)
     assert result.code == 2
-    assert result.err.strip().splitlines() == ["mtlrun: error: arch=nope is not valid; choose one of: " + result.err.split("choose one of: ")[1].strip()]
+    assert result.err.strip().splitlines() == [
+        "mtlrun: error: arch=nope is not valid; choose one of: " + result.err.split("choose one of: ")[1].strip()
+    ]
     assert "hps" in result.err
 
 

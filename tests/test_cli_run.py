@@ -15,8 +15,15 @@ def test_run_folder_layout(cli):
     result = cli(*TINY)
     assert result.code == 0, result.err
     folder = result.run_dirs()[-1]
-    for name in (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "run.log", "metrics.jsonl",
-                 "summary.json", "checkpoints/last.pt"):
+    for name in (
+        ".hydra/config.yaml",
+        ".hydra/hydra.yaml",
+        ".hydra/overrides.yaml",
+        "run.log",
+        "metrics.jsonl",
+        "summary.json",
+        "checkpoints/last.pt",
+    ):
         assert (folder / name).exists(), name
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert {r["split"] for r in rows} == {"train", "val", "test"}
@@ -65,8 +72,22 @@ def test_fixed_weights_are_used(cli):
 def test_help_lists_every_group_and_choice(tmp_path):
     result = run_subprocess("--help", cwd=tmp_path)
     assert result.code == 0
-    for word in ("dataset:", "multi_digits", "synthetic", "arch:", "hps", "single_task", "balancer:", "ew", "fixed",
-                 "tasks:", "digits_left_right", "encoder:", "cnn", "mlp"):
+    for word in (
+        "dataset:",
+        "multi_digits",
+        "synthetic",
+        "arch:",
+        "hps",
+        "single_task",
+        "balancer:",
+        "ew",
+        "fixed",
+        "tasks:",
+        "digits_left_right",
+        "encoder:",
+        "cnn",
+        "mlp",
+    ):
         assert word in result.out
     assert "Hard parameter sharing" in result.out
 

@@ -27,7 +27,18 @@ def test_every_config_folder_is_a_listed_package():
 
 def test_wheel_contains_every_yaml(tmp_path):
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )
@@ -47,7 +58,10 @@ def test_non_editable_install_runs_outside_the_checkout(tmp_path):
     work.mkdir()
     proc = subprocess.run(
         [str(venv / "bin" / "mtlrun"), "trainer.epochs=1", "tasks=digits_left_right"],
-        cwd=work, capture_output=True, text=True, timeout=300,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert list(work.glob("outputs/*/*/summary.json"))

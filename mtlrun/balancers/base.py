@@ -148,7 +148,9 @@ class GradientAggregator(Balancer):
         if update_every < 1:
             raise ConfigError(f"balancer.update_every={update_every} must be >= 1")
         if jacobian_mode not in ("auto", "loop", "batched"):
-            raise ConfigError(f"balancer.jacobian_mode={jacobian_mode} is not valid; choose one of: auto, batched, loop")
+            raise ConfigError(
+                f"balancer.jacobian_mode={jacobian_mode} is not valid; choose one of: auto, batched, loop"
+            )
         self.rep_grad = rep_grad
         self.needs_representation = rep_grad
         self.update_every = update_every

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from mtlrun.balancers.base import BALANCERS
 from mtlrun.balancers.common import GramianAggregator
-from mtlrun.balancers.jacobian import JacobianMode
 
 
 def config_weights(G: np.ndarray, rcond: float = 1e-10) -> np.ndarray:
@@ -39,15 +36,6 @@ class ConFIG(GramianAggregator):
     pseudo-inverse) and its length is the sum of the task gradients' projections on that direction
     (the paper's length rule). Returned as task weights on the Gramian (:func:`config_weights`).
     """
-
-    def __init__(
-        self,
-        tasks: Sequence[str],
-        rep_grad: bool = False,
-        update_every: int = 1,
-        jacobian_mode: JacobianMode = "auto",
-    ) -> None:
-        super().__init__(tasks, rep_grad=rep_grad, update_every=update_every, jacobian_mode=jacobian_mode)
 
     def aggregate(self, jacobian: Tensor) -> Tensor:
         rcond = 10 * self.num_tasks * float(torch.finfo(jacobian.dtype).eps)

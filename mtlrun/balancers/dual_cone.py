@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from torch import Tensor
 
 from mtlrun.balancers.base import BALANCERS
 from mtlrun.balancers.common import GramianAggregator
-from mtlrun.balancers.jacobian import JacobianMode
 from mtlrun.balancers.solvers import project_to_dual_cone
 
 
@@ -25,15 +22,6 @@ class UPGrad(GramianAggregator):
     with every task gradient.
     """
 
-    def __init__(
-        self,
-        tasks: Sequence[str],
-        rep_grad: bool = False,
-        update_every: int = 1,
-        jacobian_mode: JacobianMode = "auto",
-    ) -> None:
-        super().__init__(tasks, rep_grad=rep_grad, update_every=update_every, jacobian_mode=jacobian_mode)
-
     def aggregate(self, jacobian: Tensor) -> Tensor:
         G = self.host_gramian(jacobian)
         projected = project_to_dual_cone(G, np.eye(len(G)))
@@ -45,15 +33,6 @@ class DualProj(GramianAggregator):
     """DualProj (Quinton & Rey, 2024): the mean gradient projected onto the dual cone of the task
     gradients, ``J^T v`` with ``v = argmin_{v >= 1/T} v^T G v``, solved exactly like UPGrad's projections.
     """
-
-    def __init__(
-        self,
-        tasks: Sequence[str],
-        rep_grad: bool = False,
-        update_every: int = 1,
-        jacobian_mode: JacobianMode = "auto",
-    ) -> None:
-        super().__init__(tasks, rep_grad=rep_grad, update_every=update_every, jacobian_mode=jacobian_mode)
 
     def aggregate(self, jacobian: Tensor) -> Tensor:
         G = self.host_gramian(jacobian)

@@ -20,7 +20,8 @@ class DynamicWeightAverage(LossWeighting):
 
         r_t = Lbar_t(e-1) / Lbar_t(e-2),    w_t = T * exp(r_t / temperature) / sum_k exp(r_k / temperature)
 
-    and ``w_t = 1`` during the first two epochs (no ratio yet). Weights sum to T (the number of tasks).
+    and ``w_t = 1`` during the first two epochs (no ratio yet). A task whose previous average loss is 0
+    (switched off by a schedule) has no rate of change and gets ``r_t = 1``. Weights sum to T (the number of tasks).
     The running epoch sums and the last two epoch averages are buffers, so checkpoints resume them;
     the step count and epoch bookkeeping are plain integers in the module's extra state.
     """
@@ -59,12 +60,16 @@ class DynamicWeightAverage(LossWeighting):
         if self._completed_epochs < 2:
             self.current_weights.fill_(1.0)
             return
-        ratio = self.epoch_averages[0] / self.epoch_averages[1]
+        last, before = self.epoch_averages[0], self.epoch_averages[1]
+        # a task switched off by a schedule has zero loss: no rate to compare, so ratio 1
+        ratio = torch.where(before > 0, last / before.clamp_min(torch.finfo(before.dtype).tiny), torch.ones_like(last))
         self.current_weights.copy_(self.num_tasks * torch.softmax(ratio / self.temperature, dim=0))
 
     def get_extra_state(self) -> dict[str, Any]:
         return {
-            "epoch": self._epoch, "steps_in_epoch": self._steps_in_epoch, "completed_epochs": self._completed_epochs
+            "epoch": self._epoch,
+            "steps_in_epoch": self._steps_in_epoch,
+            "completed_epochs": self._completed_epochs,
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:

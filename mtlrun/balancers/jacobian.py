@@ -73,9 +73,7 @@ def task_jacobian(
         rows = []
         for i in range(T):
             inputs = [*shared, *own[i]]
-            grads = torch.autograd.grad(
-                losses[i], inputs, retain_graph=retain_graph or i < T - 1, allow_unused=True
-            )
+            grads = torch.autograd.grad(losses[i], inputs, retain_graph=retain_graph or i < T - 1, allow_unused=True)
             rows.append(flat(grads[: len(shared)], shared))
             accumulate_grad(own[i], grads[len(shared) :])
         return torch.stack(rows)
@@ -86,8 +84,10 @@ def task_jacobian(
         losses, inputs, grad_outputs=eye, is_grads_batched=True, retain_graph=retain_graph, allow_unused=True
     )
     jac = torch.cat(
-        [(g if g is not None else torch.zeros(T, *p.shape, device=p.device, dtype=p.dtype)).reshape(T, -1)
-         for g, p in zip(grads[: len(shared)], shared)],
+        [
+            (g if g is not None else torch.zeros(T, *p.shape, device=p.device, dtype=p.dtype)).reshape(T, -1)
+            for g, p in zip(grads[: len(shared)], shared)
+        ],
         dim=1,
     )
     # row i of a task-specific parameter's batched gradient is non-zero only for its own task

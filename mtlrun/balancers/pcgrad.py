@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from mtlrun.balancers.base import BALANCERS
 from mtlrun.balancers.common import GramianAggregator
-from mtlrun.balancers.jacobian import JacobianMode
 
 
 def pcgrad_coefficients(G: np.ndarray) -> np.ndarray:
@@ -40,15 +37,6 @@ class PCGrad(GramianAggregator):
     with (negative inner product), in random order. The update is a combination of the task
     gradients, so the method returns its weights ``sum_i C[i, :]``.
     """
-
-    def __init__(
-        self,
-        tasks: Sequence[str],
-        rep_grad: bool = False,
-        update_every: int = 1,
-        jacobian_mode: JacobianMode = "auto",
-    ) -> None:
-        super().__init__(tasks, rep_grad=rep_grad, update_every=update_every, jacobian_mode=jacobian_mode)
 
     def aggregate(self, jacobian: Tensor) -> Tensor:
         return self.to_weights(pcgrad_coefficients(self.host_gramian(jacobian)).sum(axis=0), jacobian)

@@ -34,7 +34,8 @@ class FixedWeighting(LossWeighting):
         unknown = sorted(set(weights) - set(self.tasks))
         if unknown:
             raise ConfigError(
-                f"balancer.weights names task(s) {', '.join(unknown)} not in the task set; valid: {', '.join(self.tasks)}"
+                f"balancer.weights names task(s) {', '.join(unknown)} not in the task set; "
+                f"valid: {', '.join(self.tasks)}"
             )
         for task, w in weights.items():
             if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:

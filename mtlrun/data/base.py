@@ -51,7 +51,9 @@ class TaskSpec:
     def build_head(self, in_dim: int) -> nn.Module:
         """A small head mapping the shared feature vector to this task's output."""
         if self.head_hidden:
-            return nn.Sequential(nn.Linear(in_dim, self.head_hidden), nn.ReLU(), nn.Linear(self.head_hidden, self.out_dim))
+            return nn.Sequential(
+                nn.Linear(in_dim, self.head_hidden), nn.ReLU(), nn.Linear(self.head_hidden, self.out_dim)
+            )
         return nn.Linear(in_dim, self.out_dim)
 
     def predictions(self, output: Tensor) -> Tensor:

@@ -54,9 +54,7 @@ def compose_pairs(
 def _split(images: Tensor, labels: Tensor, pairs: int, overlap: int, g: torch.Generator) -> TensorSplit:
     x, left, right = compose_pairs(images, labels, pairs, overlap, g)
     total = left + right
-    return TensorSplit(
-        x, {"left": left, "right": right, "sum": total.float(), "parity": (total % 2).float()}
-    )
+    return TensorSplit(x, {"left": left, "right": right, "sum": total.float(), "parity": (total % 2).float()})
 
 
 @DATASETS.register("multi_digits")

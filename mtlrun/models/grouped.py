@@ -82,8 +82,14 @@ def _grouped_conv(layers: Sequence[nn.Conv2d]) -> nn.Conv2d | None:
         return None
     k = len(layers)
     conv = nn.Conv2d(
-        first.in_channels * k, first.out_channels * k, first.kernel_size, first.stride, first.padding,
-        first.dilation, groups=k, bias=first.bias is not None,
+        first.in_channels * k,
+        first.out_channels * k,
+        first.kernel_size,
+        first.stride,
+        first.padding,
+        first.dilation,
+        groups=k,
+        bias=first.bias is not None,
     )
     with torch.no_grad():
         conv.weight.copy_(torch.cat([m.weight for m in layers]))

@@ -43,7 +43,12 @@ CACHE_VERSION = 1
 
 
 def baseline_settings(
-    dataset: Mapping[str, Any], task: str, primary: str, encoder: Mapping[str, Any], trainer: Mapping[str, Any], seed: int
+    dataset: Mapping[str, Any],
+    task: str,
+    primary: str,
+    encoder: Mapping[str, Any],
+    trainer: Mapping[str, Any],
+    seed: int,
 ) -> dict[str, Any]:
     """Exactly the settings that define task ``task``'s single-task baseline."""
     return {
@@ -102,22 +107,30 @@ def train_baselines(
 
     t = cfg.trainer
     subset = data.select(list(tasks))
+    primary = {name: primary[name] for name in tasks}
     specs = [subset.tasks[name] for name in tasks]
     seed_everything(cfg.seed, t.deterministic)
-    model = None
-    has_conv = len(encoder.input_shape) == 3 and encoder.name == "cnn"
-    if mode == "grouped" or (mode == "auto" and (device.type == "cuda" or not has_conv)):
-        model = GroupedSingleTask.build(encoder, specs)
+    model = GroupedSingleTask.build(encoder, specs) if mode in ("auto", "grouped") else None
     layout = "grouped" if model is not None else "separate"
     if model is None:
         seed_everything(cfg.seed, t.deterministic)
         model = ARCHS.build("single_task", {}, encoder=encoder, tasks=specs)
     model.to(device)
     balancer = EqualWeighting(list(tasks)).to(device)
-    optimizer = build_optimizer(t.optimizer, param_groups(model, balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum)
+    optimizer = build_optimizer(
+        t.optimizer, param_groups(model, balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum
+    )
     trainer = Trainer(
-        model, balancer, subset, optimizer=optimizer, epochs=t.epochs, batch_size=t.batch_size,
-        grad_clip=t.grad_clip, seed=cfg.seed, device=device, primary=dict(primary),
+        model,
+        balancer,
+        subset,
+        optimizer=optimizer,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        grad_clip=t.grad_clip,
+        seed=cfg.seed,
+        device=device,
+        primary=dict(primary),
     )
     trainer.test_each_epoch = True
     started = time.perf_counter()

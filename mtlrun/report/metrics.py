@@ -40,7 +40,8 @@ class TaskEvaluator:
                 self.collections[name].update(spec.predictions(outputs[name]), targets[name])
         model.train(was_training)
         metrics = {
-            name: {m: float(v) for m, v in collection.compute().items()} for name, collection in self.collections.items()
+            name: {m: float(v) for m, v in collection.compute().items()}
+            for name, collection in self.collections.items()
         }
         return metrics, {t: float(s) / len(split) for t, s in loss_sums.items()}
 

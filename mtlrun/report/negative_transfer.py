@@ -140,8 +140,13 @@ def build_report(
         "baseline_cache": str(cache.root),
         "tasks": {
             t: {
-                "delta": v.delta, "verdict": v.verdict, "p_value": v.p_value, "n_mtl": v.n_mtl, "n_stl": v.n_stl,
-                "metrics": v.metrics, "excluded_metrics": v.excluded,
+                "delta": v.delta,
+                "verdict": v.verdict,
+                "p_value": v.p_value,
+                "n_mtl": v.n_mtl,
+                "n_stl": v.n_stl,
+                "metrics": v.metrics,
+                "excluded_metrics": v.excluded,
             }
             for t, v in verdicts.items()
         },
@@ -153,7 +158,9 @@ def build_report(
     report["grouping"] = _grouping(run_dir, groups)
     write_json(run_dir / "transfer.json", report)
     write_text(run_dir / "report.md", render_markdown(report))
-    _plot_deltas(run_dir, report)
+    own_keys = baseline_keys_for(config, summary)
+    stl_curves = {t: rec["curves"] for t in tasks if (rec := cache.load(own_keys[t])) is not None and "curves" in rec}
+    _plot(run_dir, report, summary, stl_curves)
     return report
 
 
@@ -171,19 +178,23 @@ def _grouping(run_dir: Path, groups: int) -> dict[str, Any] | None:
     return result
 
 
-def _plot_deltas(run_dir: Path, report: dict[str, Any]) -> None:
-    try:
-        from mtlrun.report.plots import plot_delta_bars
-    except ImportError:
-        return
-    deltas = {t: (v["delta"], v["verdict"]) for t, v in report["tasks"].items() if v["delta"] is not None}
-    if deltas:
-        try:
-            plot_delta_bars(deltas, run_dir / "plots" / "delta.png")
-        except Exception as ex:  # a plot must never fail a run
-            import logging
+def _plot(run_dir: Path, report: dict[str, Any], summary: dict[str, Any], stl_curves: dict[str, Any]) -> None:
+    """The Δ_t chart, and the learning curves again with the single-task curves overlaid."""
+    import logging
 
-            logging.getLogger("mtlrun").warning("could not plot the Δ chart: %s", ex)
+    try:
+        from mtlrun.report.plots import plot_delta_bars, plot_learning_curves, read_metrics
+
+        deltas = {t: (v["delta"], v["verdict"]) for t, v in report["tasks"].items() if v["delta"] is not None}
+        if deltas:
+            plot_delta_bars(deltas, run_dir / "plots" / "delta.png")
+        if stl_curves:
+            plot_learning_curves(
+                read_metrics(run_dir), summary["primary"], run_dir / "plots" / "learning_curves.png", stl_curves,
+                summary.get("directions"),
+            )
+    except Exception as ex:  # a plot must never fail a run
+        logging.getLogger("mtlrun").warning("could not draw the report plots: %s", ex)
 
 
 def _fmt(value: float | None, digits: int = 2, signed: bool = True) -> str:
@@ -245,7 +256,13 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def verdict_table(report: dict[str, Any]) -> Table:
     table = Table(title=f"Negative transfer vs single-task baselines (Δm {_fmt(report['delta_m'])} %)")
-    for name, justify in (("task", "left"), ("Δ_t (%)", "right"), ("verdict", "left"), ("p", "right"), ("seeds", "right")):
+    for name, justify in (
+        ("task", "left"),
+        ("Δ_t (%)", "right"),
+        ("verdict", "left"),
+        ("p", "right"),
+        ("seeds", "right"),
+    ):
         table.add_column(name, justify=justify)
     colour = {NEGATIVE: "red", POSITIVE: "green"}
     for task, v in report["tasks"].items():

@@ -34,6 +34,8 @@ def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    # matplotlib logs category-axis notes at INFO, which would land in every run's console and log
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig

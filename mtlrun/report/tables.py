@@ -24,7 +24,9 @@ def run_table(summary: dict[str, Any]) -> Table:
             primary = summary["primary"][task] == metric
             arrow = "↑" if summary["directions"][task][metric] else "↓"
             name = f"[bold]{metric}[/]" if primary else metric
-            table.add_row(task if i == 0 else "", name, arrow, f"{value:.4f}", f"{metrics['best']['test'][task][metric]:.4f}")
+            table.add_row(
+                task if i == 0 else "", name, arrow, f"{value:.4f}", f"{metrics['best']['test'][task][metric]:.4f}"
+            )
         table.add_section()
     return table
 

@@ -118,8 +118,12 @@ def judge_task(
         mtl_mean, mtl_std = mean_std([r[m] for r in mtl_runs])
         s_mean, s_std = mean_std([r[m] for r in stl_runs])
         metrics[m] = {
-            "mtl": mtl_mean, "mtl_std": mtl_std, "stl": s_mean, "stl_std": s_std,
-            "higher_is_better": directions[m], "delta": relative_change(mtl_mean, s_mean, directions[m]),
+            "mtl": mtl_mean,
+            "mtl_std": mtl_std,
+            "stl": s_mean,
+            "stl_std": s_std,
+            "higher_is_better": directions[m],
+            "delta": relative_change(mtl_mean, s_mean, directions[m]),
         }
     if not usable:
         return TaskVerdict(task, None, NO_DIFFERENCE, None, len(mtl_runs), len(stl_runs), metrics, excluded)

@@ -173,9 +173,17 @@ class Trainer:
             x, targets = group[0]
             self.optimizer.zero_grad(set_to_none=True)
             ctx = StepContext(
-                model=model, shared_params=self.shared, task_params=self.task_params, epoch=epoch, step=self.step,
-                extra_batches=group[1:], compute_losses=self.compute_losses, lr=lr, batch=group[0],
-                validation_batch=self.validation_batch, functional_losses=self.functional_losses,
+                model=model,
+                shared_params=self.shared,
+                task_params=self.task_params,
+                epoch=epoch,
+                step=self.step,
+                extra_batches=group[1:],
+                compute_losses=self.compute_losses,
+                lr=lr,
+                batch=group[0],
+                validation_batch=self.validation_batch,
+                functional_losses=self.functional_losses,
             )
             if balancer.needs_representation:
                 rep = model.encode(x)
@@ -232,7 +240,11 @@ class Trainer:
                     bad = [t for t, v in train_loss.items() if not math.isfinite(v)]
                     raise Diverged(f"loss of task(s) {', '.join(bad)} became non-finite at epoch {epoch}")
                 val, val_loss = self.evaluator.evaluate(self.model, self.data.val, self.batch_size)
-                test = self.evaluator.evaluate(self.model, self.data.test, self.batch_size)[0] if self.test_each_epoch else None
+                test = (
+                    self.evaluator.evaluate(self.model, self.data.test, self.batch_size)[0]
+                    if self.test_each_epoch
+                    else None
+                )
                 eval_s += time.perf_counter() - t1
                 reference = reference or val
                 score = normalized_score(val, reference, self.primary, self.directions)
@@ -240,9 +252,16 @@ class Trainer:
                     best_score, best_epoch = score, epoch
                     best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 record = EpochRecord(
-                    epoch=epoch, step=self.step, train_loss=train_loss, weights=dict(zip(self.tasks, weights.tolist())),
-                    extra_losses={k: float(v) / max(n, 1) for k, v in extra_sum.items()}, val=val, val_loss=val_loss,
-                    balancer_extras=extras, test=test, schedule=dict(self._multipliers or {}),
+                    epoch=epoch,
+                    step=self.step,
+                    train_loss=train_loss,
+                    weights=dict(zip(self.tasks, weights.tolist())),
+                    extra_losses={k: float(v) / max(n, 1) for k, v in extra_sum.items()},
+                    val=val,
+                    val_loss=val_loss,
+                    balancer_extras=extras,
+                    test=test,
+                    schedule=dict(self._multipliers or {}),
                 )
                 records.append(record)
                 progress.epoch_done(self._epoch_line(record))

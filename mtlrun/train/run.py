@@ -124,7 +124,8 @@ def build(cfg: DictConfig) -> Components:
         )
     if balancer.needs_representation and not model.has_representation:
         raise ConfigError(
-            f"balancer={cfg.balancer.name} with rep_grad needs a shared representation, which arch={cfg.arch.name} lacks"
+            f"balancer={cfg.balancer.name} with rep_grad needs a shared representation, "
+            f"which arch={cfg.arch.name} lacks"
         )
     schedule_cfg = plain(cfg.get("schedule")) or {"name": "none"}
     schedule = SCHEDULES.build(schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks)
@@ -188,7 +189,14 @@ class RunFolder:
         for task, values in metrics.items():
             for metric, value in values.items():
                 self.rows.append(
-                    {"epoch": epoch, "split": "test", "checkpoint": which, "task": task, "metric": metric, "value": value}
+                    {
+                        "epoch": epoch,
+                        "split": "test",
+                        "checkpoint": which,
+                        "task": task,
+                        "metric": metric,
+                        "value": value,
+                    }
                 )
         write_jsonl(self.root / "metrics.jsonl", self.rows)
 
@@ -204,8 +212,12 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     folder.write_summary(
         status="running",
         run={
-            "dataset": cfg.dataset.name, "arch": cfg.arch.name, "balancer": cfg.balancer.name,
-            "encoder": cfg.encoder.name, "tasks": None, "seed": cfg.seed,
+            "dataset": cfg.dataset.name,
+            "arch": cfg.arch.name,
+            "balancer": cfg.balancer.name,
+            "encoder": cfg.encoder.name,
+            "tasks": None,
+            "seed": cfg.seed,
         },
         versions=versions(),
         git_commit=git_commit(),
@@ -227,20 +239,31 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     )
     tracker.log_config(plain(cfg))
     t = cfg.trainer
-    optimizer = build_optimizer(t.optimizer, param_groups(c.model, c.balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum)
+    optimizer = build_optimizer(
+        t.optimizer, param_groups(c.model, c.balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum
+    )
     ckpt = output_dir / "checkpoints" / "last.pt"
 
     def checkpoint(epoch: int, trainer: Trainer) -> None:
         save_checkpoint(
-            ckpt, model=c.model.state_dict(), optimizer=optimizer.state_dict(), balancer=c.balancer.state_dict(),
-            rng=rng_state(trainer.shuffle), epoch=epoch, step=trainer.step,
+            ckpt,
+            model=c.model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            balancer=c.balancer.state_dict(),
+            rng=rng_state(trainer.shuffle),
+            epoch=epoch,
+            step=trainer.step,
         )
 
     diagnostics = diagnostics_for_run(
-        cfg.get("diagnostics"), tasks=c.tasks, model=c.model,
+        cfg.get("diagnostics"),
+        tasks=c.tasks,
+        model=c.model,
         shared=[p for p in c.model.shared_parameters() if p.requires_grad],
-        loss_fns={task: c.data.tasks[task].loss for task in c.tasks}, optimizer=optimizer,
-        path=output_dir / "diagnostics.json", arch=cfg.arch.name,
+        loss_fns={task: c.data.tasks[task].loss for task in c.tasks},
+        optimizer=optimizer,
+        path=output_dir / "diagnostics.json",
+        arch=cfg.arch.name,
     )
 
     def on_epoch(record: EpochRecord, trainer: Trainer) -> None:
@@ -253,15 +276,30 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
             checkpoint(record.epoch, trainer)
 
     trainer = Trainer(
-        c.model, c.balancer, c.data, optimizer=optimizer, epochs=t.epochs, batch_size=t.batch_size,
-        grad_clip=t.grad_clip, seed=cfg.seed, device=c.device, primary=c.primary, on_epoch=on_epoch,
-        diagnostics=diagnostics, schedule=c.schedule,
+        c.model,
+        c.balancer,
+        c.data,
+        optimizer=optimizer,
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        grad_clip=t.grad_clip,
+        seed=cfg.seed,
+        device=c.device,
+        primary=c.primary,
+        on_epoch=on_epoch,
+        diagnostics=diagnostics,
+        schedule=c.schedule,
     )
     setup_s = time.perf_counter() - started
     log.info(
         "training %s on %s (%s) with %s, tasks %s, %d parameters, device %s",
-        cfg.arch.name, cfg.dataset.name, c.encoder.name, cfg.balancer.name, ",".join(c.tasks),
-        folder.summary["parameters"]["total"], c.device,
+        cfg.arch.name,
+        cfg.dataset.name,
+        c.encoder.name,
+        cfg.balancer.name,
+        ",".join(c.tasks),
+        folder.summary["parameters"]["total"],
+        c.device,
     )
     try:
         result = trainer.fit()

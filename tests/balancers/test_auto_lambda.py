@@ -43,8 +43,14 @@ def point_losses(theta: Tensor) -> dict[str, Tensor]:
 
 def point_context(model: Point, lr: float) -> tuple[dict[str, Tensor], StepContext]:
     ctx = StepContext(
-        model=model, shared_params=[model.theta], task_params={t: [] for t in TARGETS}, epoch=1, step=0, lr=lr,
-        validation_batch=lambda: None, functional_losses=lambda params, batch: point_losses(params["theta"]),
+        model=model,
+        shared_params=[model.theta],
+        task_params={t: [] for t in TARGETS},
+        epoch=1,
+        step=0,
+        lr=lr,
+        validation_batch=lambda: None,
+        functional_losses=lambda params, batch: point_losses(params["theta"]),
     )
     return point_losses(model.theta), ctx
 
@@ -81,8 +87,10 @@ def test_hypergradient_matches_finite_differences():
 
     eps, lam = 1e-6, torch.full((2,), 0.3, dtype=torch.float64)
     numeric = torch.tensor(
-        [(primary_val_loss_after_step(lam + eps * e) - primary_val_loss_after_step(lam - eps * e)) / (2 * eps)
-         for e in torch.eye(2, dtype=torch.float64)],
+        [
+            (primary_val_loss_after_step(lam + eps * e) - primary_val_loss_after_step(lam - eps * e)) / (2 * eps)
+            for e in torch.eye(2, dtype=torch.float64)
+        ],
         dtype=torch.float64,
     )
     torch.testing.assert_close(hyper, numeric, rtol=1e-5, atol=1e-9)

@@ -60,8 +60,12 @@ def joint_qp_by_slsqp(gF: np.ndarray, gq: np.ndarray, rho: float) -> tuple[np.nd
 
     x0 = np.concatenate([np.full(T, 1 / T), [0.0]])
     result = minimize(
-        objective, x0, method="SLSQP", bounds=[(0, 1)] * T + [(0, None)],
-        constraints=[{"type": "eq", "fun": lambda x: x[:T].sum() - 1.0}], options={"ftol": 1e-15, "maxiter": 1000},
+        objective,
+        x0,
+        method="SLSQP",
+        bounds=[(0, 1)] * T + [(0, None)],
+        constraints=[{"type": "eq", "fun": lambda x: x[:T].sum() - 1.0}],
+        options={"ftol": 1e-15, "maxiter": 1000},
     )
     return result.x[:T], float(result.x[T])
 

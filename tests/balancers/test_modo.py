@@ -34,8 +34,13 @@ def simplex_projection_by_bisection(v: torch.Tensor) -> torch.Tensor:
 def min_norm_weights_by_slsqp(G: np.ndarray) -> np.ndarray:
     T = G.shape[0]
     result = minimize(
-        lambda w: w @ G @ w, np.full(T, 1.0 / T), jac=lambda w: 2 * G @ w, method="SLSQP",
-        bounds=[(0, 1)] * T, constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}], options={"ftol": 1e-15},
+        lambda w: w @ G @ w,
+        np.full(T, 1.0 / T),
+        jac=lambda w: 2 * G @ w,
+        method="SLSQP",
+        bounds=[(0, 1)] * T,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
+        options={"ftol": 1e-15},
     )
     return result.x
 

@@ -53,8 +53,12 @@ def test_upper_direction_is_the_min_norm_point_of_the_hypergradients():
     direction = MOML(["a", "b", "c"]).upper_direction(hyper, BalanceInfo())
     G = (hyper @ hyper.T).numpy()
     result = minimize(
-        lambda w: w @ G @ w, np.full(3, 1 / 3), method="SLSQP", bounds=[(0, 1)] * 3,
-        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}], options={"ftol": 1e-15},
+        lambda w: w @ G @ w,
+        np.full(3, 1 / 3),
+        method="SLSQP",
+        bounds=[(0, 1)] * 3,
+        constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
+        options={"ftol": 1e-15},
     )
     expected = torch.as_tensor(result.x) @ hyper
     assert expected.norm() > 0.1, "the toy's hypergradients must share a descent direction"

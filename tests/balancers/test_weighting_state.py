@@ -79,7 +79,8 @@ def test_a_fresh_balancer_state_differs_from_a_trained_one():
             continue
         fresh = BALANCERS.build(name, options, tasks=toy.tasks)
         differs = [
-            key for key, value in trained.state_dict().items()
+            key
+            for key, value in trained.state_dict().items()
             if isinstance(value, torch.Tensor)
             and (value.shape != fresh.state_dict()[key].shape or not torch.equal(value, fresh.state_dict()[key]))
         ]

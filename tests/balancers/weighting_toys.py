@@ -53,8 +53,13 @@ class Toy:
         self.model.zero_grad(set_to_none=True)
         batch = (self.x, self.targets)
         ctx = StepContext(
-            model=self.model, shared_params=self.shared, task_params=self.task_params, epoch=epoch, step=step,
-            compute_losses=self.losses_on, batch=batch,
+            model=self.model,
+            shared_params=self.shared,
+            task_params=self.task_params,
+            epoch=epoch,
+            step=step,
+            compute_losses=self.losses_on,
+            batch=batch,
         )
         if rep:
             z = self.model.encode(self.x)

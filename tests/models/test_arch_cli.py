@@ -70,8 +70,13 @@ def test_arch_trains_through_cli(cli, arch: str, encoder: str, dataset: str):
 def test_sweep_over_every_arch(cli):
     archs = "hps,cross_stitch,mtan,mmoe,cgc,ple,dselect_k,soft_sharing,branched"
     result = cli(
-        "-m", f"arch={archs}", "trainer.epochs=1", "trainer.batch_size=128", *ENCODERS["mlp"],
-        *TINY_SYNTHETIC[:-2], *FAST,
+        "-m",
+        f"arch={archs}",
+        "trainer.epochs=1",
+        "trainer.batch_size=128",
+        *ENCODERS["mlp"],
+        *TINY_SYNTHETIC[:-2],
+        *FAST,
     )
     assert result.code == 0, result.err
     summaries = [json.loads((d / "summary.json").read_text()) for d in result.run_dirs()]

@@ -14,8 +14,12 @@ SMALL = ["encoder=mlp", "encoder.hidden=[32]", "trainer.batch_size=128", "diagno
 
 def key(**changes):
     base = dict(
-        dataset={"name": "multi_digits", "seed": 0}, task="left", primary="accuracy",
-        encoder={"name": "cnn", "channels": [16, 32]}, trainer={"lr": 0.001, "epochs": 2, "device": "cpu"}, seed=0,
+        dataset={"name": "multi_digits", "seed": 0},
+        task="left",
+        primary="accuracy",
+        encoder={"name": "cnn", "channels": [16, 32]},
+        trainer={"lr": 0.001, "epochs": 2, "device": "cpu"},
+        seed=0,
     )
     base.update(changes)
     return baseline_key(baseline_settings(**base))
@@ -98,9 +102,19 @@ def _sweep_report(cli, tmp_path, correlation: float) -> dict:
     where = tmp_path / f"c{correlation}"
     where.mkdir()
     result = cli(
-        "-m", "dataset=synthetic", f"dataset.correlation={correlation}", "dataset.num_samples=2000",
-        "dataset.input_dim=8", "dataset.num_sinusoids=0", "encoder=mlp", "encoder.hidden=[1]", "trainer.epochs=15",
-        "trainer.lr=0.01", "diagnostics.every=0", "seed=0,1,2", cwd=where,
+        "-m",
+        "dataset=synthetic",
+        f"dataset.correlation={correlation}",
+        "dataset.num_samples=2000",
+        "dataset.input_dim=8",
+        "dataset.num_sinusoids=0",
+        "encoder=mlp",
+        "encoder.hidden=[1]",
+        "trainer.epochs=15",
+        "trainer.lr=0.01",
+        "diagnostics.every=0",
+        "seed=0,1,2",
+        cwd=where,
     )
     assert result.code == 0, result.err
     reports = [json.loads(p.read_text()) for p in sorted(where.glob("multirun/*/*/*/transfer.json"))]
@@ -118,3 +132,13 @@ def test_uncorrelated_tasks_with_small_capacity_show_negative_transfer(cli, tmp_
 def test_identical_tasks_show_no_negative_transfer(cli, tmp_path):
     report = _sweep_report(cli, tmp_path, 1.0)
     assert all(v["verdict"] != "negative transfer" for v in report["tasks"].values())
+
+
+def test_only_the_missing_baselines_are_trained(cli):
+    first = cli(*TINY, *SMALL, "tasks.names=[left]")
+    assert first.code == 0, first.err
+    second = cli(*TINY, *SMALL, "tasks=digits_left_right")
+    assert second.code == 0, second.err
+    log = (second.run_dirs()[-1] / "run.log").read_text()
+    assert "reusing cached single-task baselines for left" in log
+    assert "training single-task baselines for right together" in log

@@ -51,9 +51,16 @@ def test_delta_m_is_the_mean_of_task_deltas():
     seg = ((39.29 - 38.30) / 38.30 + (65.33 - 63.76) / 63.76) / 2 * 100
     depth = (-(0.5493 - 0.6754) / 0.6754 - (0.2263 - 0.2780) / 0.2780) / 2 * 100
     normal = (
-        -(28.15 - 25.01) / 25.01 - (23.96 - 19.21) / 19.21 + (22.09 - 30.14) / 30.14 + (47.50 - 57.20) / 57.20
-        + (61.08 - 69.15) / 69.15
-    ) / 5 * 100
+        (
+            -(28.15 - 25.01) / 25.01
+            - (23.96 - 19.21) / 19.21
+            + (22.09 - 30.14) / 30.14
+            + (47.50 - 57.20) / 57.20
+            + (61.08 - 69.15) / 69.15
+        )
+        / 5
+        * 100
+    )
     assert task_delta(EW["segmentation"], STL["segmentation"], NYU_DIRECTIONS["segmentation"]) == pytest.approx(seg)
     assert delta_m(EW, STL, NYU_DIRECTIONS) == pytest.approx((seg + depth + normal) / 3)
 

@@ -24,6 +24,15 @@ def small_trainer(
     balancer: Balancer = make_balancer(tasks)
     optimizer = build_optimizer("adam", param_groups(model, balancer, 0.0), 1e-2, 0.0, 0.9)
     return Trainer(
-        model, balancer, data, optimizer=optimizer, epochs=epochs, batch_size=128, grad_clip=0.0, seed=0,
-        device=torch.device("cpu"), primary={t: data.tasks[t].primary for t in tasks}, schedule=schedule,
+        model,
+        balancer,
+        data,
+        optimizer=optimizer,
+        epochs=epochs,
+        batch_size=128,
+        grad_clip=0.0,
+        seed=0,
+        device=torch.device("cpu"),
+        primary={t: data.tasks[t].primary for t in tasks},
+        schedule=schedule,
     )

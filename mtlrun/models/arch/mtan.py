@@ -22,8 +22,12 @@ class AttentionModule(nn.Module):
         out = shape[0]
         if len(shape) == 3:
             self.net = nn.Sequential(
-                nn.Conv2d(in_channels, out, 1), nn.BatchNorm2d(out), nn.ReLU(),
-                nn.Conv2d(out, out, 1), nn.BatchNorm2d(out), nn.Sigmoid(),
+                nn.Conv2d(in_channels, out, 1),
+                nn.BatchNorm2d(out),
+                nn.ReLU(),
+                nn.Conv2d(out, out, 1),
+                nn.BatchNorm2d(out),
+                nn.Sigmoid(),
             )
         else:
             self.net = nn.Sequential(nn.Linear(in_channels, out), nn.ReLU(), nn.Linear(out, out), nn.Sigmoid())
@@ -84,4 +88,3 @@ class MTAN(MultiTaskModel):
 
     def task_modules(self, task: str) -> list[nn.Module]:
         return [self.attention[task], self.heads[task]]
-

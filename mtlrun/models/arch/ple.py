@@ -40,8 +40,12 @@ class PLE(MultiTaskModel):
         last = len(probe.stages) - 1
         self.levels = nn.ModuleList(
             ExtractionLevel(
-                self.task_names, partial(_stage_expert, encoder, i), in_shapes[i], num_shared_experts,
-                num_task_experts, shared_gate=i < last,
+                self.task_names,
+                partial(_stage_expert, encoder, i),
+                in_shapes[i],
+                num_shared_experts,
+                num_task_experts,
+                shared_gate=i < last,
             )
             for i in range(len(probe.stages))
         )
