@@ -190,7 +190,10 @@ def _plot(run_dir: Path, report: dict[str, Any], summary: dict[str, Any], stl_cu
             plot_delta_bars(deltas, run_dir / "plots" / "delta.png")
         if stl_curves:
             plot_learning_curves(
-                read_metrics(run_dir), summary["primary"], run_dir / "plots" / "learning_curves.png", stl_curves,
+                read_metrics(run_dir),
+                summary["primary"],
+                run_dir / "plots" / "learning_curves.png",
+                stl_curves,
                 summary.get("directions"),
             )
     except Exception as ex:  # a plot must never fail a run
