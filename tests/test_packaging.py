@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -50,15 +51,26 @@ def test_wheel_contains_every_yaml(tmp_path):
 
 @pytest.mark.slow
 def test_non_editable_install_runs_outside_the_checkout(tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    pip = venv / "bin" / "pip"
-    subprocess.run([str(pip), "install", "-q", "--no-deps", "--no-build-isolation", str(ROOT)], check=True)
+    """``pip install .`` (a real wheel build) into its own folder, then ``mtlrun`` from elsewhere."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(ROOT)], check=True
+    )
     work = tmp_path / "elsewhere"
     work.mkdir()
-    proc = subprocess.run(
-        [str(venv / "bin" / "mtlrun"), "trainer.epochs=1", "tasks=digits_left_right"],
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import mtlrun; print(mtlrun.__file__)"],
         cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert where.stdout.strip().startswith(str(target)), where.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "mtlrun", "trainer.epochs=1", "tasks=digits_left_right", "report.baselines=false"],
+        cwd=work,
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
