@@ -87,11 +87,21 @@ class Balancer(nn.Module, ABC):
     batches_per_step: int = 1
     #: works on per-task gradients of the shared parameters (needs an architecture that has some)
     uses_task_gradients: bool = False
+    #: buffers whose size is known only at the first step (e.g. per-parameter statistics): on
+    #: loading a checkpoint they take the checkpoint's shape instead of failing on a size mismatch
+    resizable_buffers: tuple[str, ...] = ()
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
         self.tasks = list(tasks)
         self._warned: set[str] = set()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+        for name in self.resizable_buffers:
+            incoming, current = state_dict.get(prefix + name), self._buffers.get(name)
+            if isinstance(incoming, Tensor) and current is not None and incoming.shape != current.shape:
+                self._buffers[name] = torch.empty(incoming.shape, dtype=current.dtype, device=current.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def num_tasks(self) -> int:
@@ -140,6 +150,7 @@ class GradientAggregator(Balancer):
     """
 
     uses_task_gradients = True
+    resizable_buffers = ("cached_weights",)
 
     def __init__(
         self, tasks: Sequence[str], rep_grad: bool = False, update_every: int = 1, jacobian_mode: JacobianMode = "auto"

@@ -9,7 +9,6 @@ import torch
 
 from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext
 from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, task_jacobian
-from mtlrun.balancers.reweighting import ResizableBuffers
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.registry import in_range
 
@@ -18,7 +17,7 @@ EPS = 1e-8
 
 
 @BALANCERS.register("db_mtl")
-class DualBalancing(ResizableBuffers, Balancer):
+class DualBalancing(Balancer):
     """DB-MTL (Lin et al., "Dual-Balancing for Multi-Task Learning", arXiv:2308.12029, 2023).
 
     Loss scale: every task loss is log-transformed, ``log(L_t + eps)``; task-specific parameters get the

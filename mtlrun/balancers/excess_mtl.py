@@ -10,7 +10,7 @@ from torch import Tensor
 
 from mtlrun.balancers.base import BALANCERS, BalanceInfo, GradientAggregator, StepContext
 from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, task_jacobian
-from mtlrun.balancers.reweighting import ResizableBuffers, weighted_backward
+from mtlrun.balancers.reweighting import weighted_backward
 from mtlrun.errors import ConfigError
 from mtlrun.registry import positive
 
@@ -19,7 +19,7 @@ EPS = 1e-7
 
 
 @BALANCERS.register("excess_mtl")
-class ExcessMTL(ResizableBuffers, GradientAggregator):
+class ExcessMTL(GradientAggregator):
     """ExcessMTL (He, Zhou, Zhang, Yun, Xu, Zeng, Chilimbi & Zhao, "Robust Multi-Task Learning with Excess
     Risks", ICML 2024), following the authors' implementation.
 

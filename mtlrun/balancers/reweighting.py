@@ -1,7 +1,5 @@
 """Building blocks for balancers that adapt task weights with state of their own.
 
-- :class:`ResizableBuffers`: buffers whose size is known only at the first step (per-task
-  gradient statistics of shape (T, P)) still load from a checkpoint into a fresh balancer.
 - :class:`BufferAdam`: Adam on a buffer the balancer updates itself (FAMO's logits, GradNorm's
   weights). Those are not ``nn.Parameter`` s on purpose: the trainer would optimise them with the
   model. The moments live in buffers, so ``state_dict()`` resumes the optimiser exactly.
@@ -11,26 +9,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from mtlrun.balancers.base import StepContext
-
-
-class ResizableBuffers:
-    """Mixin for an ``nn.Module``: the buffers named in ``resizable_buffers`` take the checkpoint's shape."""
-
-    resizable_buffers: tuple[str, ...] = ()
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
-        buffers: dict[str, Tensor | None] = self._buffers  # type: ignore[attr-defined]
-        for name in self.resizable_buffers:
-            incoming, current = state_dict.get(prefix + name), buffers.get(name)
-            if isinstance(incoming, Tensor) and current is not None and incoming.shape != current.shape:
-                buffers[name] = torch.empty(incoming.shape, dtype=current.dtype, device=current.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
 
 
 class BufferAdam(nn.Module):
