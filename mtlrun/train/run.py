@@ -351,7 +351,11 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     except Exception as ex:
         log.warning("could not draw plots: %s: %s", type(ex).__name__, ex)
     if cfg.report.baselines is not False:
-        negative_transfer_stage(cfg, c, output_dir)
+        try:
+            negative_transfer_stage(cfg, c, output_dir)
+        except Exception as ex:  # the run itself completed; a failed report must not hide that
+            log.exception("the negative-transfer report failed: %s", ex)
+            folder.write_summary(report_error=f"{type(ex).__name__}: {ex}".splitlines()[0])
     tracker.close("completed")
     return folder.summary
 
