@@ -50,16 +50,13 @@ def compose(overrides: list[str]):
 
 def make_step(overrides: list[str], batches: list | None = None) -> tuple[Callable[[int], None], object, list]:
     """A closure doing one trainer step of the configuration given by ``overrides``."""
-    from mtlrun.balancers import StepContext
     from mtlrun.train.loop import Trainer, build_optimizer, param_groups
     from mtlrun.train.run import build
 
     cfg = compose([*BASE, *overrides])
     c = build(cfg)
-    model, balancer, specs = c.model, c.balancer, c.data.tasks
+    model, balancer = c.model, c.balancer
     optimizer = build_optimizer("adam", param_groups(model, balancer, 0.0), lr=1e-3, weight_decay=0.0, momentum=0.9)
-    shared = [p for p in model.shared_parameters() if p.requires_grad]
-    own = {t: [p for p in model.task_parameters(t) if p.requires_grad] for t in c.tasks}
     if batches is None:
         generator = torch.Generator().manual_seed(0)
         batches = list(c.data.train.batches(256, shuffle=True, generator=generator))
@@ -80,35 +77,9 @@ def make_step(overrides: list[str], batches: list | None = None) -> tuple[Callab
     )
 
     def step(k: int) -> None:
+        """The trainer's own optimisation step on the k-th group of batches."""
         group = [batches[(k * per_step + i) % len(batches)] for i in range(per_step)]
-        x, targets = group[0]
-        optimizer.zero_grad(set_to_none=True)
-        ctx = StepContext(
-            model=model,
-            shared_params=shared,
-            task_params=own,
-            epoch=1,
-            step=k,
-            extra_batches=group[1:],
-            compute_losses=trainer.compute_losses,
-            lr=1e-3,
-            batch=group[0],
-            validation_batch=trainer.validation_batch,
-            functional_losses=trainer.functional_losses,
-        )
-        if balancer.needs_representation:
-            rep = model.encode(x)
-            rep_in = rep.detach().requires_grad_(True)
-            outputs = model.decode(rep_in)
-            ctx.representation, ctx.representation_input = rep, rep_in
-        else:
-            outputs = model(x)
-        losses = {t: specs[t].loss(outputs[t], targets[t]) for t in c.tasks}
-        extra = model.extra_losses()
-        if extra:
-            torch.stack(list(extra.values())).sum().backward()
-        balancer.backward(losses, ctx)
-        optimizer.step()
+        trainer.training_step(group, epoch=1, lr=1e-3)
 
     return step, c, batches
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from mtlrun.balancers.base import Balancer, Batch, StepContext
+from mtlrun.balancers.base import BalanceInfo, Balancer, Batch, StepContext
 from mtlrun.data.base import MultiTaskDataset
 from mtlrun.models.base import MultiTaskModel
 from mtlrun.report.diagnostics import Diagnostics
@@ -159,8 +159,7 @@ class Trainer:
             yield group
 
     def train_epoch(self, epoch: int, progress: Progress) -> tuple[Tensor, Tensor, Tensor, int, dict[str, float]]:
-        model, balancer, specs = self.model, self.balancer, self.data.tasks
-        model.train()
+        self.model.train()
         T = len(self.tasks)
         loss_sum = torch.zeros(T, device=self.device)
         weight_sum = torch.zeros(T, device=self.device)
@@ -170,54 +169,64 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self._multipliers = self.schedule.multipliers(epoch) if self.schedule is not None else None
         for group in self._grouped_batches():
-            x, targets = group[0]
-            self.optimizer.zero_grad(set_to_none=True)
-            ctx = StepContext(
-                model=model,
-                shared_params=self.shared,
-                task_params=self.task_params,
-                epoch=epoch,
-                step=self.step,
-                extra_batches=group[1:],
-                compute_losses=self.compute_losses,
-                lr=lr,
-                batch=group[0],
-                validation_batch=self.validation_batch,
-                functional_losses=self.functional_losses,
-            )
-            if balancer.needs_representation:
-                rep = model.encode(x)
-                rep_in = rep.detach().requires_grad_(True)
-                outputs = model.decode(rep_in)
-                ctx.representation, ctx.representation_input = rep, rep_in
-            else:
-                outputs = model(x)
-            losses = {t: specs[t].loss(outputs[t], targets[t]) for t in self.tasks}
-            extra = model.extra_losses()
-            if extra:
-                torch.stack(list(extra.values())).sum().backward()
-                for k, v in extra.items():
-                    extra_sum[k] = extra_sum.get(k, 0.0) + v.detach()
-            # diagnostics, sampled steps only: J before the balancer frees the graph (unless it returns J)
-            diag = self.diagnostics if self.diagnostics is not None and self.diagnostics.wants(self.step) else None
-            own_jacobian = diag.jacobian_unless_provided(losses, ctx, balancer, self._multipliers) if diag else None
-            info = balancer.backward(self.scheduled(losses), ctx)
-            if diag is not None:
-                jacobian = own_jacobian if own_jacobian is not None else info.jacobian
-                diag.observe(self.step, epoch, group[0], jacobian, losses)
-            if self.grad_clip > 0:
-                model.clip_gradients(self.grad_clip)
-            self.optimizer.step()
+            losses, info, extra = self.training_step(group, epoch, lr)
+            for k, v in extra.items():
+                extra_sum[k] = extra_sum.get(k, 0.0) + v.detach()
             loss_sum += torch.stack([losses[t].detach() for t in self.tasks])
             if info.weights is not None:
                 weight_sum += info.weights.to(weight_sum)
             for key, value in info.extras.items():
                 if isinstance(value, (int, float)):
                     extras[key] = extras.get(key, 0.0) + float(value)
-            self.step += 1
             n += 1
             progress.advance()
         return loss_sum / max(n, 1), weight_sum / max(n, 1), extra_sum, n, extras
+
+    def training_step(
+        self, group: list[Batch], epoch: int, lr: float
+    ) -> tuple[dict[str, Tensor], BalanceInfo, dict[str, Tensor]]:
+        """One optimisation step on ``group`` (the step's batch, then any extra batches the balancer
+        asked for): forward, balancer backward, clipping, optimizer step. Returns the unscheduled
+        task losses, what the balancer decided, and the model's extra losses."""
+        model, balancer, specs = self.model, self.balancer, self.data.tasks
+        x, targets = group[0]
+        self.optimizer.zero_grad(set_to_none=True)
+        ctx = StepContext(
+            model=model,
+            shared_params=self.shared,
+            task_params=self.task_params,
+            epoch=epoch,
+            step=self.step,
+            extra_batches=group[1:],
+            compute_losses=self.compute_losses,
+            lr=lr,
+            batch=group[0],
+            validation_batch=self.validation_batch,
+            functional_losses=self.functional_losses,
+        )
+        if balancer.needs_representation:
+            rep = model.encode(x)
+            rep_in = rep.detach().requires_grad_(True)
+            outputs = model.decode(rep_in)
+            ctx.representation, ctx.representation_input = rep, rep_in
+        else:
+            outputs = model(x)
+        losses = {t: specs[t].loss(outputs[t], targets[t]) for t in self.tasks}
+        extra = model.extra_losses()
+        if extra:
+            torch.stack(list(extra.values())).sum().backward()
+        # diagnostics, sampled steps only: J before the balancer frees the graph (unless it returns J)
+        diag = self.diagnostics if self.diagnostics is not None and self.diagnostics.wants(self.step) else None
+        own_jacobian = diag.jacobian_unless_provided(losses, ctx, balancer, self._multipliers) if diag else None
+        info = balancer.backward(self.scheduled(losses), ctx)
+        if diag is not None:
+            jacobian = own_jacobian if own_jacobian is not None else info.jacobian
+            diag.observe(self.step, epoch, group[0], jacobian, losses)
+        if self.grad_clip > 0:
+            model.clip_gradients(self.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return losses, info, extra
 
     def fit(self) -> FitResult:
         records: list[EpochRecord] = []
