@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_module
 
 from mtlrun.config import register_schema
 from mtlrun.report.baselines import train_baselines
-from mtlrun.train.loop import Trainer, build_optimizer, param_groups
+from mtlrun.train.loop import Trainer, optimizer_for
 from mtlrun.train.run import build
 
 
@@ -33,9 +33,7 @@ def timed(fn) -> float:
 def mtl_seconds(cfg) -> float:
     c = build(cfg)
     t = cfg.trainer
-    opt = build_optimizer(
-        t.optimizer, param_groups(c.model, c.balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum
-    )
+    opt = optimizer_for(t, c.model, c.balancer)
     trainer = Trainer(
         c.model,
         c.balancer,

@@ -32,7 +32,7 @@ from mtlrun.data.base import MultiTaskDataset
 from mtlrun.models import ARCHS, EncoderSpec
 from mtlrun.models.grouped import GroupedSingleTask
 from mtlrun.outputs import write_json
-from mtlrun.train.loop import EpochRecord, Trainer, build_optimizer, param_groups
+from mtlrun.train.loop import EpochRecord, Trainer, optimizer_for
 
 log = logging.getLogger("mtlrun")
 
@@ -117,9 +117,7 @@ def train_baselines(
         model = ARCHS.build("single_task", {}, encoder=encoder, tasks=specs)
     model.to(device)
     balancer = EqualWeighting(list(tasks)).to(device)
-    optimizer = build_optimizer(
-        t.optimizer, param_groups(model, balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum
-    )
+    optimizer = optimizer_for(t, model, balancer)
     trainer = Trainer(
         model,
         balancer,

@@ -304,3 +304,14 @@ def param_groups(model: nn.Module, balancer: Balancer, weight_decay: float) -> l
     if own:
         groups.append({"params": own, "weight_decay": 0.0})
     return groups
+
+
+def optimizer_for(trainer: Any, model: nn.Module, balancer: Balancer) -> torch.optim.Optimizer:
+    """The optimizer a ``trainer`` config asks for, over the model and the balancer's own weights."""
+    return build_optimizer(
+        trainer.optimizer,
+        param_groups(model, balancer, trainer.weight_decay),
+        trainer.lr,
+        trainer.weight_decay,
+        trainer.momentum,
+    )

@@ -32,7 +32,7 @@ from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.outputs import write_json, write_jsonl
 from mtlrun.report.diagnostics import diagnostics_for_run
 from mtlrun.train.checkpoint import rng_state, save_checkpoint
-from mtlrun.train.loop import Diverged, EpochRecord, Trainer, build_optimizer, param_groups
+from mtlrun.train.loop import Diverged, EpochRecord, Trainer, optimizer_for
 from mtlrun.train.schedule import SCHEDULES, TaskSchedule
 
 log = logging.getLogger("mtlrun")
@@ -239,9 +239,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     )
     tracker.log_config(plain(cfg))
     t = cfg.trainer
-    optimizer = build_optimizer(
-        t.optimizer, param_groups(c.model, c.balancer, t.weight_decay), t.lr, t.weight_decay, t.momentum
-    )
+    optimizer = optimizer_for(t, c.model, c.balancer)
     ckpt = output_dir / "checkpoints" / "last.pt"
 
     def checkpoint(epoch: int, trainer: Trainer) -> None:
