@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlrun.report.objective import run_score
+from mtlrun.objective import run_score
 from tests.sweep_helpers import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent

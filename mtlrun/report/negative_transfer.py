@@ -18,8 +18,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
 from mtlrun.outputs import write_json, write_text
-from mtlrun.report.baselines import BaselineCache, baseline_key, baseline_settings
 from mtlrun.report.transfer import (
     NEGATIVE,
     POSITIVE,

@@ -41,7 +41,7 @@ def summarize_sweep(sweep_dir: Path, console: Console | None = None) -> Comparis
 def refresh_transfer_reports(sweep_dir: Path, config: DictConfig) -> None:
     """Rebuild each job's negative-transfer report now that every seed of the sweep has finished,
     so the reports pool all seeds (a job only sees the seeds that finished before it)."""
-    from mtlrun.report.baselines import BaselineCache
+    from mtlrun.baseline_cache import BaselineCache
     from mtlrun.report.negative_transfer import build_report
 
     report = config.get("report")

@@ -22,8 +22,8 @@ from torch.func import functional_call
 from mtlrun.balancers.base import BalanceInfo, Balancer, Batch, StepContext
 from mtlrun.data.base import MultiTaskDataset
 from mtlrun.models.base import MultiTaskModel
-from mtlrun.report.diagnostics import Diagnostics
-from mtlrun.report.metrics import Metrics, TaskEvaluator, normalized_score
+from mtlrun.train.diagnostics import Diagnostics
+from mtlrun.train.evaluate import Metrics, TaskEvaluator, normalized_score
 from mtlrun.train.progress import Progress
 from mtlrun.train.schedule import ScheduleProbe, TaskSchedule
 

@@ -8,9 +8,7 @@ rewritten with ``completed``, ``diverged``, ``interrupted`` or ``failed`` at the
 from __future__ import annotations
 
 import logging
-import os
 import platform
-import random
 import subprocess
 import sys
 import time
@@ -18,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -30,22 +27,13 @@ from mtlrun.errors import ConfigError, choices_error
 from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.outputs import write_json, write_jsonl
-from mtlrun.report.diagnostics import diagnostics_for_run
 from mtlrun.train.checkpoint import rng_state, save_checkpoint
+from mtlrun.train.diagnostics import diagnostics_for_run
 from mtlrun.train.loop import Diverged, EpochRecord, Trainer, optimizer_for
 from mtlrun.train.schedule import SCHEDULES, TaskSchedule
+from mtlrun.train.seeding import seed_everything
 
 log = logging.getLogger("mtlrun")
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.benchmark = False
 
 
 def pick_device(name: str) -> torch.device:
@@ -360,8 +348,9 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
 
 def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) -> dict[str, Any] | None:
     """Make sure the single-task baselines exist (train the missing ones), then write the report."""
-    from mtlrun.report.baselines import BaselineCache, resolve_baselines
+    from mtlrun.baseline_cache import BaselineCache
     from mtlrun.report.negative_transfer import build_report
+    from mtlrun.train.baselines import resolve_baselines
 
     launch = Path.cwd()
     cache = BaselineCache((launch / cfg.report.cache_dir).resolve())
@@ -390,7 +379,7 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from mtlrun.report.objective import run_score
+    from mtlrun.objective import run_score
     from mtlrun.report.tables import print_run_summary
 
     hydra_cfg = HydraConfig.get()
