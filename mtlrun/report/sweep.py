@@ -62,7 +62,7 @@ def failed_jobs(comparison: Comparison) -> list[str]:
 
 
 class SweepSummary(Callback):
-    """Registered as ``hydra.callbacks.sweep_summary`` (conf/hydra/callbacks/sweep_summary.yaml)."""
+    """Registered as ``hydra.callbacks.sweep_summary`` (conf/hydra/callbacks/mtlrun.yaml)."""
 
     def __init__(self, fail_on_error: bool = True) -> None:
         self.fail_on_error = fail_on_error

@@ -72,6 +72,23 @@ def resolve_tasks(cfg: DictConfig, data: MultiTaskDataset) -> tuple[list[str], d
     return names, primary
 
 
+def balancer_options(cfg: DictConfig) -> dict[str, Any]:
+    """The balancer's options, with ``tasks.weights`` as the weights of a balancer that takes them."""
+    import inspect
+
+    options = plain(cfg.balancer)
+    if cfg.tasks.weights is not None:
+        factory = BALANCERS.get(cfg.balancer.name)
+        if "weights" not in inspect.signature(factory).parameters:
+            takes = [n for n in BALANCERS.names() if "weights" in inspect.signature(BALANCERS.get(n)).parameters]
+            raise ConfigError(
+                f"tasks.weights is set but balancer={cfg.balancer.name} does not use static task weights; "
+                f"use balancer={' or balancer='.join(takes)}, or drop tasks.weights"
+            )
+        options["weights"] = plain(cfg.tasks.weights)
+    return options
+
+
 def encoder_spec(cfg: DictConfig, data: MultiTaskDataset) -> EncoderSpec:
     options = {k: v for k, v in plain(cfg.encoder).items() if k != "name"}
     name = cfg.encoder.name
@@ -104,7 +121,7 @@ def build(cfg: DictConfig) -> Components:
     spec.build()  # validates encoder options against the dataset before the model is built
     seed_everything(cfg.seed, cfg.trainer.deterministic)  # model init independent of data building
     model = ARCHS.build(cfg.arch.name, plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
-    balancer = BALANCERS.build(cfg.balancer.name, plain(cfg.balancer), tasks=tasks)
+    balancer = BALANCERS.build(cfg.balancer.name, balancer_options(cfg), tasks=tasks)
     if balancer.uses_task_gradients and not balancer.needs_representation and not model.shared_parameters():
         raise ConfigError(
             f"balancer={cfg.balancer.name} combines task gradients on shared parameters, which arch={cfg.arch.name} "
@@ -393,6 +410,9 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
         if in_sweep:
             log.error("job failed: %s", ex)
             return None
+        from mtlrun.folder_guard import release_if_created
+
+        release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(2)
     except Exception as ex:
