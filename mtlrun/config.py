@@ -66,6 +66,8 @@ class RunOptions:
 class RunConf:
     seed: int = 0
     run: RunOptions = field(default_factory=RunOptions)
+    #: what a run returns to a sweeper (optuna): primary_mean, or TASK/METRIC (validation, best epoch)
+    objective: str = "primary_mean"
     # polymorphic groups: each choice's typed node comes from its YAML's schema/<group>/<choice>
     dataset: Any = None
     encoder: Any = None

@@ -106,8 +106,7 @@ def render() -> str:
         "from dataclasses import dataclass, field",
         "from typing import Any, Dict, List, Optional",
         "",
-        "from omegaconf import MISSING",
-        "",
+        "IMPORT_MISSING",
     ]
     index: list[tuple[str, str, str]] = []
     for group, (path, skip) in GROUPS.items():
@@ -124,7 +123,10 @@ def render() -> str:
     lines += ["", "#: (group, choice) -> its structured config", "OPTIONS: dict[tuple[str, str], type] = {"]
     lines += [f"    ({group!r}, {choice!r}): {cls}," for group, choice, cls in index]
     lines += ["}", ""]
-    return _format("\n".join(lines))
+    source = "\n".join(lines)
+    uses_missing = " = MISSING" in source
+    source = source.replace("IMPORT_MISSING", "from omegaconf import MISSING\n" if uses_missing else "")
+    return _format(source)
 
 
 def _format(source: str) -> str:

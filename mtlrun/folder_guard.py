@@ -19,9 +19,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.errors import ConfigError
+from mtlrun.runfolder import CHECKPOINTS, HYDRA_DIR, METRICS, SUMMARY
 
 #: what marks a folder as holding a run (or a sweep's job)
-RUN_MARKERS = (".hydra", "summary.json", "metrics.jsonl", "checkpoints", "multirun.yaml")
+RUN_MARKERS = (HYDRA_DIR, SUMMARY, METRICS, CHECKPOINTS, "multirun.yaml")
 #: run folders this process created (removed again on a configuration error)
 _created: set[Path] = set()
 

@@ -29,7 +29,7 @@ from mtlrun.config import plain
 from mtlrun.data.base import MultiTaskDataset
 from mtlrun.models import ARCHS, EncoderSpec
 from mtlrun.models.grouped import GroupedSingleTask
-from mtlrun.train.loop import EpochRecord, Trainer, optimizer_for
+from mtlrun.train.loop import EpochRecord, Trainer
 from mtlrun.train.seeding import seed_everything
 
 log = logging.getLogger("mtlrun")
@@ -62,20 +62,9 @@ def train_baselines(
         model = ARCHS.build("single_task", {}, encoder=encoder, tasks=specs)
     model.to(device)
     balancer = EqualWeighting(list(tasks)).to(device)
-    optimizer = optimizer_for(t, model, balancer)
-    trainer = Trainer(
-        model,
-        balancer,
-        subset,
-        optimizer=optimizer,
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        grad_clip=t.grad_clip,
-        seed=cfg.seed,
-        device=device,
-        primary=dict(primary),
+    trainer = Trainer.from_config(
+        t, model, balancer, subset, seed=cfg.seed, device=device, primary=dict(primary), test_each_epoch=True
     )
-    trainer.test_each_epoch = True
     started = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - started

@@ -20,7 +20,7 @@ from mtlrun.train.diagnostics import Diagnostics, balancer_provides_jacobian, lo
 from tests.conftest import TINY
 
 #: end-to-end runs without the single-task baselines of the transfer report (not under test here)
-FAST = TINY if any(o.startswith("report.baselines") for o in TINY) else [*TINY, "report.baselines=false"]
+FAST = [*TINY, "report.baselines=false"]
 
 # --------------------------------------------------------------------------------------------
 # helpers
