@@ -26,7 +26,9 @@ def test_summary_round_trip(tmp_path):
         run=RunIdentity(dataset="d", arch="hps", balancer="ew", encoder="mlp", tasks=["a", "b"], seed=3),
         primary={"a": "acc", "b": "mae"},
         directions={"a": {"acc": True}, "b": {"mae": False}},
-        metrics={"best": {"epoch": 2, "val": {"a": {"acc": 0.5}}, "test": {"a": {"acc": 0.75}, "b": {"mae": math.inf}}}},
+        metrics={
+            "best": {"epoch": 2, "val": {"a": {"acc": 0.5}}, "test": {"a": {"acc": 0.75}, "b": {"mae": math.inf}}}
+        },
     )
     folder.write_summary(summary)
     raw = json.loads((tmp_path / "summary.json").read_text())
