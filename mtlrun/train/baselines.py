@@ -27,7 +27,7 @@ from mtlrun.balancers.weighting import EqualWeighting
 from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
 from mtlrun.config import plain
 from mtlrun.data.base import MultiTaskDataset
-from mtlrun.models import ARCHS, EncoderSpec
+from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.grouped import GroupedSingleTask
 from mtlrun.train.loop import EpochRecord, Trainer
 from mtlrun.train.seeding import seed_everything
@@ -55,9 +55,12 @@ def train_baselines(
     primary = {name: primary[name] for name in tasks}
     specs = [subset.tasks[name] for name in tasks]
     seed_everything(cfg.seed, t.deterministic)
-    model = GroupedSingleTask.build(encoder, specs) if mode in ("auto", "grouped") else None
-    layout = "grouped" if model is not None else "separate"
-    if model is None:
+    grouped = GroupedSingleTask.build(encoder, specs) if mode in ("auto", "grouped") else None
+    layout = "grouped" if grouped is not None else "separate"
+    model: MultiTaskModel
+    if grouped is not None:
+        model = grouped
+    else:
         seed_everything(cfg.seed, t.deterministic)
         model = ARCHS.build("single_task", {}, encoder=encoder, tasks=specs)
     model.to(device)
@@ -74,6 +77,7 @@ def train_baselines(
         metric = primary[name]
         best = _best_epoch(result.epochs, name, metric, directions[metric])
         last = result.epochs[-1]
+        assert best.test is not None and last.test is not None  # tested every epoch
         records[name] = {
             "status": "completed",
             "task": name,

@@ -213,7 +213,9 @@ class Trainer:
         if group and per_step == 1:
             yield group
 
-    def train_epoch(self, epoch: int, progress: Progress) -> tuple[Tensor, Tensor, Tensor, int, dict[str, float]]:
+    def train_epoch(
+        self, epoch: int, progress: Progress
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor], int, dict[str, float]]:
         self.model.train()
         T = len(self.tasks)
         loss_sum = torch.zeros(T, device=self.device)
