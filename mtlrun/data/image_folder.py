@@ -12,26 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit
-from mtlrun.data.columns import (
-    check_fractions,
-    check_not_empty,
-    encode_tasks,
-    parse_tasks,
-    require_columns,
-    split_by_column,
-    split_by_fractions,
-    strata_for,
-)
 from mtlrun.data.table import read_table, resolve_path
 from mtlrun.errors import ConfigError, choices_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MODES = {"RGB": 3, "L": 1}
 
@@ -104,6 +96,17 @@ def image_folder(
     seed: int = 0,
 ) -> MultiTaskDataset:
     """Build a dataset from a folder of images and a labels table."""
+    from mtlrun.data.columns import (
+        check_fractions,
+        check_not_empty,
+        encode_tasks,
+        parse_tasks,
+        require_columns,
+        split_by_column,
+        split_by_fractions,
+        strata_for,
+    )
+
     if root is None:
         raise ConfigError("dataset.root is required: the folder holding the images")
     folder = resolve_path(root, "dataset.root")

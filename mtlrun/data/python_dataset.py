@@ -24,11 +24,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit
-from mtlrun.data.columns import SPLITS, encode_tasks, parse_tasks
 from mtlrun.errors import ConfigError
 from mtlrun.registry import check_options
 
@@ -115,7 +113,12 @@ def check_dataset(data: MultiTaskDataset, target: str) -> MultiTaskDataset:
     return data
 
 
-def _as_frame(labels: Mapping[str, Any], n: int, where: str) -> pd.DataFrame:
+SPLITS = ("train", "val", "test")
+
+
+def _as_frame(labels: Mapping[str, Any], n: int, where: str) -> Any:
+    import pandas as pd
+
     columns: dict[str, Any] = {}
     for task, y in labels.items():
         array = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
@@ -131,6 +134,8 @@ def _as_frame(labels: Mapping[str, Any], n: int, where: str) -> pd.DataFrame:
 
 def from_simple(result: Mapping[str, Any], target: str, name: str) -> MultiTaskDataset:
     """Convert the simple form (see the module docstring) into a MultiTaskDataset."""
+    from mtlrun.data.columns import encode_tasks, parse_tasks
+
     where = f"dataset._target_={target}"
     for key in ("tasks", *SPLITS):
         if key not in result:

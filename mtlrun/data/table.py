@@ -11,25 +11,15 @@ string (or listed ``categorical``) features become learned embeddings in ``encod
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit
-from mtlrun.data.columns import (
-    SPLITS,
-    FeatureEncoder,
-    check_fractions,
-    check_not_empty,
-    encode_tasks,
-    parse_tasks,
-    require_columns,
-    split_by_column,
-    split_by_fractions,
-    strata_for,
-)
 from mtlrun.errors import ConfigError, choices_error
+
+if TYPE_CHECKING:  # pandas is imported when a table is read, so other datasets start faster
+    import pandas as pd
 
 READERS = {".csv": "CSV", ".tsv": "TSV", ".tab": "TSV", ".parquet": "Parquet", ".pq": "Parquet", ".npz": "NumPy"}
 COMPRESSION = (".gz", ".bz2", ".zip", ".xz", ".zst")
@@ -50,12 +40,15 @@ def table_format(path: Path, key: str) -> str:
         suffixes = suffixes[:-1]
     suffix = suffixes[-1] if suffixes else ""
     if suffix not in READERS:
-        raise ConfigError(f"{key}={path}: unknown file type '{suffix}'; valid: {', '.join(READERS)} (optionally .gz etc.)")
+        valid = ", ".join(READERS)
+        raise ConfigError(f"{key}={path}: unknown file type '{suffix}'; valid: {valid} (optionally compressed, .gz)")
     return READERS[suffix]
 
 
 def read_table(path: Path, key: str) -> pd.DataFrame:
     """Read one table with pandas (pyarrow for Parquet); one-line errors name the file."""
+    import pandas as pd
+
     kind = table_format(path, key)
     if not path.is_file():
         raise ConfigError(f"{key}: file not found: {path}")
@@ -76,6 +69,8 @@ def read_table(path: Path, key: str) -> pd.DataFrame:
 
 def _read_npz(path: Path, key: str) -> pd.DataFrame:
     """Each array of the archive is a column; a 2-D array ``X`` becomes columns ``X_0``, ``X_1``, ..."""
+    import pandas as pd
+
     columns: dict[str, np.ndarray] = {}
     with np.load(path, allow_pickle=False) as archive:
         for name in archive.files:
@@ -108,6 +103,8 @@ def load_splits(
 
     ``strata_of(frame)`` gives the stratification labels of a frame (or None).
     """
+    from mtlrun.data.columns import SPLITS, check_not_empty, require_columns, split_by_column
+
     if path is not None and any(p is not None for p in (train, val, test)):
         raise ConfigError("give dataset.path (one file) or dataset.train/val/test (one file per split), not both")
     if path is None and train is None:
@@ -142,6 +139,8 @@ def load_splits(
 def _fractions(
     frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int, strata_of: Any, source: str
 ) -> list[pd.DataFrame]:
+    from mtlrun.data.columns import check_fractions, check_not_empty, split_by_fractions
+
     check_fractions(val_fraction, test_fraction)
     rows = split_by_fractions(len(frame), val_fraction, test_fraction, seed, strata_of(frame))
     parts = [frame.iloc[r].reset_index(drop=True) for r in rows]
@@ -166,6 +165,8 @@ def table(
     seed: int = 0,
 ) -> MultiTaskDataset:
     """Build a dataset from a table; the same files, declarations and ``seed`` give the same data."""
+    from mtlrun.data.columns import FeatureEncoder, encode_tasks, parse_tasks, require_columns, strata_for
+
     decls = parse_tasks(tasks)
     parts, source, used_split = load_splits(
         path,

@@ -23,7 +23,11 @@ def penguins_frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
     """A palmerpenguins-shaped table: species/island strings, measurements, sex with missing cells."""
     rng = np.random.default_rng(seed)
     species = rng.choice(["Adelie", "Chinstrap", "Gentoo"], size=n, p=[0.45, 0.2, 0.35])
-    base = {"Adelie": (38.8, 18.3, 190.0, 3700.0), "Chinstrap": (48.8, 18.4, 196.0, 3733.0), "Gentoo": (47.5, 15.0, 217.0, 5076.0)}
+    base = {
+        "Adelie": (38.8, 18.3, 190.0, 3700.0),
+        "Chinstrap": (48.8, 18.4, 196.0, 3733.0),
+        "Gentoo": (47.5, 15.0, 217.0, 5076.0),
+    }
     island = np.where(species == "Gentoo", "Biscoe", rng.choice(["Dream", "Torgersen", "Biscoe"], size=n))
     sex = rng.choice(["female", "male"], size=n)
     rows = []
@@ -68,7 +72,8 @@ def write_image_folder(root: Path, n: int = 40, size: int = 12, seed: int = 0) -
         pixels[:, :, colour] = np.clip(pixels[:, :, colour] + 255 * bright * 0.8, 0, 255).astype(np.uint8)
         name = f"img_{i:03d}.png"
         Image.fromarray(pixels, "RGB").save(root / name)
-        rows.append({"file": name, "colour": ["red", "green", "blue"][colour], "bright": bright, "big": int(bright > 0.6)})
+        label = ["red", "green", "blue"][colour]
+        rows.append({"file": name, "colour": label, "bright": bright, "big": int(bright > 0.6)})
     frame = pd.DataFrame(rows)
     frame.loc[[1, 5], "colour"] = np.nan  # missing labels
     frame.to_csv(root / "labels.csv", index=False)
