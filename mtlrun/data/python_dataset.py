@@ -20,6 +20,7 @@ keyword arguments and returns either
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -46,8 +47,13 @@ def build_dataset(options: Mapping[str, Any]) -> MultiTaskDataset:
 
 
 def import_target(target: str) -> Callable[..., Any]:
-    from hydra.utils import get_method
+    """Import ``target``; modules are looked up in the launch folder first, then on ``sys.path``
+    (the ``mtlrun`` console script does not put the current folder there by itself)."""
+    from hydra.utils import get_method, to_absolute_path
 
+    launch = to_absolute_path(".")
+    if launch not in sys.path:
+        sys.path.insert(0, launch)
     try:
         fn = get_method(target)
     except Exception as ex:

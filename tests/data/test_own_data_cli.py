@@ -10,6 +10,14 @@ import pytest
 from tests.data.owndata_files import write_image_folder, write_penguins
 
 FAST = ["trainer.epochs=1", "trainer.batch_size=32", "diagnostics.every=0"]
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """Skip the run's plots (tested elsewhere; they dominate the time of these tiny runs)."""
+    monkeypatch.setattr("mtlrun.report.plots.plot_run", lambda folder: None)
+
+
 PENGUIN_TASKS = "dataset.tasks={species: {kind: classification}, sex: {kind: binary}, body_mass_g: {kind: regression}}"
 
 
@@ -35,7 +43,7 @@ def test_penguins_csv_trains_with_declarations_on_the_command_line(cli, tmp_path
     assert set(best["sex"]) == {"accuracy", "auroc"} and best["body_mass_g"]["mae"] > 0
 
 
-def test_table_declared_in_a_yaml_under_config_dir_and_narrowed_by_tasks_names(cli, tmp_path):
+def test_table_declared_in_a_yaml_under_config_dir_and_narrowed_by_tasks_names(cli, tmp_path, no_plots):
     write_penguins(tmp_path / "penguins.csv", n=90)
     conf = tmp_path / "myconf" / "dataset"
     conf.mkdir(parents=True)
@@ -60,7 +68,7 @@ def test_table_declared_in_a_yaml_under_config_dir_and_narrowed_by_tasks_names(c
     assert set(summary["metrics"]["last"]["test"]["body_mass_g"]) == {"rmse", "mae"}
 
 
-def test_image_folder_of_pngs_trains(cli, tmp_path):
+def test_image_folder_of_pngs_trains(cli, tmp_path, no_plots):
     write_image_folder(tmp_path / "imgs", n=40, size=12)
     tasks = "dataset.tasks={colour: {kind: classification}, bright: {kind: regression}, big: {kind: binary}}"
     result = cli("dataset=image_folder", "dataset.root=imgs", tasks, "dataset.size=8", "report.baselines=false", *FAST)
@@ -112,7 +120,7 @@ def _write_module(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
 
 
-def test_python_dataset_from_target(cli, tmp_path, monkeypatch):
+def test_python_dataset_from_target(cli, tmp_path, monkeypatch, no_plots):
     _write_module(tmp_path, monkeypatch)
     result = cli("dataset=python", "dataset._target_=mydata.build", "+dataset.n=50", "report.baselines=false", *FAST)
     assert result.code == 0, result.err
