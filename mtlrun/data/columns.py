@@ -354,8 +354,9 @@ class FeatureEncoder:
             blocks.append(np.nan_to_num(values, nan=0.0))
         for column, vocab in zip(self.categorical, self.vocab):
             s = frame[column]
-            codes = s.map(lambda v, vocab=vocab: 0 if pd.isna(v) else vocab.get(str(v), 0))
-            blocks.append(codes.to_numpy(dtype=np.float64)[:, None])
+            # get_indexer gives -1 for missing or unseen values, which become index 0 (unknown)
+            codes = pd.Index(list(vocab)).get_indexer(s.astype(str).where(s.notna())) + 1
+            blocks.append(codes.astype(np.float64)[:, None])
         if not blocks:
             return torch.zeros(len(frame), 0)
         return torch.tensor(np.concatenate(blocks, axis=1), dtype=torch.float32)

@@ -140,6 +140,16 @@ ERRORS = [
     (["dataset.path=penguins.csv", "dataset.tasks={sex: binary}", "dataset.split_column=year"], "value '2007'", None),
     (["dataset.path=split.csv", "dataset.tasks={sex: binary}"], "the val split is empty", None),
     (["dataset=image_folder", "dataset.root=imgs", "dataset.tasks={colour: classification}"], "read image", "bad.png"),
+    (
+        [
+            "dataset=image_folder",
+            "dataset.root=imgs",
+            "dataset.labels=gone.csv",
+            "dataset.tasks={colour: classification}",
+        ],
+        "image not found",
+        "img_404.png",
+    ),
     (["dataset=python", "dataset._target_=no_such_pkg.build"], "does not import", "no_such_pkg"),
     (["dataset.path=penguins.csv"], "dataset.tasks is required", None),
 ]
@@ -155,6 +165,7 @@ def test_every_user_error_is_one_line_with_exit_2(cli, tmp_path, args, needle, n
     (tmp_path / "imgs" / "img_003.png").rename(tmp_path / "imgs" / "bad.png")
     labels = (tmp_path / "imgs" / "labels.csv").read_text().replace("img_003.png", "bad.png")
     (tmp_path / "imgs" / "labels.csv").write_text(labels)
+    (tmp_path / "gone.csv").write_text(labels.replace("bad.png", "img_002.png").replace("img_005.png", "img_404.png"))
     group = [] if any(a.startswith("dataset=") for a in args) else ["dataset=table"]
     result = cli(*group, *args, "report.baselines=false", *FAST)
     assert result.code == 2, (result.out, result.err)
@@ -163,3 +174,21 @@ def test_every_user_error_is_one_line_with_exit_2(cli, tmp_path, args, needle, n
     assert needle in lines[0], lines[0]
     if name:
         assert name in lines[0]
+
+
+def test_relative_paths_resolve_against_the_launch_folder_in_multirun(cli, tmp_path, no_plots):
+    write_penguins(tmp_path / "penguins.csv", n=60)
+    result = cli(
+        "-m",
+        "dataset=table",
+        "dataset.path=penguins.csv",
+        "dataset.tasks={species: classification, body_mass_g: regression}",
+        "hydra.job.chdir=true",  # even when each job runs inside its own folder
+        "seed=0,1",
+        "report.baselines=false",
+        *FAST,
+    )
+    assert result.code == 0, result.err
+    summaries = [json.loads((d / "summary.json").read_text()) for d in result.run_dirs()]
+    assert [s["status"] for s in summaries] == ["completed", "completed"]
+    assert {s["run"]["seed"] for s in summaries} == {0, 1}

@@ -11,7 +11,7 @@ import torch
 from mtlrun.data import build_dataset
 from mtlrun.errors import ConfigError
 
-MODULE = '''
+MODULE = """
 import math
 import torch
 from mtlrun.data import MultiTaskDataset, TensorSplit
@@ -35,7 +35,7 @@ def simple(n=10):
 
 def wrong():
     return [1, 2, 3]
-'''
+"""
 
 
 @pytest.fixture
