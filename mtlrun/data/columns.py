@@ -212,7 +212,7 @@ def encode_task(decl: TaskDecl, parts: Sequence[pd.DataFrame], source: str, spli
                     f"{key}: regression column '{column}' of {source} has non-numeric value "
                     f"{s[bad].iloc[0]!r} in the {name} split; regression targets must be numbers"
                 )
-            targets.append(torch.tensor(values.to_numpy(dtype=np.float64), dtype=torch.float32))
+            targets.append(torch.tensor(values.to_numpy(dtype=np.float64, na_value=np.nan), dtype=torch.float32))
         train = targets[0][~torch.isnan(targets[0])].double()
         if train.numel() == 0:
             raise ConfigError(f"{key}: column '{column}' of {source} has no labels in the train split")
@@ -242,7 +242,7 @@ def _encode_multilabel(
                     f"{key}: multilabel column '{column}' of {source} has value {s[bad].iloc[0]!r} in the {name} "
                     "split; each label column holds 0/1 (or true/false)"
                 )
-            columns.append(values.to_numpy(dtype=np.float64))
+            columns.append(values.to_numpy(dtype=np.float64, na_value=np.nan))
         matrix = torch.tensor(np.stack(columns, axis=1), dtype=torch.float32)
         targets.append(matrix)
         counts.append(int(torch.isnan(matrix).sum()))
@@ -332,7 +332,7 @@ class FeatureEncoder:
                 numeric_cols.append(column)
         means, stds = [], []
         for column in numeric_cols:
-            values = train[column].astype(np.float64)
+            values = pd.Series(train[column].to_numpy(dtype=np.float64, na_value=np.nan))
             if values.notna().sum() == 0:
                 raise ConfigError(f"dataset.features: column '{column}' of {source} has no values in the train split")
             mean, std = float(values.mean()), float(values.std(ddof=0))
