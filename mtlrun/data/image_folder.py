@@ -10,7 +10,9 @@ to float on the fly (x / 255, then standardised per channel with the train mean 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,10 +75,20 @@ def load_image(path: Path, mode: str, size: int, row: int) -> np.ndarray:
 
 
 def load_images(root: Path, files: pd.Series, mode: str, size: int, rows: np.ndarray) -> Tensor:
-    """uint8 (N, C, size, size) for the image paths ``files`` (relative to ``root``)."""
+    """uint8 (N, C, size, size) for the image paths ``files`` (relative to ``root``).
+
+    Decoding runs in a few threads (pillow releases the GIL while decoding); each image lands at
+    its own index, so the result does not depend on the thread count.
+    """
     out = np.empty((len(files), size, size, MODES[mode]), dtype=np.uint8)
-    for i, (name, row) in enumerate(zip(files, rows)):
-        out[i] = load_image(root / str(name), mode, size, int(row))
+
+    def load(i: int, name: Any, row: int) -> None:
+        out[i] = load_image(root / str(name), mode, size, row)
+
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        for job in [pool.submit(load, i, name, int(row)) for i, (name, row) in enumerate(zip(files, rows))]:
+            job.result()  # re-raises the first unreadable image's ConfigError
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
