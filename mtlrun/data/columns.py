@@ -25,6 +25,7 @@ Rules, in one place:
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -367,6 +368,17 @@ class FeatureEncoder:
             "categorical": {c: len(v) for c, v in zip(self.categorical, self.vocab)},
             "missing_features": "numeric: train mean; categorical: index 0 (unknown)",
         }
+
+
+def fingerprint(splits: Sequence[Any]) -> str:
+    """A short hash of the built data (inputs and targets of every split): it changes when the
+    files change even if their paths do not, so caches keyed on the config can include it."""
+    digest = hashlib.blake2b(digest_size=10)
+    for split in splits:
+        for tensor in (split.x, *(split.targets[t] for t in sorted(split.targets))):
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 # -- splits -----------------------------------------------------------------------------------

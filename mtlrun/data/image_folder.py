@@ -112,6 +112,7 @@ def image_folder(
         check_fractions,
         check_not_empty,
         encode_tasks,
+        fingerprint,
         parse_tasks,
         require_columns,
         split_by_column,
@@ -168,6 +169,7 @@ def image_folder(
             "mean": mean.flatten().tolist(),
             "std": std.flatten().tolist(),
             "tasks": task_info,
+            "fingerprint": fingerprint(splits),
         },
         has_missing_labels=missing,
     )

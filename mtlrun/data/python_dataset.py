@@ -140,7 +140,7 @@ def _as_frame(labels: Mapping[str, Any], n: int, where: str) -> Any:
 
 def from_simple(result: Mapping[str, Any], target: str, name: str) -> MultiTaskDataset:
     """Convert the simple form (see the module docstring) into a MultiTaskDataset."""
-    from mtlrun.data.columns import encode_tasks, parse_tasks
+    from mtlrun.data.columns import encode_tasks, fingerprint, parse_tasks
 
     where = f"dataset._target_={target}"
     for key in ("tasks", *SPLITS):
@@ -174,6 +174,12 @@ def from_simple(result: Mapping[str, Any], target: str, name: str) -> MultiTaskD
         test=splits[2],
         input_shape=shape,
         default_encoder="cnn" if len(shape) == 3 else "mlp",
-        info={"source": target, "name": name, "sizes": [len(s) for s in splits], "tasks": info},
+        info={
+            "source": target,
+            "name": name,
+            "sizes": [len(s) for s in splits],
+            "tasks": info,
+            "fingerprint": fingerprint(splits),
+        },
         has_missing_labels=missing,
     )

@@ -165,7 +165,14 @@ def table(
     seed: int = 0,
 ) -> MultiTaskDataset:
     """Build a dataset from a table; the same files, declarations and ``seed`` give the same data."""
-    from mtlrun.data.columns import FeatureEncoder, encode_tasks, parse_tasks, require_columns, strata_for
+    from mtlrun.data.columns import (
+        FeatureEncoder,
+        encode_tasks,
+        fingerprint,
+        parse_tasks,
+        require_columns,
+        strata_for,
+    )
 
     decls = parse_tasks(tasks)
     parts, source, used_split = load_splits(
@@ -210,6 +217,7 @@ def table(
             "split": f"column '{used_split}'" if used_split else "files or seeded fractions",
             "features": encoder.describe(),
             "tasks": task_info,
+            "fingerprint": fingerprint(splits),
         },
         has_missing_labels=missing,
         encoder_context={"tabular": {"numeric": len(encoder.numeric), "cardinalities": encoder.cardinalities}},

@@ -169,3 +169,12 @@ def test_errors_are_one_line_and_name_the_culprit(tmp_path, change, options, nee
     with pytest.raises(ConfigError) as ex:
         DATASETS.build("table", full)
     assert needle in str(ex.value) and "\n" not in str(ex.value)
+
+
+def test_fingerprint_follows_the_file_content_not_its_path(tmp_path):
+    _frame().to_csv(tmp_path / "t.csv", index=False)
+    first = DATASETS.build("table", {"path": str(tmp_path / "t.csv"), "tasks": TASKS}).info["fingerprint"]
+    again = DATASETS.build("table", {"path": str(tmp_path / "t.csv"), "tasks": TASKS}).info["fingerprint"]
+    _frame().assign(mass=lambda f: f["mass"] + 1).to_csv(tmp_path / "t.csv", index=False)
+    edited = DATASETS.build("table", {"path": str(tmp_path / "t.csv"), "tasks": TASKS}).info["fingerprint"]
+    assert first == again != edited
