@@ -73,14 +73,16 @@ def test_every_example_of_the_your_own_data_section_runs(cli, tmp_path, monkeypa
     monkeypatch.setattr(sys, "path", list(sys.path))  # the launch folder is added for _target_ imports
     monkeypatch.setattr("mtlrun.report.plots.plot_run", lambda folder: None)  # plots are tested elsewhere
     try:
-        datasets = []
+        datasets, tasks = [], []
         for args in runs:
             result = cli(*args, *FAST)
             assert result.code == 0, (args, result.err)
             summary = result.summary()
             assert summary["status"] == "completed", args
             datasets.append(summary["run"]["dataset"])
+            tasks.append(summary["run"]["tasks"])
     finally:
         for name in ("my_pkg.my_module", "my_pkg"):
             sys.modules.pop(name, None)
     assert datasets == ["table", "table", "image_folder", "python", "my_pkg.my_module.build"]
+    assert tasks[1] == ["species", "sex"]  # tasks.names narrows the declared tasks
