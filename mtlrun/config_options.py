@@ -10,6 +10,23 @@ from typing import Any, Dict, List, Optional
 
 
 @dataclass
+class DatasetImageFolderOptions:
+    name: str = "image_folder"
+    root: Optional[str] = None
+    tasks: Optional[Dict[str, Any]] = None
+    labels: Optional[str] = None
+    image_column: str = "file"
+    size: int = 32
+    mode: str = "RGB"
+    normalize: bool = True
+    split_column: Optional[str] = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    stratify: Optional[str] = None
+    seed: int = 0
+
+
+@dataclass
 class DatasetMultiDigitsOptions:
     name: str = "multi_digits"
     seed: int = 0
@@ -35,6 +52,23 @@ class DatasetSyntheticOptions:
 
 
 @dataclass
+class DatasetTableOptions:
+    name: str = "table"
+    tasks: Optional[Dict[str, Any]] = None
+    path: Optional[str] = None
+    train: Optional[str] = None
+    val: Optional[str] = None
+    test: Optional[str] = None
+    features: Optional[List[str]] = None
+    categorical: Optional[List[str]] = None
+    split_column: Optional[str] = None
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    stratify: Optional[str] = None
+    seed: int = 0
+
+
+@dataclass
 class EncoderAutoOptions:
     name: str = "auto"
 
@@ -52,6 +86,17 @@ class EncoderMlpOptions:
     name: str = "mlp"
     hidden: List[int] = field(default_factory=lambda: [128, 64])
     dropout: float = 0.0
+
+
+@dataclass
+class EncoderTabularOptions:
+    name: str = "tabular"
+    numeric: Optional[int] = None
+    cardinalities: List[int] = field(default_factory=lambda: [])
+    hidden: List[int] = field(default_factory=lambda: [128, 64])
+    dropout: float = 0.0
+    embedding_dim: Optional[int] = None
+    max_embedding_dim: int = 16
 
 
 @dataclass
@@ -418,11 +463,14 @@ class LoggerTensorboardOptions:
 
 #: (group, choice) -> its structured config
 OPTIONS: dict[tuple[str, str], type] = {
+    ("dataset", "image_folder"): DatasetImageFolderOptions,
     ("dataset", "multi_digits"): DatasetMultiDigitsOptions,
     ("dataset", "synthetic"): DatasetSyntheticOptions,
+    ("dataset", "table"): DatasetTableOptions,
     ("encoder", "auto"): EncoderAutoOptions,
     ("encoder", "cnn"): EncoderCnnOptions,
     ("encoder", "mlp"): EncoderMlpOptions,
+    ("encoder", "tabular"): EncoderTabularOptions,
     ("arch", "branched"): ArchBranchedOptions,
     ("arch", "cgc"): ArchCgcOptions,
     ("arch", "cross_stitch"): ArchCrossStitchOptions,

@@ -1,6 +1,7 @@
 """Datasets: importing this package registers every built-in dataset."""
 
-from mtlrun.data import multi_digits, synthetic  # noqa: F401  (registration)
+from mtlrun.data import image_folder, multi_digits, synthetic, table  # noqa: F401  (registration)
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TaskSpec, TensorSplit
+from mtlrun.data.python_dataset import build_dataset
 
-__all__ = ["DATASETS", "MultiTaskDataset", "TaskSpec", "TensorSplit"]
+__all__ = ["DATASETS", "MultiTaskDataset", "TaskSpec", "TensorSplit", "build_dataset"]

@@ -32,14 +32,19 @@ class TaskEvaluator:
         for collection in self.collections.values():
             collection.reset()
         loss_sums = {t: torch.zeros((), device=split.x.device) for t in self.tasks}
+        counts = {t: torch.zeros((), device=split.x.device) for t in self.tasks}  # present labels
         for x, targets in split.batches(batch_size):
             outputs = model(x)
             for name, spec in self.tasks.items():
-                loss_sums[name] += spec.loss(outputs[name], targets[name]) * x.shape[0]
-                self.collections[name].update(spec.predictions(outputs[name]), targets[name])
+                n = spec.label_count(targets[name]) if spec.masked else x.shape[0]
+                loss_sums[name] += spec.loss(outputs[name], targets[name]) * n
+                counts[name] += n
+                pair = spec.metric_inputs(outputs[name], targets[name])  # missing labels skipped
+                if pair is not None:
+                    self.collections[name].update(*pair)
         model.train(was_training)
         metrics = {
             name: {m: float(v) for m, v in collection.compute().items()}
             for name, collection in self.collections.items()
         }
-        return metrics, {t: float(s) / len(split) for t, s in loss_sums.items()}
+        return metrics, {t: float(s) / max(float(counts[t]), 1.0) for t, s in loss_sums.items()}

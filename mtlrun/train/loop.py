@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from mtlrun.balancers.base import BalanceInfo, Balancer, Batch, StepContext
-from mtlrun.data.base import MultiTaskDataset
+from mtlrun.data.base import MultiTaskDataset, present_tasks
 from mtlrun.models.base import MultiTaskModel
 from mtlrun.objective import primary_score
 from mtlrun.train.diagnostics import Diagnostics
@@ -261,6 +261,8 @@ class Trainer:
             validation_batch=self.validation_batch,
             functional_losses=self.functional_losses,
         )
+        if self.data.has_missing_labels:  # which tasks have a label in this batch
+            ctx.present = present_tasks(specs, targets, self.tasks)
         if balancer.needs_representation:
             rep = model.encode(x)
             rep_in = rep.detach().requires_grad_(True)
