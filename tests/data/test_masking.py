@@ -10,7 +10,7 @@ from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, Multila
 
 from mtlrun.data.base import MultiTaskDataset, TensorSplit, present_tasks
 from mtlrun.data.tasks import declared_task
-from mtlrun.report.metrics import TaskEvaluator
+from mtlrun.train.evaluate import TaskEvaluator
 
 NAN = float("nan")
 
