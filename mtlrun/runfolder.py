@@ -170,7 +170,7 @@ def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     except FileNotFoundError:
         return None, f"{path.name} missing"
     except (OSError, UnicodeDecodeError, ValueError) as ex:
-        return None, f"{path.name} is not readable JSON ({type(ex).__name__})"
+        return None, f"{path.name} unreadable ({type(ex).__name__})"
     if not isinstance(data, dict):
         return None, f"{path.name} is not a JSON object"
     return data, None

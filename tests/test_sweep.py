@@ -53,7 +53,7 @@ def test_sweep_over_groups_writes_summary_and_report(cli, tmp_path):
 
 
 def test_failed_job_is_listed_and_sweep_exits_non_zero(cli, tmp_path):
-    result = cli("-m", "balancer=ew,fixed", "tasks.weights={nope:1}", *SMALL, "trainer.epochs=1")
+    result = cli("-m", "balancer=fixed", "tasks.weights={t1:2},{nope:1}", *SMALL, "trainer.epochs=1")
     assert result.code == 1
     sweep = only_sweep(tmp_path)
     assert job_statuses(sweep) == {"0": "completed", "1": "failed"}
