@@ -29,8 +29,10 @@ from omegaconf import DictConfig
 from mtlrun.balancers.weighting import EqualWeighting
 from mtlrun.config import plain
 from mtlrun.data.base import MultiTaskDataset
+from mtlrun.data.multi_input import is_multi_input
 from mtlrun.models import ARCHS, EncoderSpec
 from mtlrun.models.grouped import GroupedSingleTask
+from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.outputs import write_json
 from mtlrun.train.loop import EpochRecord, Trainer, optimizer_for
 
@@ -105,16 +107,20 @@ def train_baselines(
     """Train the single-task baselines of ``tasks`` together; return one record per task."""
     from mtlrun.train.run import seed_everything
 
+    if is_multi_input(data) and len(tasks) > 1:  # each on its own split, with its own epoch length
+        return {k: v for name in tasks for k, v in train_baselines(cfg, data, [name], primary, encoder, device).items()}
     t = cfg.trainer
     subset = data.select(list(tasks))
     primary = {name: primary[name] for name in tasks}
     specs = [subset.tasks[name] for name in tasks]
     seed_everything(cfg.seed, t.deterministic)
-    model = GroupedSingleTask.build(encoder, specs) if mode in ("auto", "grouped") else None
+    grouped = mode in ("auto", "grouped") and not is_multi_input(data)
+    model = GroupedSingleTask.build(encoder, specs) if grouped else None
     layout = "grouped" if model is not None else "separate"
     if model is None:
         seed_everything(cfg.seed, t.deterministic)
         model = ARCHS.build("single_task", {}, encoder=encoder, tasks=specs)
+        prepare_multi_input(model, subset, "single_task")
     model.to(device)
     balancer = EqualWeighting(list(tasks)).to(device)
     optimizer = optimizer_for(t, model, balancer)

@@ -26,9 +26,12 @@ import mtlrun
 from mtlrun.balancers import BALANCERS, Balancer
 from mtlrun.config import plain, validate
 from mtlrun.data import DATASETS, MultiTaskDataset
+from mtlrun.data.loader import loader_options, place_splits
+from mtlrun.data.multi_input import is_multi_input
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
+from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.outputs import write_json, write_jsonl
 from mtlrun.report.diagnostics import diagnostics_for_run
 from mtlrun.train.checkpoint import rng_state, save_checkpoint
@@ -116,11 +119,17 @@ def build(cfg: DictConfig) -> Components:
     spec.build()  # validates encoder options against the dataset before the model is built
     seed_everything(cfg.seed, cfg.trainer.deterministic)  # model init independent of data building
     model = ARCHS.build(cfg.arch.name, plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
+    prepare_multi_input(model, data, cfg.arch.name)  # one input per task: check the arch, add input adapters
     balancer = BALANCERS.build(cfg.balancer.name, plain(cfg.balancer), tasks=tasks)
     if balancer.uses_task_gradients and not balancer.needs_representation and not model.shared_parameters():
         raise ConfigError(
             f"balancer={cfg.balancer.name} combines task gradients on shared parameters, which arch={cfg.arch.name} "
             "does not have; use a loss-weighting balancer (e.g. balancer=ew)"
+        )
+    if balancer.needs_representation and is_multi_input(data):
+        raise ConfigError(
+            f"balancer={cfg.balancer.name} with rep_grad needs one representation of common inputs, "
+            "but this dataset gives each task its own inputs"
         )
     if balancer.needs_representation and not model.has_representation:
         raise ConfigError(
@@ -131,6 +140,7 @@ def build(cfg: DictConfig) -> Components:
     schedule = SCHEDULES.build(schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks)
     model.to(device)
     balancer.to(device)
+    place_splits(data, *loader_options(plain(cfg.get("loader"))), device)  # in memory or through a DataLoader
     data.train, data.val, data.test = (s.to(device) for s in (data.train, data.val, data.test))
     return Components(data, tasks, primary, spec, model, balancer, device, schedule)
 
