@@ -73,8 +73,10 @@ def _task_spec(name: str, decl: dict[str, Any], train: np.ndarray, path: Path) -
     """The TaskSpec of one declared task, sized and scaled from its train labels (a 1-D array)."""
     labels = np.asarray(train)
     kind = decl["kind"]
-    if kind in ("classification", "binary") and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
-        raise ConfigError(f"dataset.tasks.{name}: {path} must hold integer labels for kind={kind}")
+    if kind == "binary" and not set(np.unique(labels).tolist()) <= {0, 1}:
+        raise ConfigError(f"dataset.tasks.{name}: {path} must hold 0/1 labels for kind=binary")
+    if kind == "classification" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+        raise ConfigError(f"dataset.tasks.{name}: {path} must hold integer class labels 0..C-1 for kind={kind}")
     if kind == "classification":
         if labels.min() < 0:
             raise ConfigError(f"dataset.tasks.{name}: {path} has negative class labels; use 0..C-1")
@@ -83,8 +85,6 @@ def _task_spec(name: str, decl: dict[str, Any], train: np.ndarray, path: Path) -
             raise ConfigError(f"dataset.tasks.{name}: {path} has a single class; classification needs >= 2")
         spec = classification_task(name, classes)
     elif kind == "binary":
-        if not set(np.unique(labels).tolist()) <= {0, 1}:
-            raise ConfigError(f"dataset.tasks.{name}: {path} must hold 0/1 labels for kind=binary")
         spec = binary_task(name)
     else:
         if not np.issubdtype(labels.dtype, np.number) or not np.all(np.isfinite(labels)):

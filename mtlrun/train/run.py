@@ -140,7 +140,7 @@ def build(cfg: DictConfig) -> Components:
     schedule = SCHEDULES.build(schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks)
     model.to(device)
     balancer.to(device)
-    place_splits(data, *loader_options(plain(cfg.get("loader"))), device)  # in memory or through a DataLoader
+    data.info = {**data.info, "loader": place_splits(data, *loader_options(plain(cfg.get("loader"))), device)}
     data.train, data.val, data.test = (s.to(device) for s in (data.train, data.val, data.test))
     return Components(data, tasks, primary, spec, model, balancer, device, schedule)
 
