@@ -24,7 +24,8 @@ def _train_losses(folder) -> list[tuple]:
 
 def test_dataloader_and_memory_paths_give_identical_losses_through_the_cli(cli, tmp_path):
     write_npy_folder(tmp_path / "arrays", sizes=(150, 40, 40))
-    common = [*TINY, "dataset=npy_folder", "dataset.root=arrays", NPY_TASKS, "report.baselines=false", "diagnostics.every=0"]
+    common = [*TINY, "dataset=npy_folder", "dataset.root=arrays", NPY_TASKS, "report.baselines=false"]
+    common += ["diagnostics.every=0"]
     common += ["encoder=mlp", "encoder.dropout=0.2"]  # random masks: the loader must leave the global generator alone
     memory = cli(*common, "loader.mode=memory", "hydra.run.dir=memory")
     streamed = cli(*common, "loader.mode=dataloader", "loader.num_workers=1", "hydra.run.dir=streamed")
@@ -70,15 +71,31 @@ def test_trainer_reseeds_each_epoch_from_seed_and_epoch(tmp_path):
         torch.manual_seed(0)
         model = ARCHS.build("hps", {}, encoder=EncoderSpec("mlp", (3,), {"hidden": [4]}), tasks=[data.tasks["t"]])
         opt = build_optimizer("sgd", [{"params": list(model.parameters())}], 0.1, 0.0, 0.0)
-        return Trainer(model, EqualWeighting(["t"]), data, optimizer=opt, epochs=1, batch_size=16, grad_clip=0,
-                       seed=7, device=torch.device("cpu"), primary={"t": "mae"})
+        return Trainer(
+            model,
+            EqualWeighting(["t"]),
+            data,
+            optimizer=opt,
+            epochs=1,
+            batch_size=16,
+            grad_clip=0,
+            seed=7,
+            device=torch.device("cpu"),
+            primary={"t": "mae"},
+        )
 
     for disturb in (False, True):
         t = trainer()
         if disturb:
             torch.randperm(5, generator=t.shuffle)
-        t.training_step = lambda group, epoch, lr: seen.append(group[0][1]["t"]) or (  # noqa: B023
-            {"t": torch.zeros(())}, type("I", (), {"weights": None, "extras": {}})(), {})
+        t.training_step = lambda group, epoch, lr: (
+            seen.append(group[0][1]["t"])
+            or (  # noqa: B023
+                {"t": torch.zeros(())},
+                type("I", (), {"weights": None, "extras": {}})(),
+                {},
+            )
+        )
         with Progress(1, 3) as progress:
             t.train_epoch(2, progress)
     first, second = seen[:3], seen[3:]
@@ -101,15 +118,18 @@ def test_memory_mapped_arrays_are_not_loaded_whole(tmp_path):
     assert isinstance(clone.x, np.memmap) and torch.equal(clone[torch.arange(5)][0], source[torch.arange(5)][0])
     # memory mode reads everything into tensors; the numbers are the same
     place_splits(data, "memory", LoaderOptions(), torch.device("cpu"))
-    assert isinstance(data.train, TensorSplit) and torch.equal(data.train.x, torch.from_numpy(np.load(tmp_path / "train/x.npy")))
+    assert isinstance(data.train, TensorSplit)
+    assert torch.equal(data.train.x, torch.from_numpy(np.load(tmp_path / "train/x.npy")))
 
 
 def test_npy_folder_declares_tasks_from_the_train_split(tmp_path):
     write_npy_folder(tmp_path)
-    data = DATASETS.build("npy_folder", {"root": str(tmp_path), "tasks": {**TASKS, "y": {"kind": "regression", "primary": "rmse"}}})
+    tasks = {**TASKS, "y": {"kind": "regression", "primary": "rmse"}}
+    data = DATASETS.build("npy_folder", {"root": str(tmp_path), "tasks": tasks})
     y = np.load(tmp_path / "train" / "y.npy")
     assert data.tasks["cls"].out_dim == 3 and data.tasks["flag"].kind == "binary"
-    assert data.tasks["y"].target_shift == pytest.approx(y.mean()) and data.tasks["y"].target_scale == pytest.approx(y.std())
+    assert data.tasks["y"].target_shift == pytest.approx(y.mean())
+    assert data.tasks["y"].target_scale == pytest.approx(y.std())
     assert data.tasks["y"].primary == "rmse" and data.input_shape == (8,) and data.default_encoder == "mlp"
     assert [len(s) for s in (data.train, data.val, data.test)] == [200, 60, 60]
 
@@ -131,7 +151,7 @@ def test_a_superseded_pass_cannot_continue():
         (["loader.num_workers=-1"], ("loader.num_workers=-1", ">= 0")),
         (["loader.prefetch_factor=0"], ("loader.prefetch_factor=0", ">= 1")),
         (["dataset=npy_folder", "dataset.root=nowhere", NPY_TASKS], ("dataset.root=nowhere",)),
-        (["dataset=npy_folder", "dataset.root=arrays", "dataset.tasks={cls: {kind: ranking}}"], ("ranking", "regression")),
+        (["dataset=npy_folder", "dataset.root=arrays", "dataset.tasks={c: {kind: ranking}}"], ("ranking", "binary")),
         (["dataset=npy_folder", "dataset.root=arrays", "dataset.tasks={nope: {kind: binary}}"], ("nope.npy",)),
         (["dataset=npy_folder", "dataset.root=arrays", "dataset.tasks={y: {kind: binary}}"], ("y.npy", "0/1")),
     ],
