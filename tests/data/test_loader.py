@@ -162,3 +162,22 @@ def test_bad_loader_and_npy_settings_are_one_line(cli, tmp_path, overrides, word
     lines = [line for line in result.err.splitlines() if line.strip()]
     assert result.code == 2 and len(lines) == 1, result.err
     assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_auto_keeps_the_fast_path_where_the_data_fits(tmp_path, monkeypatch):
+    import mtlrun.data.loader as loader
+
+    write_npy_folder(tmp_path, sizes=(20, 10, 10))
+    cpu = torch.device("cpu")
+    needed = 40 * 8 * 4 + 40 * (8 + 4 + 4)  # inputs plus int64 classes, float flags and targets
+    monkeypatch.setattr(loader, "available_memory", lambda device: 2 * needed)
+    data = DATASETS.build("npy_folder", {"root": str(tmp_path), "tasks": TASKS})
+    assert sum(loader.split_nbytes(s) for s in (data.train, data.val, data.test)) == needed
+    assert place_splits(data, "auto", LoaderOptions(), cpu) == "memory" and isinstance(data.train, TensorSplit)
+    monkeypatch.setattr(loader, "available_memory", lambda device: 2 * needed - 2)
+    data = DATASETS.build("npy_folder", {"root": str(tmp_path), "tasks": TASKS})
+    assert place_splits(data, "auto", LoaderOptions(num_workers=0), cpu) == "dataloader"
+    assert isinstance(data.train, LoaderSplit) and data.train.options.num_workers == 0
+    in_memory = DATASETS.build("synthetic", {"num_samples": 200, "input_dim": 4})
+    monkeypatch.setattr(loader, "available_memory", lambda device: 0)
+    assert place_splits(in_memory, "auto", LoaderOptions(), cpu) == "memory"  # already held as tensors

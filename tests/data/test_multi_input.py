@@ -123,3 +123,18 @@ def test_unsupported_multi_input_settings_are_one_line(cli, overrides, words):
     lines = [line for line in result.err.splitlines() if line.strip()]
     assert result.code == 2 and len(lines) == 1, result.err
     assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_multi_input_splits_stream_through_the_dataloader_path_with_the_same_batches():
+    from mtlrun.data.loader import LoaderOptions, LoaderSplit, place_splits
+
+    memory = DATASETS.build("multi_domain", {"input_dims": [6, 10], "num_samples": [200, 90]})
+    streamed = DATASETS.build("multi_domain", {"input_dims": [6, 10], "num_samples": [200, 90]})
+    assert place_splits(streamed, "dataloader", LoaderOptions(num_workers=0), torch.device("cpu")) == "dataloader"
+    assert all(isinstance(s, LoaderSplit) for s in streamed.train.splits.values())
+    a = list(memory.train.batches(32, shuffle=True, generator=torch.Generator().manual_seed(1)))
+    b = list(streamed.train.batches(32, shuffle=True, generator=torch.Generator().manual_seed(1)))
+    assert len(a) == len(b) == 4
+    for p, q in zip(a, b):
+        for t in ("d1", "d2"):
+            assert torch.equal(p[t][0], q[t][0]) and torch.equal(p[t][1][t], q[t][1][t])
