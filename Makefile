@@ -30,6 +30,7 @@ test-all: install
 lint: install
 	$(VENV)/bin/ruff check mtlrun tests bench
 	$(VENV)/bin/ruff format --check mtlrun tests bench
+	$(VENV)/bin/lint-imports
 
 bench: install
 	$(PY) bench/balancers.py

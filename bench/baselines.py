@@ -19,7 +19,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from mtlrun.config import register_schema
-from mtlrun.report.baselines import train_baselines
+from mtlrun.train.baselines import train_baselines
 from mtlrun.train.loop import Trainer, optimizer_for
 from mtlrun.train.run import build
 

@@ -8,7 +8,7 @@ cross-field rules by :func:`validate`, which raises one-line :class:`ConfigError
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
@@ -71,15 +71,24 @@ LOADER_MODES = ("auto", "memory", "dataloader")
 
 
 @dataclass
+class RunOptions:
+    #: replace a run already in the run folder: the old folder is moved aside (renamed), never deleted
+    overwrite: bool = False
+
+
+@dataclass
 class RunConf:
     seed: int = 0
-    # polymorphic groups: their keys are checked against the registered class's signature
-    dataset: Dict[str, Any] = field(default_factory=dict)
-    encoder: Dict[str, Any] = field(default_factory=dict)
-    arch: Dict[str, Any] = field(default_factory=dict)
-    balancer: Dict[str, Any] = field(default_factory=dict)
-    schedule: Dict[str, Any] = field(default_factory=dict)
-    logger: Dict[str, Any] = field(default_factory=dict)
+    run: RunOptions = field(default_factory=RunOptions)
+    #: what a run returns to a sweeper (optuna): primary_mean, or TASK/METRIC (validation, best epoch)
+    objective: str = "primary_mean"
+    # polymorphic groups: each choice's typed node comes from its YAML's schema/<group>/<choice>
+    dataset: Any = None
+    encoder: Any = None
+    arch: Any = None
+    balancer: Any = None
+    schedule: Any = None
+    logger: Any = None
     trainer: TrainerConf = field(default_factory=TrainerConf)
     tasks: TasksConf = field(default_factory=TasksConf)
     diagnostics: DiagnosticsConf = field(default_factory=DiagnosticsConf)
@@ -88,7 +97,14 @@ class RunConf:
 
 
 def register_schema() -> None:
-    ConfigStore.instance().store(name="mtlrun_schema", node=RunConf)
+    """The run's schema, and one typed node per group choice (``schema/<group>/<choice>``) that
+    the choice's YAML builds on, so Hydra type-checks ``balancer.c=abc`` while composing."""
+    from mtlrun.config_options import OPTIONS
+
+    store = ConfigStore.instance()
+    store.store(name="mtlrun_schema", node=RunConf)
+    for (group, choice), node in OPTIONS.items():
+        store.store(group=f"schema/{group}", name=choice, node=node)
 
 
 def validate(cfg: DictConfig) -> None:

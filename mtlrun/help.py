@@ -19,7 +19,8 @@ GROUPS = {
     "schedule": "when each task enters training (loss multipliers per epoch)",
     "trainer": "optimisation, evaluation and device",
     "logger": "an experiment tracker mirroring the run folder",
-    "experiment": "named, reproducible presets (conf/experiment/; results in experiments/)",
+    "experiment": "named, reproducible presets, values only (conf/experiment/; results in experiments/)",
+    "sweep": "the sweeps and searches of the presets: mtlrun -m sweep=NAME (conf/sweep/)",
 }
 
 EXAMPLES = """\

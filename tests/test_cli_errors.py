@@ -47,8 +47,7 @@ def test_bad_input_through_the_console_script(tmp_path):
     assert "hps" in result.err
 
 
-def test_config_error_records_failure_without_losing_the_folder(cli):
+def test_config_error_found_by_the_dataset_leaves_no_run_folder(cli):
     result = cli("tasks.names=[zzz]")
-    assert result.code == 2
-    summary = result.summary()
-    assert summary["status"] == "failed" and "zzz" in summary["error"]
+    assert result.code == 2 and "zzz" in result.err
+    assert list(result.cwd.iterdir()) == []

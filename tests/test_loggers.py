@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 
@@ -61,8 +62,14 @@ def test_csv_logger(cli):
         rows = list(csv.DictReader(handle))
     epochs = [r for r in rows if r["val/t1/mae"]]
     assert [int(r["step"]) for r in epochs] == [1, 2]
+    metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     for name in ("train/loss/t1", "train/loss/t2", "train/weight/t1", "val/loss/t2", "val/t2/rmse"):
-        assert float(epochs[-1][name]) == float(epochs[-1][name])  # present and numeric
+        split, *rest = name.split("/")
+        metric, task = (rest[0], rest[1]) if split == "train" or rest[0] == "loss" else (rest[1], rest[0])
+        [expected] = [
+            r["value"] for r in metrics if (r["epoch"], r["split"], r["task"], r["metric"]) == (2, split, task, metric)
+        ]
+        assert float(epochs[-1][name]) == pytest.approx(expected, rel=1e-6)  # the run folder's value, mirrored
     assert float(epochs[0]["train/weight/t1"]) == 1.0
     tests = [r for r in rows if r.get("test/best/t1/mae")]
     assert len(tests) == 1 and float(tests[0]["test/best/t1/mae"]) > 0
@@ -128,20 +135,29 @@ def test_build_logger_validates_options(tmp_path):
 
 
 class Exploding(RunLogger):
+    """Fails at the first call and records every call it receives."""
+
+    def __init__(self, output_dir, run_name):
+        super().__init__(output_dir, run_name)
+        self.calls: list[str] = []
+
     def log_config(self, config):
+        self.calls.append("log_config")
         raise RuntimeError("tracker down")
 
     def log_scalars(self, scalars, step):
-        raise AssertionError("must not be called after the first error")
+        self.calls.append("log_scalars")
 
     def close(self, status):
-        raise AssertionError("must not be called after the first error")
+        self.calls.append("close")
 
 
 def test_a_broken_tracker_never_stops_the_run(tmp_path, caplog):
-    guarded = GuardedLogger(Exploding(tmp_path, "run"), "exploding")
+    sink = Exploding(tmp_path, "run")
+    guarded = GuardedLogger(sink, "exploding")
     with caplog.at_level(logging.WARNING, logger="mtlrun"):
         guarded.log_config({"a": 1})
         guarded.log_scalars({"x": 1.0}, 1)
         guarded.close("completed")
     assert "logger=exploding stopped" in caplog.text and "tracker down" in caplog.text
+    assert sink.calls == ["log_config"]  # dropped after its first error: nothing else reached it

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlrun.report.objective import run_score
+from mtlrun.objective import run_objective
+from mtlrun.runfolder import Summary
 from tests.sweep_helpers import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,8 +70,9 @@ def test_run_score_is_signed_mean_of_primary_validation_metrics():
         "directions": {"a": {"acc": True}, "b": {"mae": False}},
         "metrics": {"best": {"val": {"a": {"acc": 0.8}, "b": {"mae": 0.2}}}},
     }
-    assert run_score(summary) == pytest.approx((0.8 - 0.2) / 2)
-    assert run_score({**summary, "status": "diverged"}) is None
+    assert run_objective(Summary.from_dict(summary)) == pytest.approx((0.8 - 0.2) / 2)
+    assert run_objective(Summary.from_dict(summary), "b/mae") == pytest.approx(-0.2)
+    assert run_objective(Summary.from_dict({**summary, "status": "diverged"})) is None
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(cli, tmp_path):
@@ -120,7 +122,8 @@ def test_slurm_preset_composes():
 def test_optuna_preset_searches_balancer_weights(cli, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     result = cli(
-        "experiment=optuna_fixed_weights",
+        "-m",
+        "sweep=optuna_fixed_weights",
         "hydra.sweeper.n_trials=2",
         *SMALL[1:],
         "trainer.epochs=1",
@@ -136,5 +139,7 @@ def test_optuna_preset_searches_balancer_weights(cli, tmp_path):
     assert len(tried) == 2 and all(0.1 <= w <= 10 for w in tried)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(best["best_params"]) == {"tasks.weights.t2", "trainer.lr"}
-    scores = [run_score(json.loads((sweep / j / "summary.json").read_text())) for j in ("0", "1")]
+    scores = [
+        run_objective(Summary.from_dict(json.loads((sweep / j / "summary.json").read_text()))) for j in ("0", "1")
+    ]
     assert best["best_value"] == pytest.approx(max(scores))

@@ -100,8 +100,11 @@ def _task_spec(name: str, decl: dict[str, Any], train: np.ndarray, path: Path) -
 
 
 @DATASETS.register("npy_folder")
-def npy_folder(root: str = "???", tasks: dict[str, Any] | None = None) -> MultiTaskDataset:
-    """Memory-mapped ``ROOT/{train,val,test}/{x,<task>}.npy`` arrays with declared tasks."""
+def npy_folder(root: str, tasks: Any = None) -> MultiTaskDataset:
+    """Memory-mapped ``ROOT/{train,val,test}/{x,<task>}.npy`` arrays with declared tasks.
+
+    ``tasks`` is typed ``Any`` so that a whole mapping given on the command line replaces the default.
+    """
     if root in ("???", "", None):
         raise ConfigError("dataset.root is required for dataset=npy_folder (a folder with train/, val/, test/)")
     base = _absolute(root)

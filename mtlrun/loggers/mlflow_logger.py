@@ -16,6 +16,7 @@ import yaml
 
 from mtlrun.errors import ConfigError
 from mtlrun.loggers.base import LOGGERS, RunLogger
+from mtlrun.runfolder import SUMMARY
 
 #: MLflow's limits: values per ``log_batch`` call and characters per param value
 MAX_METRICS, MAX_PARAMS, MAX_PARAM_CHARS = 1000, 100, 6000
@@ -106,7 +107,7 @@ class MlflowLogger(RunLogger):
             self.client.log_batch(self.run_id, metrics=metrics[start : start + MAX_METRICS])
 
     def close(self, status: str) -> None:
-        summary = self.output_dir / "summary.json"
+        summary = self.output_dir / SUMMARY
         if self.log_artifacts and summary.is_file():
             self.client.log_artifact(self.run_id, str(summary))
         self.client.set_tag(self.run_id, "mtlrun.status", status)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtlrun.objective import defined_mean, signed_relative_change
 from mtlrun.report.folders import RunRecord
 
 #: config keys pooled by default: rows average over them
@@ -246,12 +247,10 @@ def _rank(rows: list[Row], columns: list[Column]) -> str:
         if values:
             means[column.name] = statistics.fmean(values)
     for row in with_results:
-        parts = []
-        for column in _primary_columns(row, columns):
-            ref = means[column.name]
-            sign = 1.0 if column.higher_is_better else -1.0
-            parts.append(sign * (row.metrics[column.name].mean - ref) / (abs(ref) if ref != 0 else 1.0))
-        row.score = statistics.fmean(parts) if parts else None
+        row.score = defined_mean(
+            signed_relative_change(row.metrics[c.name].mean, means[c.name], c.higher_is_better)
+            for c in _primary_columns(row, columns)
+        )
     use_delta = bool(with_results) and all(r.delta_m is not None for r in with_results)
     ranked_by = "delta_m" if use_delta else "score"
 

@@ -9,18 +9,14 @@ folder that is half written (no or corrupt ``summary.json``, status still ``runn
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-#: statuses a finished run can have; anything else is reported as incomplete
-FINISHED = ("completed", "diverged", "failed", "interrupted")
+from mtlrun.runfolder import FINISHED, SUMMARY, RunFolder, number
 
 
 @dataclass
@@ -67,11 +63,7 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def is_run_folder(path: Path) -> bool:
-    """Hydra's job config, or a summary next to the run's log or metrics (a copy of a summary
-    alone, such as a tracker's artifact, is not a run)."""
-    if (path / ".hydra" / "config.yaml").is_file():
-        return True
-    return (path / "summary.json").is_file() and any((path / n).is_file() for n in ("metrics.jsonl", "run.log"))
+    return RunFolder(path).is_run()
 
 
 def find_run_folders(paths: Iterable[Path]) -> list[Path]:
@@ -105,104 +97,39 @@ def _walk(root: Path) -> Iterator[Path]:
         dirs[:] = keep
 
 
-def _read_json(path: Path) -> tuple[Any, str | None]:
-    if not path.is_file():
-        return None, f"{path.name} missing"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")), None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as ex:
-        return None, f"{path.name} unreadable ({type(ex).__name__})"
-
-
-def _read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        return None
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):  # NaN and infinities are stored as strings to keep JSON valid
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _choices(hydra_yaml: Any) -> dict[str, str]:
-    try:
-        choices = hydra_yaml["hydra"]["runtime"]["choices"]
-    except (KeyError, TypeError):
-        return {}
-    if not isinstance(choices, dict):
-        return {}
-    return {str(k): str(v) for k, v in choices.items() if not str(k).startswith("hydra") and v is not None}
-
-
-def _metrics(summary: dict[str, Any], at: str) -> dict[str, dict[str, float]]:
-    try:
-        table = summary["metrics"][at]["test"]
-    except (KeyError, TypeError):
-        return {}
-    out: dict[str, dict[str, float]] = {}
-    if not isinstance(table, dict):
-        return out
-    for task, values in table.items():
-        if not isinstance(values, dict):
-            continue
-        numbers = {m: v for m, v in ((m, _number(v)) for m, v in values.items()) if v is not None}
-        if numbers:
-            out[str(task)] = numbers
-    return out
-
-
 def read_run(path: Path, at: str = "best") -> RunRecord:
     """Read one run folder; ``at`` picks the test metrics at the ``best`` (validation) or ``last`` epoch."""
-    path = Path(path)
-    config_yaml = _read_yaml(path / ".hydra" / "config.yaml")
+    folder = RunFolder(path)
+    config_yaml = folder.read_config()
     record = RunRecord(
-        path=path,
+        path=Path(path),
         status="incomplete",
-        config=flatten(config_yaml) if isinstance(config_yaml, dict) else {},
-        choices=_choices(_read_yaml(path / ".hydra" / "hydra.yaml")),
+        config=flatten(config_yaml) if config_yaml is not None else {},
+        choices={k: v for k, v in folder.read_choices().items() if not k.startswith("hydra")},
     )
-    summary, problem = _read_json(path / "summary.json")
-    if problem:
+    summary, problem = folder.summary_or_reason()
+    if summary is None:
         record.reason = problem
         return record
-    if not isinstance(summary, dict):
-        record.reason = "summary.json is not a JSON object"
+    if not record.config:
+        named = ("dataset", "arch", "balancer", "encoder")
+        record.config = {f"{k}.name" if k in named else k: v for k, v in asdict(summary.run).items()}
+    if summary.status not in FINISHED:
+        record.reason = f"status {summary.status!r} (still running, or the process was killed)"
         return record
-    if not record.config and isinstance(summary.get("run"), dict):
-        record.config = {
-            f"{k}.name" if k in ("dataset", "arch", "balancer", "encoder") else k: v for k, v in summary["run"].items()
-        }
-    status = summary.get("status")
-    if status not in FINISHED:
-        record.reason = f"status {status!r} (still running, or the process was killed)"
-        return record
-    record.status = status
-    record.reason = summary.get("error") if status != "completed" else None
-    record.primary = {str(k): str(v) for k, v in (summary.get("primary") or {}).items()}
+    record.status = summary.status
+    record.reason = summary.error if not summary.completed else None
+    record.primary = {str(k): str(v) for k, v in summary.primary.items()}
     record.directions = {
-        str(t): {str(m): bool(d) for m, d in ms.items()}
-        for t, ms in (summary.get("directions") or {}).items()
-        if isinstance(ms, dict)
+        str(t): {str(m): bool(d) for m, d in ms.items()} for t, ms in summary.directions.items() if isinstance(ms, dict)
     }
-    if status == "completed":
-        record.metrics = _metrics(summary, at)
+    if summary.completed:
+        record.metrics = summary.results(at, "test")
         if not record.metrics:
-            record.status, record.reason = "incomplete", f"summary.json has no test metrics at '{at}'"
-    transfer, _ = _read_json(path / "transfer.json")
-    if isinstance(transfer, dict):
-        delta = _number(transfer.get("delta_m"))
+            record.status, record.reason = "incomplete", f"{SUMMARY} has no test metrics at '{at}'"
+    transfer = folder.read_transfer()
+    if transfer is not None:
+        delta = number(transfer.get("delta_m"))
         record.delta_m = delta if delta is not None and math.isfinite(delta) else None
     return record
 

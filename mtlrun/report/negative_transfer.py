@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
-from mtlrun.outputs import write_json, write_text
-from mtlrun.report.baselines import BaselineCache, baseline_key, baseline_settings
+from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
 from mtlrun.report.transfer import (
     NEGATIVE,
     POSITIVE,
@@ -29,24 +28,11 @@ from mtlrun.report.transfer import (
     delta_m_drop,
     judge_task,
 )
+from mtlrun.runfolder import PLOTS, RunFolder, Summary
 
 #: config keys that do not change what a run learns (ignored when matching seeds)
 _NOT_IDENTITY = ("seed", "report", "diagnostics", "logger")
 _TRAINER_NOT_IDENTITY = ("device", "checkpoint_every")
-
-
-def read_config(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return None
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def identity(config: dict[str, Any]) -> str:
@@ -58,7 +44,7 @@ def identity(config: dict[str, Any]) -> str:
 
 def find_seed_runs(run_dir: Path, roots: Sequence[Path]) -> list[Path]:
     """Completed runs with this run's configuration except the seed (one folder per seed, newest)."""
-    own = read_config(run_dir)
+    own = RunFolder(run_dir).read_config()
     if own is None:
         return [run_dir]
     target = identity(own)
@@ -72,9 +58,8 @@ def find_seed_runs(run_dir: Path, roots: Sequence[Path]) -> list[Path]:
             if folder.resolve() in seen:
                 continue
             seen.add(folder.resolve())
-            config = read_config(folder)
-            summary = read_summary(folder)
-            if config is None or summary is None or summary.get("status") != "completed":
+            config, summary = RunFolder(folder).read_config(), RunFolder(folder).read_summary()
+            if config is None or summary is None or not summary.completed:
                 continue
             if identity(config) == target and config.get("seed") != own.get("seed"):
                 previous = by_seed.get(config.get("seed"))
@@ -83,14 +68,14 @@ def find_seed_runs(run_dir: Path, roots: Sequence[Path]) -> list[Path]:
     return [by_seed[s] for s in sorted(by_seed, key=str)]
 
 
-def baseline_keys_for(config: dict[str, Any], summary: dict[str, Any]) -> dict[str, str]:
+def baseline_keys_for(config: dict[str, Any], summary: Summary) -> dict[str, str]:
     return {
         task: baseline_key(
             baseline_settings(
-                config["dataset"], task, summary["primary"][task], summary["encoder"], config["trainer"], config["seed"]
+                config["dataset"], task, summary.primary[task], summary.encoder, config["trainer"], config["seed"]
             )
         )
-        for task in summary["run"]["tasks"]
+        for task in summary.run.tasks or []
     }
 
 
@@ -101,23 +86,24 @@ def build_report(
 
     Returns the report, or None when the run is not complete.
     """
-    summary, config = read_summary(run_dir), read_config(run_dir)
-    if summary is None or config is None or summary.get("status") != "completed":
+    folder = RunFolder(run_dir)
+    summary, config = folder.read_summary(), folder.read_config()
+    if summary is None or config is None or not summary.completed:
         return None
-    tasks = summary["run"]["tasks"]
-    directions = summary["directions"]
+    tasks = summary.run.tasks or []
+    directions = summary.directions
     pooled = find_seed_runs(run_dir, roots)
     mtl_runs: dict[str, list[dict[str, float]]] = {t: [] for t in tasks}
     stl_runs: dict[str, list[dict[str, float]]] = {t: [] for t in tasks}
     pooled_info = []
-    for folder in pooled:
-        s, c = read_summary(folder), read_config(folder)
+    for other in pooled:
+        s, c = RunFolder(other).read_summary(), RunFolder(other).read_config()
         if s is None or c is None:
             continue
         keys = baseline_keys_for(c, s)
-        entry = {"folder": str(folder), "seed": c.get("seed"), "baselines": {}}
+        entry = {"folder": str(other), "seed": c.get("seed"), "baselines": {}}
         for task in tasks:
-            mtl_runs[task].append(s["metrics"]["best"]["test"][task])
+            mtl_runs[task].append(s.results("best", "test")[task])
             record = cache.load(keys[task])
             entry["baselines"][task] = keys[task] if record is not None else None
             if record is not None:
@@ -132,7 +118,7 @@ def build_report(
     stl_mean = {t: {m: v["stl"] for m, v in verdicts[t].metrics.items()} for t in verdicts}
     dirs = {t: directions[t] for t in verdicts}
     report: dict[str, Any] = {
-        "run": summary["run"],
+        "run": asdict(summary.run),
         "selection": "test metrics at the best-validation epoch",
         "alpha": alpha,
         "seeds": [p["seed"] for p in pooled_info],
@@ -156,8 +142,8 @@ def build_report(
         "complete": have_all,
     }
     report["grouping"] = _grouping(run_dir, groups)
-    write_json(run_dir / "transfer.json", report)
-    write_text(run_dir / "report.md", render_markdown(report))
+    folder.write_transfer(report)
+    folder.write_report_markdown(render_markdown(report))
     own_keys = baseline_keys_for(config, summary)
     stl_curves = {t: rec["curves"] for t in tasks if (rec := cache.load(own_keys[t])) is not None and "curves" in rec}
     _plot(run_dir, report, summary, stl_curves)
@@ -166,9 +152,9 @@ def build_report(
 
 def _grouping(run_dir: Path, groups: int) -> dict[str, Any] | None:
     try:
-        diagnostics = json.loads((run_dir / "diagnostics.json").read_text(encoding="utf-8"))
+        diagnostics = RunFolder(run_dir).read_diagnostics() or {}
         names, matrix = diagnostics["tasks"], diagnostics["affinity"]["matrix"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
     if not matrix or len(names) < 2:
         return None
@@ -178,7 +164,7 @@ def _grouping(run_dir: Path, groups: int) -> dict[str, Any] | None:
     return result
 
 
-def _plot(run_dir: Path, report: dict[str, Any], summary: dict[str, Any], stl_curves: dict[str, Any]) -> None:
+def _plot(run_dir: Path, report: dict[str, Any], summary: Summary, stl_curves: dict[str, Any]) -> None:
     """The Δ_t chart, and the learning curves again with the single-task curves overlaid."""
     import logging
 
@@ -187,14 +173,14 @@ def _plot(run_dir: Path, report: dict[str, Any], summary: dict[str, Any], stl_cu
 
         deltas = {t: (v["delta"], v["verdict"]) for t, v in report["tasks"].items() if v["delta"] is not None}
         if deltas:
-            plot_delta_bars(deltas, run_dir / "plots" / "delta.png")
+            plot_delta_bars(deltas, run_dir / PLOTS / "delta.png")
         if stl_curves:
             plot_learning_curves(
                 read_metrics(run_dir),
-                summary["primary"],
-                run_dir / "plots" / "learning_curves.png",
+                summary.primary,
+                run_dir / PLOTS / "learning_curves.png",
                 stl_curves,
-                summary.get("directions"),
+                summary.directions,
             )
     except Exception as ex:  # a plot must never fail a run
         logging.getLogger("mtlrun").warning("could not draw the report plots: %s", ex)

@@ -8,11 +8,12 @@ fast and plotting safe in headless jobs and threads.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from mtlrun.runfolder import PLOTS, RunFolder, Summary
 
 log = logging.getLogger("mtlrun")
 
@@ -64,10 +65,7 @@ def _series(rows: Rows, split: str, metric: str) -> dict[str, tuple[list[int], l
 
 def read_metrics(folder: Path) -> list[dict[str, Any]]:
     """The rows of ``folder/metrics.jsonl`` (empty when there is none)."""
-    path = Path(folder) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return RunFolder(folder).read_metric_rows()
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,21 +264,18 @@ def plot_affinity(diagnostics: Mapping[str, Any], out_path: Path) -> Path | None
 
 def plot_run(folder: Path, stl_curves: StlCurves | None = None) -> list[Path]:
     """Draw into ``folder/plots/`` every plot the folder's files support; return the paths."""
-    folder = Path(folder)
-    out = folder / "plots"
+    run = RunFolder(folder)
+    out = run.path(PLOTS)
     written: list[Path | None] = []
-    rows = read_metrics(folder)
-    summary_path = folder / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else {}
+    rows = run.read_metric_rows()
+    summary = run.read_summary() or Summary()
     if rows:
-        primary = summary.get("primary") or {}
         written.append(
-            plot_learning_curves(rows, primary, out / "learning_curves.png", stl_curves, summary.get("directions"))
+            plot_learning_curves(rows, summary.primary, out / "learning_curves.png", stl_curves, summary.directions)
         )
         written.append(plot_weights(rows, out / "weights.png"))
-    diagnostics_path = folder / "diagnostics.json"
-    if diagnostics_path.exists():
-        diagnostics = json.loads(diagnostics_path.read_text(encoding="utf-8"))
+    diagnostics = run.read_diagnostics()
+    if diagnostics is not None:
         written.extend(plot_cosine(diagnostics, out))
         written.append(plot_affinity(diagnostics, out / "affinity.png"))
     return [p for p in written if p is not None]

@@ -21,6 +21,7 @@ from mtlrun.outputs import write_json, write_text
 from mtlrun.report.aggregate import Comparison, compare
 from mtlrun.report.compare import render_markdown, render_table
 from mtlrun.report.folders import read_runs
+from mtlrun.runfolder import SWEEP_REPORT, SWEEP_SUMMARY, TRANSFER
 
 log = logging.getLogger("mtlrun")
 
@@ -31,8 +32,8 @@ FAILED = ("failed", "interrupted", "incomplete")
 def summarize_sweep(sweep_dir: Path, console: Console | None = None) -> Comparison:
     """Write the two summary files for ``sweep_dir`` and return the comparison."""
     comparison = compare(read_runs([sweep_dir]))
-    write_json(sweep_dir / "sweep_summary.json", {"sweep_dir": str(sweep_dir), **comparison.as_dict()})
-    write_text(sweep_dir / "sweep_report.md", render_markdown(comparison, title=f"Sweep {sweep_dir}"))
+    write_json(sweep_dir / SWEEP_SUMMARY, {"sweep_dir": str(sweep_dir), **comparison.as_dict()})
+    write_text(sweep_dir / SWEEP_REPORT, render_markdown(comparison, title=f"Sweep {sweep_dir}"))
     if console is not None:
         render_table(comparison, console)
     return comparison
@@ -41,7 +42,7 @@ def summarize_sweep(sweep_dir: Path, console: Console | None = None) -> Comparis
 def refresh_transfer_reports(sweep_dir: Path, config: DictConfig) -> None:
     """Rebuild each job's negative-transfer report now that every seed of the sweep has finished,
     so the reports pool all seeds (a job only sees the seeds that finished before it)."""
-    from mtlrun.report.baselines import BaselineCache
+    from mtlrun.baseline_cache import BaselineCache
     from mtlrun.report.negative_transfer import build_report
 
     report = config.get("report")
@@ -50,7 +51,7 @@ def refresh_transfer_reports(sweep_dir: Path, config: DictConfig) -> None:
     launch = Path.cwd()
     cache = BaselineCache((launch / str(report.cache_dir)).resolve())
     roots = [sweep_dir, launch / "outputs", launch / "multirun"]
-    for transfer in sorted(sweep_dir.glob("*/transfer.json")):
+    for transfer in sorted(sweep_dir.glob(f"*/{TRANSFER}")):
         try:
             build_report(transfer.parent, cache, roots, float(report.alpha), int(report.groups))
         except Exception as ex:  # one unreadable job must not hide the others
@@ -62,7 +63,7 @@ def failed_jobs(comparison: Comparison) -> list[str]:
 
 
 class SweepSummary(Callback):
-    """Registered as ``hydra.callbacks.sweep_summary`` (conf/hydra/callbacks/sweep_summary.yaml)."""
+    """Registered as ``hydra.callbacks.sweep_summary`` (conf/hydra/callbacks/mtlrun.yaml)."""
 
     def __init__(self, fail_on_error: bool = True) -> None:
         self.fail_on_error = fail_on_error

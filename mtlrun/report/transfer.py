@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtlrun.objective import signed_relative_change
+
 NEGATIVE = "negative transfer"
 POSITIVE = "positive transfer"
 NO_DIFFERENCE = "no significant difference"
@@ -32,11 +34,9 @@ Metrics = Mapping[str, float]  # {metric: value}
 
 
 def relative_change(mtl: float, stl: float, higher_is_better: bool) -> float | None:
-    """``d·(mtl − stl)/|stl|·100``, or None when ``stl`` is 0 (undefined)."""
-    if stl == 0 or not (math.isfinite(mtl) and math.isfinite(stl)):
-        return None
-    sign = 1.0 if higher_is_better else -1.0
-    return sign * (mtl - stl) / abs(stl) * 100.0
+    """``d·(mtl − stl)/|stl|·100`` in percent, or None when undefined (``mtlrun.objective``'s zero rule)."""
+    change = signed_relative_change(mtl, stl, higher_is_better)
+    return None if change is None else change * 100.0
 
 
 def task_delta(mtl: Metrics, stl: Metrics, directions: Mapping[str, bool]) -> float | None:

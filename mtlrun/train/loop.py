@@ -11,7 +11,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +23,9 @@ from mtlrun.data.base import MultiTaskDataset
 from mtlrun.data.batch import batch_losses
 from mtlrun.data.loader import epoch_seed
 from mtlrun.models.base import MultiTaskModel
-from mtlrun.report.diagnostics import Diagnostics
-from mtlrun.report.metrics import Metrics, TaskEvaluator, normalized_score
+from mtlrun.objective import primary_score
+from mtlrun.train.diagnostics import Diagnostics
+from mtlrun.train.evaluate import Metrics, TaskEvaluator
 from mtlrun.train.progress import Progress
 from mtlrun.train.schedule import ScheduleProbe, TaskSchedule
 
@@ -59,6 +60,27 @@ class FitResult:
     train_seconds: float
     eval_seconds: float
     steps: int
+    #: test metrics with the last and with the best-validation weights (unless tested every epoch)
+    test_last: Metrics | None = None
+    test_best: Metrics | None = None
+
+    @property
+    def best_record(self) -> EpochRecord:
+        return next(r for r in self.epochs if r.epoch == self.best_epoch)
+
+
+class Callback:
+    """Hooks of one :meth:`Trainer.fit`; every hook is optional (``mtlrun.train.callbacks`` has
+    the run's: run folder, checkpoints, diagnostics, tracking)."""
+
+    def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
+        """After an epoch's training and validation."""
+
+    def on_fit_end(self, trainer: Trainer, status: str, result: FitResult | None) -> None:
+        """Once, when the fit stops: ``completed`` (with the result), ``diverged`` or ``interrupted``."""
+
+    def on_exception(self, trainer: Trainer, ex: BaseException) -> None:
+        """When the fit raises anything other than divergence or an interrupt (before it propagates)."""
 
 
 def build_optimizer(name: str, params: list[dict[str, Any]], lr: float, weight_decay: float, momentum: float):
@@ -70,7 +92,8 @@ def build_optimizer(name: str, params: list[dict[str, Any]], lr: float, weight_d
 
 
 class Trainer:
-    """Trains ``model`` on ``data`` with ``balancer``; calls ``on_epoch`` after each evaluation."""
+    """Trains ``model`` on ``data`` with ``balancer``; the callbacks given to :meth:`fit` do
+    everything around training (files, checkpoints, tracking)."""
 
     def __init__(
         self,
@@ -85,9 +108,9 @@ class Trainer:
         seed: int,
         device: torch.device,
         primary: dict[str, str],
-        on_epoch: Callable[[EpochRecord, Trainer], None] | None = None,
         diagnostics: Diagnostics | None = None,
         schedule: TaskSchedule | None = None,
+        test_each_epoch: bool = False,
     ) -> None:
         self.model, self.balancer, self.data = model, balancer, data
         self.optimizer = optimizer
@@ -98,7 +121,6 @@ class Trainer:
         self.directions = {t: data.tasks[t].metric_directions() for t in self.tasks}
         self.loss_fns = {t: data.tasks[t].loss for t in self.tasks}
         self.shuffle = torch.Generator().manual_seed(seed)
-        self.on_epoch = on_epoch
         self.diagnostics = diagnostics
         self.evaluator = TaskEvaluator(data.tasks, device)
         self.shared = [p for p in model.shared_parameters() if p.requires_grad]
@@ -106,8 +128,9 @@ class Trainer:
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.step = 0
         self.start_epoch = 1
-        #: evaluate the test split after every epoch (single-task baselines pick their best epoch per task)
-        self.test_each_epoch = False
+        #: evaluate the test split after every epoch (single-task baselines pick their best epoch per
+        #: task); otherwise the test split is evaluated once, at the end, with the last and best weights
+        self.test_each_epoch = test_each_epoch
 
         # task schedule, and the closures of lookahead/bilevel balancers
         self.seed = seed
@@ -115,6 +138,38 @@ class Trainer:
         self._multipliers: dict[str, float] | None = None
         self.val_shuffle = torch.Generator().manual_seed(seed + 1)
         self._val_batches: Iterator[Batch] | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        trainer: Any,
+        model: MultiTaskModel,
+        balancer: Balancer,
+        data: MultiTaskDataset,
+        *,
+        seed: int,
+        device: torch.device,
+        primary: dict[str, str],
+        diagnostics: Diagnostics | None = None,
+        schedule: TaskSchedule | None = None,
+        test_each_epoch: bool = False,
+    ) -> Trainer:
+        """A trainer for a ``trainer`` config group (optimizer, lr, epochs, batch size, clipping)."""
+        return cls(
+            model,
+            balancer,
+            data,
+            optimizer=optimizer_for(trainer, model, balancer),
+            epochs=trainer.epochs,
+            batch_size=trainer.batch_size,
+            grad_clip=trainer.grad_clip,
+            seed=seed,
+            device=device,
+            primary=primary,
+            diagnostics=diagnostics,
+            schedule=schedule,
+            test_each_epoch=test_each_epoch,
+        )
 
     def scheduled(self, losses: dict[str, Tensor]) -> dict[str, Tensor]:
         """``losses`` times the schedule's multipliers of the current epoch (unchanged without one)."""
@@ -227,7 +282,31 @@ class Trainer:
         self.step += 1
         return losses, info, extra
 
-    def fit(self) -> FitResult:
+    def fit(self, callbacks: Sequence[Callback] = ()) -> FitResult:
+        """Train every epoch, calling ``callbacks`` after each and once at the end (``on_fit_end``
+        with ``completed``, ``diverged`` or ``interrupted``; ``on_exception`` for anything else)."""
+        try:
+            result = self._fit_epochs(callbacks)
+        except Diverged:
+            self._notify_end(callbacks, "diverged", None)
+            raise
+        except KeyboardInterrupt:
+            self._notify_end(callbacks, "interrupted", None)
+            raise
+        except Exception as ex:
+            for callback in callbacks:
+                callback.on_exception(self, ex)
+            raise
+        if not self.test_each_epoch:
+            result.test_last, result.test_best = self.evaluate_test(result.best_state)
+        self._notify_end(callbacks, "completed", result)
+        return result
+
+    def _notify_end(self, callbacks: Sequence[Callback], status: str, result: FitResult | None) -> None:
+        for callback in callbacks:
+            callback.on_fit_end(self, status, result)
+
+    def _fit_epochs(self, callbacks: Sequence[Callback]) -> FitResult:
         records: list[EpochRecord] = []
         reference: Metrics | None = None
         best_score, best_epoch = -math.inf, 0
@@ -255,7 +334,8 @@ class Trainer:
                 )
                 eval_s += time.perf_counter() - t1
                 reference = reference or val
-                score = normalized_score(val, reference, self.primary, self.directions)
+                relative = primary_score(val, reference, self.primary, self.directions)
+                score = relative if relative is not None else -math.inf
                 if score > best_score or epoch == self.start_epoch:
                     best_score, best_epoch = score, epoch
                     best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -273,8 +353,8 @@ class Trainer:
                 )
                 records.append(record)
                 progress.epoch_done(self._epoch_line(record))
-                if self.on_epoch is not None:
-                    self.on_epoch(record, self)
+                for callback in callbacks:
+                    callback.on_epoch_end(self, record)
         return FitResult(records, best_epoch, best_state, train_s, eval_s, self.step)
 
     def _fresh_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:

@@ -8,9 +8,7 @@ rewritten with ``completed``, ``diverged``, ``interrupted`` or ``failed`` at the
 from __future__ import annotations
 
 import logging
-import os
 import platform
-import random
 import subprocess
 import sys
 import time
@@ -18,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -32,23 +29,14 @@ from mtlrun.errors import ConfigError, choices_error
 from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
-from mtlrun.outputs import write_json, write_jsonl
-from mtlrun.report.diagnostics import diagnostics_for_run
-from mtlrun.train.checkpoint import rng_state, save_checkpoint
-from mtlrun.train.loop import Diverged, EpochRecord, Trainer, optimizer_for
+from mtlrun.runfolder import DIAGNOSTICS, LAST_CHECKPOINT, RunFolder, RunIdentity, Summary
+from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
+from mtlrun.train.diagnostics import diagnostics_for_run
+from mtlrun.train.loop import Diverged, Trainer
 from mtlrun.train.schedule import SCHEDULES, TaskSchedule
+from mtlrun.train.seeding import seed_everything
 
 log = logging.getLogger("mtlrun")
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.backends.cudnn.benchmark = False
 
 
 def pick_device(name: str) -> torch.device:
@@ -87,6 +75,32 @@ def resolve_tasks(cfg: DictConfig, data: MultiTaskDataset) -> tuple[list[str], d
     return names, primary
 
 
+def check_objective(objective: str, data: MultiTaskDataset, tasks: list[str]) -> None:
+    """``objective`` is ``primary_mean`` or a ``TASK/METRIC`` of the run's task set."""
+    from mtlrun.objective import PRIMARY_MEAN
+
+    valid = [PRIMARY_MEAN] + [f"{t}/{m}" for t in tasks for m in data.tasks[t].metrics]
+    if objective not in valid:
+        raise choices_error("objective", objective, valid)
+
+
+def balancer_options(cfg: DictConfig) -> dict[str, Any]:
+    """The balancer's options, with ``tasks.weights`` as the weights of a balancer that takes them."""
+    import inspect
+
+    options = plain(cfg.balancer)
+    if cfg.tasks.weights is not None:
+        factory = BALANCERS.get(cfg.balancer.name)
+        if "weights" not in inspect.signature(factory).parameters:
+            takes = [n for n in BALANCERS.names() if "weights" in inspect.signature(BALANCERS.get(n)).parameters]
+            raise ConfigError(
+                f"tasks.weights is set but balancer={cfg.balancer.name} does not use static task weights; "
+                f"use balancer={' or balancer='.join(takes)}, or drop tasks.weights"
+            )
+        options["weights"] = plain(cfg.tasks.weights)
+    return options
+
+
 def encoder_spec(cfg: DictConfig, data: MultiTaskDataset) -> EncoderSpec:
     options = {k: v for k, v in plain(cfg.encoder).items() if k != "name"}
     name = cfg.encoder.name
@@ -114,13 +128,14 @@ def build(cfg: DictConfig) -> Components:
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     full = DATASETS.build(cfg.dataset.name, plain(cfg.dataset))
     tasks, primary = resolve_tasks(cfg, full)
+    check_objective(cfg.objective, full, tasks)
     data = full.select(tasks)
     spec = encoder_spec(cfg, data)
     spec.build()  # validates encoder options against the dataset before the model is built
     seed_everything(cfg.seed, cfg.trainer.deterministic)  # model init independent of data building
     model = ARCHS.build(cfg.arch.name, plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
     prepare_multi_input(model, data, cfg.arch.name)  # one input per task: check the arch, add input adapters
-    balancer = BALANCERS.build(cfg.balancer.name, plain(cfg.balancer), tasks=tasks)
+    balancer = BALANCERS.build(cfg.balancer.name, balancer_options(cfg), tasks=tasks)
     if balancer.uses_task_gradients and not balancer.needs_representation and not model.shared_parameters():
         raise ConfigError(
             f"balancer={cfg.balancer.name} combines task gradients on shared parameters, which arch={cfg.arch.name} "
@@ -169,135 +184,56 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-class RunFolder:
-    """Owns the files of one run folder; every write is atomic."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.rows: list[dict[str, Any]] = []
-        self.summary: dict[str, Any] = {}
-
-    def add_epoch(self, r: EpochRecord) -> None:
-        base = {"epoch": r.epoch, "step": r.step}
-        for task, value in r.train_loss.items():
-            self.rows.append({**base, "split": "train", "task": task, "metric": "loss", "value": value})
-        for task, value in r.weights.items():
-            self.rows.append({**base, "split": "train", "task": task, "metric": "weight", "value": value})
-        for name, value in r.extra_losses.items():
-            self.rows.append({**base, "split": "train", "task": None, "metric": name, "value": value})
-        for name, value in r.balancer_extras.items():
-            self.rows.append({**base, "split": "train", "task": None, "metric": f"balancer/{name}", "value": value})
-        for task, value in r.schedule.items():
-            self.rows.append({**base, "split": "train", "task": task, "metric": "schedule", "value": value})
-        for task, metrics in r.val.items():
-            self.rows.append({**base, "split": "val", "task": task, "metric": "loss", "value": r.val_loss[task]})
-            for metric, value in metrics.items():
-                self.rows.append({**base, "split": "val", "task": task, "metric": metric, "value": value})
-        write_jsonl(self.root / "metrics.jsonl", self.rows)
-
-    def add_test(self, epoch: int, which: str, metrics: dict[str, dict[str, float]]) -> None:
-        for task, values in metrics.items():
-            for metric, value in values.items():
-                self.rows.append(
-                    {
-                        "epoch": epoch,
-                        "split": "test",
-                        "checkpoint": which,
-                        "task": task,
-                        "metric": metric,
-                        "value": value,
-                    }
-                )
-        write_jsonl(self.root / "metrics.jsonl", self.rows)
-
-    def write_summary(self, **updates: Any) -> None:
-        self.summary.update(updates)
-        write_json(self.root / "summary.json", self.summary)
-
-
-def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
-    """Train one configuration into ``output_dir``; return the summary."""
+def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | None]:
+    """Train one configuration into ``output_dir``; return its summary and its transfer report."""
     started = time.perf_counter()
     folder = RunFolder(output_dir)
-    folder.write_summary(
-        status="running",
-        run={
-            "dataset": cfg.dataset.name,
-            "arch": cfg.arch.name,
-            "balancer": cfg.balancer.name,
-            "encoder": cfg.encoder.name,
-            "tasks": None,
-            "seed": cfg.seed,
-        },
+    summary = Summary(
+        run=RunIdentity(
+            dataset=cfg.dataset.name,
+            arch=cfg.arch.name,
+            balancer=cfg.balancer.name,
+            encoder=cfg.encoder.name,
+            seed=cfg.seed,
+        ),
         versions=versions(),
         git_commit=git_commit(),
     )
+    folder.write_summary(summary)
     try:
         c = build(cfg)
         tracker = build_logger(plain(cfg.get("logger")), output_dir)
     except Exception as ex:
-        folder.write_summary(status="failed", error=str(ex).splitlines()[0] if str(ex) else type(ex).__name__)
+        summary.status, summary.error = "failed", str(ex).splitlines()[0] if str(ex) else type(ex).__name__
+        folder.write_summary(summary)
         raise
-    folder.write_summary(
-        run={**folder.summary["run"], "tasks": c.tasks, "encoder": c.encoder.name},
-        encoder=c.encoder.as_dict(),
-        primary=c.primary,
-        directions={t: c.data.tasks[t].metric_directions() for t in c.tasks},
-        parameters=c.model.parameter_counts(),
-        device=str(c.device),
-        dataset_info=c.data.info,
-    )
+    summary.run.tasks, summary.run.encoder = c.tasks, c.encoder.name
+    summary.encoder = c.encoder.as_dict()
+    summary.primary = c.primary
+    summary.directions = {t: c.data.tasks[t].metric_directions() for t in c.tasks}
+    summary.parameters = c.model.parameter_counts()
+    summary.device = str(c.device)
+    summary.dataset_info = c.data.info
+    folder.write_summary(summary)
     tracker.log_config(plain(cfg))
     t = cfg.trainer
-    optimizer = optimizer_for(t, c.model, c.balancer)
-    ckpt = output_dir / "checkpoints" / "last.pt"
-
-    def checkpoint(epoch: int, trainer: Trainer) -> None:
-        save_checkpoint(
-            ckpt,
-            model=c.model.state_dict(),
-            optimizer=optimizer.state_dict(),
-            balancer=c.balancer.state_dict(),
-            rng=rng_state(trainer.shuffle),
-            epoch=epoch,
-            step=trainer.step,
-        )
-
-    diagnostics = diagnostics_for_run(
+    trainer = Trainer.from_config(
+        t, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary, schedule=c.schedule
+    )
+    trainer.diagnostics = diagnostics_for_run(
         cfg.get("diagnostics"),
         tasks=c.tasks,
         model=c.model,
-        shared=[p for p in c.model.shared_parameters() if p.requires_grad],
+        shared=trainer.shared,
         loss_fns={task: c.data.tasks[task].loss for task in c.tasks},
-        optimizer=optimizer,
-        path=output_dir / "diagnostics.json",
+        optimizer=trainer.optimizer,
+        path=folder.path(DIAGNOSTICS),
         arch=cfg.arch.name,
     )
-
-    def on_epoch(record: EpochRecord, trainer: Trainer) -> None:
-        folder.add_epoch(record)
-        tracker.log_epoch(record)
-        if diagnostics is not None:
-            diagnostics.write()
-        folder.write_summary(epochs_completed=record.epoch)
-        if t.checkpoint_every and record.epoch % t.checkpoint_every == 0:
-            checkpoint(record.epoch, trainer)
-
-    trainer = Trainer(
-        c.model,
-        c.balancer,
-        c.data,
-        optimizer=optimizer,
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        grad_clip=t.grad_clip,
-        seed=cfg.seed,
-        device=c.device,
-        primary=c.primary,
-        on_epoch=on_epoch,
-        diagnostics=diagnostics,
-        schedule=c.schedule,
-    )
+    callbacks: list[Callback] = [RunFolderWriter(folder, summary), Tracking(tracker)]
+    if trainer.diagnostics is not None:
+        callbacks.append(DiagnosticsWriter(trainer.diagnostics))
+    callbacks.append(Checkpointer(folder.path(LAST_CHECKPOINT), t.checkpoint_every))
     setup_s = time.perf_counter() - started
     log.info(
         "training %s on %s (%s) with %s, tasks %s, %d parameters, device %s",
@@ -306,72 +242,49 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
         c.encoder.name,
         cfg.balancer.name,
         ",".join(c.tasks),
-        folder.summary["parameters"]["total"],
+        summary.parameters["total"],
         c.device,
     )
     try:
-        result = trainer.fit()
+        result = trainer.fit(callbacks)
     except Diverged as ex:
-        if diagnostics is not None:
-            diagnostics.write()
-        folder.write_summary(status="diverged", error=str(ex))
+        summary.error = str(ex)
+        folder.write_summary(summary)
         log.error("run diverged: %s", ex)
-        tracker.close("diverged")
-        return folder.summary
-    except KeyboardInterrupt:
-        checkpoint(folder.summary.get("epochs_completed", 0), trainer)
-        folder.write_summary(status="interrupted")
-        tracker.close("interrupted")
-        raise
-    except Exception:
-        tracker.close("failed")
-        raise
-    if not t.checkpoint_every or t.epochs % t.checkpoint_every:
-        checkpoint(t.epochs, trainer)
-    last, best = trainer.evaluate_test(result.best_state)
-    folder.add_test(t.epochs, "last", last)
-    folder.add_test(result.best_epoch, "best", best)
-    tracker.log_test("last", t.epochs, last)
-    tracker.log_test("best", result.best_epoch, best)
-    final_val = result.epochs[-1]
-    best_val = next(r for r in result.epochs if r.epoch == result.best_epoch)
-    folder.write_summary(
-        status="completed",
-        metrics={
-            "last": {"epoch": t.epochs, "val": final_val.val, "test": last},
-            "best": {"epoch": result.best_epoch, "val": best_val.val, "test": best},
-        },
-        timings={
-            "total_s": round(time.perf_counter() - started, 3),
-            "setup_s": round(setup_s, 3),
-            "train_s": round(result.train_seconds, 3),
-            "eval_s": round(result.eval_seconds, 3),
-            "steps": result.steps,
-            "steps_per_s": round(result.steps / result.train_seconds, 2) if result.train_seconds else None,
-        },
-    )
-    if diagnostics is not None:
-        diagnostics.write()
+        return summary, None
+    summary.status = "completed"
+    summary.timings = {
+        "total_s": round(time.perf_counter() - started, 3),
+        "setup_s": round(setup_s, 3),
+        "train_s": round(result.train_seconds, 3),
+        "eval_s": round(result.eval_seconds, 3),
+        "steps": result.steps,
+        "steps_per_s": round(result.steps / result.train_seconds, 2) if result.train_seconds else None,
+    }
+    folder.write_summary(summary)
     try:  # plots are a convenience: they never fail a run
         from mtlrun.report.plots import plot_run
 
         plot_run(output_dir)
     except Exception as ex:
         log.warning("could not draw plots: %s: %s", type(ex).__name__, ex)
+    report = None
     if cfg.report.baselines is not False:
         try:
-            negative_transfer_stage(cfg, c, output_dir)
+            report = negative_transfer_stage(cfg, c, output_dir)
         except Exception as ex:  # the run itself completed; a failed report must not hide that
             log.exception("the negative-transfer report failed: %s", ex)
-            folder.write_summary(report_error=f"{type(ex).__name__}: {ex}".splitlines()[0])
+            summary.report_error = f"{type(ex).__name__}: {ex}".splitlines()[0]
+            folder.write_summary(summary)
     tracker.close("completed")
-    return folder.summary
+    return summary, report
 
 
 def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) -> dict[str, Any] | None:
     """Make sure the single-task baselines exist (train the missing ones), then write the report."""
-    from mtlrun.report.baselines import BaselineCache, resolve_baselines
+    from mtlrun.baseline_cache import BaselineCache
     from mtlrun.report.negative_transfer import build_report
+    from mtlrun.train.baselines import resolve_baselines
 
     launch = Path.cwd()
     cache = BaselineCache((launch / cfg.report.cache_dir).resolve())
@@ -400,40 +313,38 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from mtlrun.report.objective import run_score
+    from mtlrun.objective import run_objective
     from mtlrun.report.tables import print_run_summary
 
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        summary = run(cfg, output_dir)
+        summary, report = run(cfg, output_dir)
     except KeyboardInterrupt:
         raise
     except ConfigError as ex:
         if in_sweep:
             log.error("job failed: %s", ex)
             return None
+        from mtlrun.folder_guard import release_if_created
+
+        release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(2)
     except Exception as ex:
-        summary_path = output_dir / "summary.json"
         folder = RunFolder(output_dir)
-        if summary_path.exists():
-            import json
-
-            folder.summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if folder.summary.get("status") != "failed":
-            folder.write_summary(status="failed", error=f"{type(ex).__name__}: {ex}".splitlines()[0])
+        summary = folder.read_summary() or Summary()
+        if summary.status != "failed":
+            summary.status, summary.error = "failed", f"{type(ex).__name__}: {ex}".splitlines()[0]
+            folder.write_summary(summary)
         if not in_sweep:
             raise
         log.exception("job failed: %s", ex)
         return None
     print_run_summary(summary, output_dir)
-    if (output_dir / "transfer.json").exists():
-        import json
-
+    if report is not None:
         from mtlrun.report.negative_transfer import print_verdicts
 
-        print_verdicts(json.loads((output_dir / "transfer.json").read_text(encoding="utf-8")))
-    return run_score(summary)  # for sweepers such as optuna: higher is better
+        print_verdicts(report)
+    return run_objective(summary, cfg.objective)  # for sweepers such as optuna: higher is better

@@ -12,7 +12,7 @@ from mtlrun.data.batch import batch_losses
 from mtlrun.data.multi_input import MultiInputSplit
 from mtlrun.models import ARCHS, EncoderSpec
 from mtlrun.models.multi_input import prepare_multi_input
-from mtlrun.report.metrics import TaskEvaluator
+from mtlrun.train.evaluate import TaskEvaluator
 from tests.conftest import TINY
 
 MULTI = ["dataset=multi_domain", "dataset.input_dims=[6,10]", "dataset.num_samples=[200,90]", *TINY]

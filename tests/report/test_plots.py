@@ -12,7 +12,7 @@ from mtlrun.report import plots
 from tests.conftest import TINY
 
 #: end-to-end runs without the single-task baselines of the transfer report (not under test here)
-FAST = TINY if any(o.startswith("report.baselines") for o in TINY) else [*TINY, "report.baselines=false"]
+FAST = [*TINY, "report.baselines=false"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TASKS = ["left", "sum"]
@@ -100,9 +100,23 @@ def test_delta_bars_colour_by_verdict(tmp_path):
         "sum": (0.3, "no significant difference"),
         "parity": (-0.8, "untested (1 seed)"),
     }
-    png_size(plots.plot_delta_bars(deltas, tmp_path / "delta.png"))
+    path = plots.plot_delta_bars(deltas, tmp_path / "delta.png")
+    png_size(path)
     assert plots.plot_delta_bars({}, tmp_path / "empty.png") is None
-    assert set(plots.VERDICT_COLORS) == {v for _, v in deltas.values()}
+    import matplotlib.image
+    import numpy as np
+
+    pixels = (matplotlib.image.imread(path)[..., :3] * 255).round().astype(int).reshape(-1, 3)
+    for verdict in ("negative transfer", "positive transfer", "no significant difference", "untested (1 seed)"):
+        colour = plots.VERDICT_COLORS[verdict]
+        rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
+        painted = int((np.abs(pixels - rgb).sum(axis=1) <= 3).sum())
+        assert painted > 200, f"no bar painted in the colour of {verdict!r}"
+    for absent in ("positive transfer",):  # a chart without that verdict does not use its colour
+        only = plots.plot_delta_bars({"left": (-3.2, "negative transfer")}, tmp_path / "one.png")
+        px = (matplotlib.image.imread(only)[..., :3] * 255).round().astype(int).reshape(-1, 3)
+        rgb = np.array([int(plots.VERDICT_COLORS[absent][i : i + 2], 16) for i in (1, 3, 5)])
+        assert int((np.abs(px - rgb).sum(axis=1) <= 3).sum()) == 0
 
 
 def test_cosine_heatmap_and_evolution(tmp_path):

@@ -16,11 +16,11 @@ from mtlrun.balancers.weighting import EqualWeighting
 from mtlrun.data.tasks import binary_task, classification_task, regression_task
 from mtlrun.models.base import MultiTaskModel
 from mtlrun.models.encoders import EncoderSpec
-from mtlrun.report.diagnostics import Diagnostics, balancer_provides_jacobian, lookahead
+from mtlrun.train.diagnostics import Diagnostics, balancer_provides_jacobian, lookahead
 from tests.conftest import TINY
 
 #: end-to-end runs without the single-task baselines of the transfer report (not under test here)
-FAST = TINY if any(o.startswith("report.baselines") for o in TINY) else [*TINY, "report.baselines=false"]
+FAST = [*TINY, "report.baselines=false"]
 
 # --------------------------------------------------------------------------------------------
 # helpers

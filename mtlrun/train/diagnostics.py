@@ -9,7 +9,7 @@ and otherwise computed here before the balancer's backward frees the graph. From
   conflicting gradients);
 - the per-task gradient norms ``|g_i|`` and their ratios;
 - the inter-task affinity of Fifty et al., "Efficiently Identifying Task Groupings for
-  Multi-Task Learning" (TAG), NeurIPS 2021, Eq. 3 (``mtlrun.report.diagnostics.affinity``):
+  Multi-Task Learning" (TAG), NeurIPS 2021, Eq. 3 (``mtlrun.train.diagnostics.affinity``):
   ``Z(i -> j) = 1 - L_j(theta_s', theta_j) / L_j(theta_s, theta_j)`` where ``theta_s'`` is the
   shared parameters after one step of the run's own optimizer on task i's gradient alone, with
   the optimizer's current state, and task-specific parameters stay unchanged; both losses are

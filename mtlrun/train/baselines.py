@@ -15,79 +15,26 @@ networks under one optimizer.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
 from mtlrun.balancers.weighting import EqualWeighting
+from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
 from mtlrun.config import plain
 from mtlrun.data.base import MultiTaskDataset
 from mtlrun.data.multi_input import is_multi_input
 from mtlrun.models import ARCHS, EncoderSpec
 from mtlrun.models.grouped import GroupedSingleTask
 from mtlrun.models.multi_input import prepare_multi_input
-from mtlrun.outputs import write_json
-from mtlrun.train.loop import EpochRecord, Trainer, optimizer_for
+from mtlrun.train.loop import EpochRecord, Trainer
+from mtlrun.train.seeding import seed_everything
 
 log = logging.getLogger("mtlrun")
-
-#: trainer keys that do not change what a baseline learns
-_TRAINER_IGNORED = ("device", "checkpoint_every")
-#: bump when the meaning of a cached baseline changes
-CACHE_VERSION = 1
-
-
-def baseline_settings(
-    dataset: Mapping[str, Any],
-    task: str,
-    primary: str,
-    encoder: Mapping[str, Any],
-    trainer: Mapping[str, Any],
-    seed: int,
-) -> dict[str, Any]:
-    """Exactly the settings that define task ``task``'s single-task baseline."""
-    return {
-        "version": CACHE_VERSION,
-        "dataset": dict(dataset),
-        "task": task,
-        "primary": primary,
-        "encoder": dict(encoder),
-        "head": "default",
-        "trainer": {k: v for k, v in dict(trainer).items() if k not in _TRAINER_IGNORED},
-        "seed": seed,
-    }
-
-
-def baseline_key(settings: Mapping[str, Any]) -> str:
-    text = json.dumps(settings, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-class BaselineCache:
-    """Baselines as ``<root>/<key>.json`` files, each written atomically."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.json"
-
-    def load(self, key: str) -> dict[str, Any] | None:
-        try:
-            record = json.loads(self.path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return record if record.get("status") == "completed" else None
-
-    def store(self, key: str, record: Mapping[str, Any]) -> None:
-        write_json(self.path(key), dict(record))
 
 
 def _best_epoch(records: Sequence[EpochRecord], task: str, metric: str, higher: bool) -> EpochRecord:
@@ -105,8 +52,6 @@ def train_baselines(
     mode: str = "auto",
 ) -> dict[str, dict[str, Any]]:
     """Train the single-task baselines of ``tasks`` together; return one record per task."""
-    from mtlrun.train.run import seed_everything
-
     if is_multi_input(data) and len(tasks) > 1:  # each on its own split, with its own epoch length
         return {k: v for name in tasks for k, v in train_baselines(cfg, data, [name], primary, encoder, device).items()}
     t = cfg.trainer
@@ -123,20 +68,9 @@ def train_baselines(
         prepare_multi_input(model, subset, "single_task")
     model.to(device)
     balancer = EqualWeighting(list(tasks)).to(device)
-    optimizer = optimizer_for(t, model, balancer)
-    trainer = Trainer(
-        model,
-        balancer,
-        subset,
-        optimizer=optimizer,
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        grad_clip=t.grad_clip,
-        seed=cfg.seed,
-        device=device,
-        primary=dict(primary),
+    trainer = Trainer.from_config(
+        t, model, balancer, subset, seed=cfg.seed, device=device, primary=dict(primary), test_each_epoch=True
     )
-    trainer.test_each_epoch = True
     started = time.perf_counter()
     result = trainer.fit()
     seconds = time.perf_counter() - started

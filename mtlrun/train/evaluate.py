@@ -1,8 +1,7 @@
-"""Per-task evaluation with torchmetrics, and the normalised score that picks the best epoch."""
+"""Per-task evaluation with torchmetrics (the best epoch is chosen with ``mtlrun.objective``)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import torch
@@ -59,17 +58,3 @@ class TaskEvaluator:
             for name, collection in self.collections.items()
         }
         return metrics, {t: float(s) / max(sizes[t], 1) for t, s in loss_sums.items()}
-
-
-def normalized_score(
-    metrics: Metrics, reference: Metrics, primary: Mapping[str, str], directions: Mapping[str, Mapping[str, bool]]
-) -> float:
-    """Mean over tasks of ``d * (m - ref) / |ref|`` on each task's primary metric (d = +1 if higher
-    is better). The reference is the first validation; a zero reference counts as 1."""
-    scores = []
-    for task, metric in primary.items():
-        value, ref = metrics[task][metric], reference[task][metric]
-        sign = 1.0 if directions[task][metric] else -1.0
-        scores.append(sign * (value - ref) / (abs(ref) if ref != 0 else 1.0))
-    score = sum(scores) / len(scores)
-    return score if math.isfinite(score) else -math.inf

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mtlrun.report.baselines import baseline_key, baseline_settings
+from mtlrun.baseline_cache import baseline_key, baseline_settings
 from tests.conftest import TINY
 
 SMALL = ["encoder=mlp", "encoder.hidden=[32]", "trainer.batch_size=128", "diagnostics.every=0"]
@@ -122,6 +122,7 @@ def _sweep_report(cli, tmp_path, correlation: float) -> dict:
     return reports[0]
 
 
+@pytest.mark.slow
 def test_uncorrelated_tasks_with_small_capacity_show_negative_transfer(cli, tmp_path):
     report = _sweep_report(cli, tmp_path, 0.0)
     verdicts = [v["verdict"] for v in report["tasks"].values()]
@@ -129,6 +130,7 @@ def test_uncorrelated_tasks_with_small_capacity_show_negative_transfer(cli, tmp_
     assert all(v["p_value"] is not None for v in report["tasks"].values())
 
 
+@pytest.mark.slow
 def test_identical_tasks_show_no_negative_transfer(cli, tmp_path):
     report = _sweep_report(cli, tmp_path, 1.0)
     assert all(v["verdict"] != "negative transfer" for v in report["tasks"].values())

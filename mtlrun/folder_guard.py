@@ -1,0 +1,113 @@
+"""Never write into a folder that already holds a run.
+
+Hydra creates the run folder and writes ``.hydra/`` before the task starts, so the check runs as a
+Hydra callback at ``on_run_start`` / ``on_multirun_start``: after the config is composed and
+before Hydra creates or writes anything. A folder that holds a run is refused with one line
+(exit 2) unless ``run.overwrite=true``, which moves the old folder aside under a visible name
+instead of deleting it. A run folder this invocation created is removed again when the run stops
+on a configuration error, so a bad option leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from mtlrun.errors import ConfigError
+from mtlrun.runfolder import CHECKPOINTS, HYDRA_DIR, METRICS, SUMMARY
+
+#: what marks a folder as holding a run (or a sweep's job)
+RUN_MARKERS = (HYDRA_DIR, SUMMARY, METRICS, CHECKPOINTS, "multirun.yaml")
+#: run folders this process created (removed again on a configuration error)
+_created: set[Path] = set()
+
+
+def holds_run(path: Path) -> bool:
+    """Whether ``path`` holds a run, a sweep, or a sweep's job."""
+    if not path.is_dir():
+        return False
+    if any((path / marker).exists() for marker in RUN_MARKERS):
+        return True
+    return any(child.is_dir() and any((child / m).exists() for m in RUN_MARKERS) for child in path.iterdir())
+
+
+def move_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<path>.replaced-<time>`` (a visible, unique name) and return it."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.replaced-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.replaced-{stamp}-{n}")
+    path.rename(target)
+    return target
+
+
+def claim(path: Path, *, overwrite: bool, key: str) -> None:
+    """Refuse ``path`` if it holds a run (or is a file); with ``overwrite`` move the old one aside."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={path} is a file, not a folder; choose another {key}")
+    if holds_run(path):
+        if not overwrite:
+            what = "a sweep" if key == "hydra.sweep.dir" else "a run"
+            raise ConfigError(
+                f"{path} already holds {what}; choose another {key}, or add run.overwrite=true "
+                "to move the old one aside (it is kept, renamed)"
+            )
+        moved = move_aside(path)
+        import logging
+
+        logging.getLogger("mtlrun").warning("moved the previous run in %s aside to %s", path, moved)
+    if not path.exists():
+        _created.add(path.resolve())
+
+
+def release_if_created(path: Path, stop_at: Path) -> bool:
+    """Remove ``path`` if this process created it (and its parents up to ``stop_at`` if they are
+    left empty); return whether it was removed."""
+    resolved = path.resolve()
+    if resolved not in _created:
+        return False
+    shutil.rmtree(resolved, ignore_errors=True)
+    _created.discard(resolved)
+    parent, stop = resolved.parent, stop_at.resolve()
+    while parent != stop and stop in parent.parents:
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+        parent = parent.parent
+    return True
+
+
+def _overwrite(config: DictConfig) -> bool:
+    return bool(OmegaConf.select(config, "run.overwrite", default=False))
+
+
+class RunFolderGuard(Callback):
+    """Hydra callback: check the run or sweep folder before Hydra writes into it.
+
+    Hydra turns an exception raised in a callback into a warning and goes on, so a refusal
+    prints its one line and leaves with ``SystemExit(2)``, which Hydra does not intercept.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _claim_or_exit(Path(str(config.hydra.run.dir)), _overwrite(config), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _claim_or_exit(Path(str(config.hydra.sweep.dir)), _overwrite(config), "hydra.sweep.dir")
+
+
+def _claim_or_exit(path: Path, overwrite: bool, key: str) -> None:
+    import sys
+
+    try:
+        claim(path, overwrite=overwrite, key=key)
+    except ConfigError as ex:
+        print(f"mtlrun: error: {ex}", file=sys.stderr)
+        raise SystemExit(2) from None

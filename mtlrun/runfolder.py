@@ -1,0 +1,272 @@
+"""The run folder's owner: its file names, typed records, the one writer and the readers.
+
+Every module that reads or writes a run folder goes through here, so the layout and the meaning of
+each field live in one place. Only JSON and YAML are read (never pickles), and readers are tolerant:
+a missing or corrupt file is ``None`` (or a :class:`RunFolderError` with one line where the caller
+needs the file), a half-written last line of ``metrics.jsonl`` is skipped.
+
+NaN convention: JSON has no NaN or infinity, so non-finite floats are written as the strings
+``"nan"``, ``"inf"``, ``"-inf"`` (``mtlrun.outputs``) and read back as floats by :func:`number`.
+
+>>> import tempfile
+>>> folder = RunFolder(tempfile.mkdtemp())
+>>> folder.write_summary(Summary(status="completed", metrics={"best": {"epoch": 3, "test": {"t": {"mae": "nan"}}}}))
+>>> summary = folder.read_summary()
+>>> summary.status, summary.epoch("best"), summary.results("best", "test")
+('completed', 3, {'t': {'mae': nan}})
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mtlrun.outputs import write_json, write_jsonl, write_text
+
+SUMMARY = "summary.json"
+METRICS = "metrics.jsonl"
+TRANSFER = "transfer.json"
+REPORT_MD = "report.md"
+DIAGNOSTICS = "diagnostics.json"
+RUN_LOG = "run.log"
+PLOTS = "plots"
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = f"{CHECKPOINTS}/last.pt"
+HYDRA_DIR = ".hydra"
+CONFIG = f"{HYDRA_DIR}/config.yaml"
+HYDRA_CONFIG = f"{HYDRA_DIR}/hydra.yaml"
+SWEEP_SUMMARY = "sweep_summary.json"
+SWEEP_REPORT = "sweep_report.md"
+
+#: statuses of a run that has stopped; ``running`` is the only other one
+FINISHED = ("completed", "diverged", "failed", "interrupted")
+
+Metrics = dict[str, dict[str, float]]  # {task: {metric: value}}
+
+
+class RunFolderError(ValueError):
+    """A run folder's file is missing or unreadable (one line, naming the file)."""
+
+
+def number(value: Any) -> float | None:
+    """A metric value as written by the run folder (a float, or ``"nan"``/``"inf"``); None if not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass
+class RunIdentity:
+    """What was run: the group choices, the task set and the seed."""
+
+    dataset: str = ""
+    arch: str = ""
+    balancer: str = ""
+    encoder: str = ""
+    tasks: list[str] | None = None
+    seed: int = 0
+
+
+@dataclass
+class Summary:
+    """``summary.json``: the state and results of one run."""
+
+    status: str = "running"
+    run: RunIdentity = field(default_factory=RunIdentity)
+    versions: dict[str, str] = field(default_factory=dict)
+    git_commit: str | None = None
+    encoder: dict[str, Any] = field(default_factory=dict)  # the resolved encoder (``auto`` resolved)
+    primary: dict[str, str] = field(default_factory=dict)  # {task: primary metric}
+    directions: dict[str, dict[str, bool]] = field(default_factory=dict)  # {task: {metric: higher is better}}
+    parameters: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+    dataset_info: dict[str, Any] = field(default_factory=dict)
+    epochs_completed: int = 0
+    #: ``{"last"|"best": {"epoch": int, "val": Metrics, "test": Metrics}}`` once completed
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    report_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k == "git_commit"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        """Tolerant of unknown keys (newer writers), missing ones (older or half-run folders) and
+        containers of the wrong type (a hand-edited or foreign file): those are left at their default."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+            if isinstance(default, (dict, RunIdentity)) and not isinstance(value, dict):
+                continue
+            values[f.name] = value
+        run = values.get("run")
+        if isinstance(run, dict):
+            run_known = {f.name for f in fields(RunIdentity)}
+            values["run"] = RunIdentity(**{k: v for k, v in run.items() if k in run_known})
+        return cls(**values)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    def results(self, at: str, split: str) -> Metrics:
+        """Metrics of ``split`` (val | test) at the ``last`` or ``best``-validation epoch (empty if none;
+        entries that are not numbers are left out)."""
+        table = (self.metrics.get(at) or {}).get(split) if isinstance(self.metrics.get(at), dict) else None
+        out: Metrics = {}
+        for task, values in (table or {}).items() if isinstance(table, dict) else ():
+            if isinstance(values, dict):
+                numbers = {str(m): x for m, v in values.items() if (x := number(v)) is not None}
+                if numbers:
+                    out[str(task)] = numbers
+        return out
+
+    def epoch(self, at: str) -> int | None:
+        return (self.metrics.get(at) or {}).get("epoch")
+
+
+@dataclass
+class MetricRow:
+    """One line of ``metrics.jsonl``."""
+
+    epoch: int
+    split: str  # train | val | test
+    task: str | None  # None for run-wide values (extra losses, balancer statistics)
+    metric: str
+    value: float
+    step: int | None = None
+    checkpoint: str | None = None  # test rows: last | best
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"epoch": self.epoch}
+        if self.step is not None:
+            row["step"] = self.step
+        row.update(split=self.split)
+        if self.checkpoint is not None:
+            row["checkpoint"] = self.checkpoint
+        row.update(task=self.task, metric=self.metric, value=self.value)
+        return row
+
+
+def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """``(object, None)`` or ``(None, why not)``, never an exception."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"no {path.name}"
+    except (OSError, UnicodeDecodeError, ValueError) as ex:
+        return None, f"{path.name} is not readable JSON ({type(ex).__name__})"
+    if not isinstance(data, dict):
+        return None, f"{path.name} is not a JSON object"
+    return data, None
+
+
+class RunFolder:
+    """One run folder: paths, the atomic writer of each file, and typed readers."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def is_run(self) -> bool:
+        """Hydra's job config, or a summary next to the run's log or metrics (a copy of a summary
+        alone, such as a tracker's artifact, is not a run)."""
+        if self.path(CONFIG).is_file():
+            return True
+        return self.path(SUMMARY).is_file() and any(self.path(n).is_file() for n in (METRICS, RUN_LOG))
+
+    # -- summary.json --
+    def write_summary(self, summary: Summary) -> None:
+        write_json(self.path(SUMMARY), summary.to_dict())
+
+    def read_summary(self) -> Summary | None:
+        data, _ = read_json_object(self.path(SUMMARY))
+        return Summary.from_dict(data) if data is not None else None
+
+    def summary_or_reason(self) -> tuple[Summary | None, str | None]:
+        data, problem = read_json_object(self.path(SUMMARY))
+        return (Summary.from_dict(data), None) if data is not None else (None, problem)
+
+    # -- .hydra/config.yaml --
+    def read_config(self) -> dict[str, Any] | None:
+        """The run's resolved config as plain data (``yaml.safe_load``), or None."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(self.path(CONFIG).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def read_choices(self) -> dict[str, str]:
+        """The group choices Hydra recorded (``hydra.runtime.choices``), or {}."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(self.path(HYDRA_CONFIG).read_text(encoding="utf-8"))
+            choices = data["hydra"]["runtime"]["choices"]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+            return {}
+        return {str(k): str(v) for k, v in (choices or {}).items() if v is not None}
+
+    # -- metrics.jsonl --
+    def write_metrics(self, rows: list[MetricRow]) -> None:
+        write_jsonl(self.path(METRICS), (r.to_dict() for r in rows))
+
+    def read_metric_rows(self) -> list[dict[str, Any]]:
+        """The rows of ``metrics.jsonl`` as plain dicts, up to a half-written last line."""
+        try:
+            lines = self.path(METRICS).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return []
+        rows = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break  # a half-written last line
+        return rows
+
+    # -- transfer.json, report.md, diagnostics.json --
+    def write_transfer(self, report: dict[str, Any]) -> None:
+        write_json(self.path(TRANSFER), report)
+
+    def read_transfer(self) -> dict[str, Any] | None:
+        return read_json_object(self.path(TRANSFER))[0]
+
+    def write_report_markdown(self, text: str) -> None:
+        write_text(self.path(REPORT_MD), text)
+
+    def write_diagnostics(self, data: dict[str, Any]) -> None:
+        write_json(self.path(DIAGNOSTICS), data)
+
+    def read_diagnostics(self) -> dict[str, Any] | None:
+        return read_json_object(self.path(DIAGNOSTICS))[0]
+
+
+def finite_or_none(value: Any) -> float | None:
+    """A stored metric as a finite float, or None (missing, NaN or infinite)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None

@@ -1,0 +1,1 @@
+"""Everything that runs while training: the loop, its callbacks, evaluation, diagnostics, baselines."""

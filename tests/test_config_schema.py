@@ -1,0 +1,79 @@
+"""One source of defaults: the registered signatures. The generated structured configs must match
+them, every group choice builds on its typed node, and every preset and sweep composes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from mtlrun import config_gen
+from mtlrun.config import register_schema
+from mtlrun.config_options import OPTIONS
+
+CONF = Path(config_gen.__file__).resolve().parent.parent / "conf"
+
+
+def test_generated_options_match_the_registered_signatures():
+    assert config_gen.TARGET.read_text(encoding="utf-8") == config_gen.render(), (
+        "mtlrun/config_options.py is out of date: run `python -m mtlrun.config_gen`"
+    )
+
+
+@pytest.mark.parametrize("group", sorted(config_gen.GROUPS))
+def test_every_choice_of_a_group_builds_on_its_typed_node(group):
+    files = sorted((CONF / group).glob("*.yaml"))
+    assert files
+    for path in files:
+        assert (group, path.stem) in OPTIONS, f"{path} has no registered component"
+        assert f"/schema/{group}/{path.stem}@_here_" in path.read_text(encoding="utf-8"), path
+
+
+def _compose(*overrides: str):
+    register_schema()
+    with initialize_config_module(version_base="1.3", config_module="mtlrun.conf"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_cfg_job_shows_every_option_of_a_choice_with_its_code_default():
+    cfg = _compose("balancer=cagrad")
+    import inspect
+
+    from mtlrun.balancers.cagrad import CAGrad
+
+    defaults = {
+        n: p.default for n, p in inspect.signature(CAGrad.__init__).parameters.items() if n not in ("self", "tasks")
+    }
+    assert OmegaConf.to_container(cfg.balancer) == {"name": "cagrad", **defaults}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("balancer.c=abc", "could not be converted to Float"), ("balancer.nope=1", "Key 'nope' not in")],
+)
+def test_a_wrong_type_or_key_fails_while_composing(override, message):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as info:
+        _compose("balancer=cagrad", override)
+    assert message in str(info.value.__cause__ or info.value)
+
+
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_composes_with_values_only(name):
+    cfg = _compose(f"experiment={name}")
+    assert cfg.hydra.sweeper.params is None or not cfg.hydra.sweeper.params  # sweeps live in sweep/
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_every_sweep_composes_and_selects_its_preset(name):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    cfg = _compose(f"sweep={name}")
+    assert cfg.hydra.runtime.choices.experiment == name
+    assert cfg.hydra.sweeper.params
