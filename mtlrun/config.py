@@ -107,8 +107,35 @@ def register_schema() -> None:
         store.store(group=f"schema/{group}", name=choice, node=node)
 
 
+def reject_added_keys(cfg: DictConfig) -> None:
+    """A ``+key=value`` override gets past Hydra's struct check even on a typed node; a key that no
+    schema declares would be silently ignored, so it is an error (``+trainer.amp=true``)."""
+    from dataclasses import fields, is_dataclass
+
+    from mtlrun.config_options import OPTIONS
+
+    def check(node: Any, schema: Any, prefix: str) -> None:
+        declared = {f.name: f for f in fields(schema)}
+        for key in node.keys() if isinstance(node, DictConfig) else ():
+            if key not in declared and not str(key).startswith("_"):  # _target_ of a Python dataset
+                raise ConfigError(f"unknown key '{prefix}{key}'; valid keys: {', '.join(sorted(declared))}")
+            if key not in declared:
+                continue
+            inner = declared[key].default_factory if callable(declared[key].default_factory) else None
+            if inner is not None and is_dataclass(inner):
+                check(node[key], inner, f"{prefix}{key}.")
+
+    check(cfg, RunConf, "")
+    for group in ("dataset", "encoder", "arch", "balancer", "schedule", "logger"):
+        node = cfg.get(group)
+        schema = OPTIONS.get((group, str(node.get("name")))) if isinstance(node, DictConfig) else None
+        if schema is not None:
+            check(node, schema, f"{group}.")
+
+
 def validate(cfg: DictConfig) -> None:
     """Range and choice checks on the composed config (types are already checked by Hydra)."""
+    reject_added_keys(cfg)
     for key in ("weights", "primary"):
         value = cfg.tasks[key]
         if value is not None and not isinstance(value, DictConfig):

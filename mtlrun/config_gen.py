@@ -61,7 +61,9 @@ def omegaconf_type(annotation: Any) -> str:
         inner = args[0] if args and (origin is not tuple or (len(args) == 2 and args[1] is Ellipsis)) else Any
         return f"List[{omegaconf_type(inner) if inner in _PRIMITIVES else 'Any'}]"
     if origin in (dict, Mapping, typing.Mapping) or annotation is dict:
-        return "Dict[str, Any]"
+        # not Dict[str, Any]: OmegaConf 2.3 cannot merge an override such as {sum: 2} into a
+        # typed mapping whose default is None; the registry checks the mapping when building
+        return "Any"
     return "Any"
 
 
@@ -104,7 +106,7 @@ def render() -> str:
         "from __future__ import annotations",
         "",
         "from dataclasses import dataclass, field",
-        "from typing import Any, Dict, List, Optional",
+        "from typing import TYPING_NAMES",
         "",
         "IMPORT_MISSING",
     ]
@@ -126,6 +128,8 @@ def render() -> str:
     source = "\n".join(lines)
     uses_missing = " = MISSING" in source
     source = source.replace("IMPORT_MISSING", "from omegaconf import MISSING\n" if uses_missing else "")
+    used = [name for name in ("Any", "Dict", "List", "Optional") if f"{name}[" in source or f": {name} " in source]
+    source = source.replace("TYPING_NAMES", ", ".join(used))
     return _format(source)
 
 

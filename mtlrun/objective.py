@@ -10,10 +10,10 @@ Positive means better. The zero rule: when the reference is 0 (or either value i
 change is undefined and the metric is left out of every mean it would enter, never divided by a
 made-up denominator. A mean with nothing defined is None.
 
->>> signed_relative_change(0.9, 0.8, higher_is_better=True)
-0.125
->>> signed_relative_change(0.5, 0.4, higher_is_better=False)
--0.25
+>>> signed_relative_change(0.75, 0.5, higher_is_better=True)
+0.5
+>>> signed_relative_change(0.75, 0.5, higher_is_better=False)
+-0.5
 >>> signed_relative_change(1.0, 0.0, higher_is_better=True) is None
 True
 """

@@ -168,7 +168,7 @@ def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return None, f"no {path.name}"
+        return None, f"{path.name} missing"
     except (OSError, UnicodeDecodeError, ValueError) as ex:
         return None, f"{path.name} is not readable JSON ({type(ex).__name__})"
     if not isinstance(data, dict):

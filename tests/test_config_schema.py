@@ -14,6 +14,8 @@ from mtlrun.config import register_schema
 from mtlrun.config_options import OPTIONS
 
 CONF = Path(config_gen.__file__).resolve().parent.parent / "conf"
+#: choices whose keys are the user's own (a Python dataset's arguments): no fixed schema
+UNTYPED = {("dataset", "python")}
 
 
 def test_generated_options_match_the_registered_signatures():
@@ -27,6 +29,8 @@ def test_every_choice_of_a_group_builds_on_its_typed_node(group):
     files = sorted((CONF / group).glob("*.yaml"))
     assert files
     for path in files:
+        if (group, path.stem) in UNTYPED:
+            continue
         assert (group, path.stem) in OPTIONS, f"{path} has no registered component"
         assert f"/schema/{group}/{path.stem}@_here_" in path.read_text(encoding="utf-8"), path
 

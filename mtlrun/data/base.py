@@ -3,6 +3,12 @@
 A dataset declares its tasks as :class:`TaskSpec` objects and yields ``(x, {task: target})``.
 In-memory datasets (every built-in one) batch by slicing tensors with a seeded permutation,
 which is several times faster than a ``DataLoader`` over single items and fully reproducible.
+
+Missing labels: any task's label may be absent for a sample. Float targets (binary, regression,
+multilabel) mark a missing label with NaN; integer class targets with -1 (any negative value).
+A dataset with such labels sets ``has_missing_labels`` and builds its tasks with ``masked=True``:
+their losses average over the present labels only (a batch without any label gives an exact zero
+that keeps its graph) and their metrics skip the absent ones.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from mtlrun.registry import Registry
 DATASETS: Registry[MultiTaskDataset] = Registry("dataset")
 
 #: Task kinds understood by heads, losses and metrics. Dense kinds take feature maps.
-TASK_KINDS = ("classification", "binary", "regression", "segmentation", "depth", "normal")
+TASK_KINDS = ("classification", "binary", "regression", "segmentation", "depth", "normal", "multilabel")
 
 
 @dataclass
@@ -41,6 +47,8 @@ class TaskSpec:
     #: regression heads predict (y - target_shift) / target_scale; metrics see the original units
     target_shift: float = 0.0
     target_scale: float = 1.0
+    #: targets may hold missing labels (NaN, or -1 for class targets): see the module docstring
+    masked: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in TASK_KINDS:
@@ -60,10 +68,41 @@ class TaskSpec:
         """Turn a head's raw output into what the metrics take."""
         if self.kind == "binary":
             return torch.sigmoid(output.squeeze(-1))
+        if self.kind == "multilabel":
+            return torch.sigmoid(output)
         if self.kind in ("regression", "depth"):
             output = output * self.target_scale + self.target_shift
             return output.squeeze(-1) if output.shape[-1] == 1 else output
         return output
+
+    def present(self, target: Tensor) -> Tensor:
+        """Which labels of ``target`` are present (bool, same shape as ``target``)."""
+        if target.is_floating_point():
+            return ~torch.isnan(target)
+        return target >= 0
+
+    def label_count(self, target: Tensor) -> Tensor:
+        """Number of present labels in ``target`` (a 0-d tensor on its device, no host sync)."""
+        if not self.masked:
+            return torch.tensor(target.numel(), device=target.device)
+        return self.present(target).sum()
+
+    def metric_inputs(self, output: Tensor, target: Tensor) -> tuple[Tensor, Tensor] | None:
+        """``(predictions, target)`` for the metrics, restricted to the present labels; ``None``
+        when the batch has none. Multilabel targets keep their shape with -1 where missing (the
+        metrics are built with ``ignore_index=-1``)."""
+        preds = self.predictions(output)
+        if self.kind == "multilabel":
+            present = self.present(target)
+            if self.masked and not bool(present.any()):
+                return None
+            return preds, torch.where(present, target, -1.0).long() if target.is_floating_point() else target
+        if not self.masked:
+            return preds, target
+        keep = self.present(target)  # one label per sample (N,)
+        if not bool(keep.any()):
+            return None
+        return preds[keep], target[keep]
 
     def metric_directions(self) -> dict[str, bool]:
         """``{metric: higher_is_better}``."""
@@ -123,6 +162,11 @@ class MultiTaskDataset:
     input_shape: tuple[int, ...]
     default_encoder: str
     info: dict[str, Any] = field(default_factory=dict)
+    #: some task labels are missing (see the module docstring); the trainer then tells balancers
+    #: which tasks have a label in each batch (``StepContext.present``)
+    has_missing_labels: bool = False
+    #: per encoder name, arguments the data fixes (e.g. ``{"tabular": {"cardinalities": [...]}}``)
+    encoder_context: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def split(self, name: str) -> TensorSplit:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -137,6 +181,8 @@ class MultiTaskDataset:
             input_shape=self.input_shape,
             default_encoder=self.default_encoder,
             info=self.info,
+            has_missing_labels=self.has_missing_labels,
+            encoder_context=self.encoder_context,
         )
 
 
@@ -145,3 +191,8 @@ def split_indices(n: int, fractions: tuple[float, float], generator: torch.Gener
     order = torch.randperm(n, generator=generator)
     n_val, n_test = int(round(n * fractions[0])), int(round(n * fractions[1]))
     return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]
+
+
+def present_tasks(tasks: dict[str, TaskSpec], targets: dict[str, Tensor], names: list[str]) -> Tensor:
+    """bool (T,): which of ``names`` have at least one label in the batch ``targets``."""
+    return torch.stack([tasks[t].label_count(targets[t]) > 0 for t in names])

@@ -27,6 +27,13 @@ def is_multi_input_batch(batch: Batch | MultiInputBatch) -> bool:
     return isinstance(batch, Mapping)
 
 
+def batch_targets(batch: Batch | MultiInputBatch) -> dict[str, Tensor]:
+    """``{task: targets}`` of a batch of either form (each task's own targets in a multi-input batch)."""
+    if is_multi_input_batch(batch):
+        return {task: targets[task] for task, (_, targets) in batch.items()}
+    return batch[1]
+
+
 class _TaskForward(nn.Module):
     """``model.forward_task(x, task)`` as a module's ``forward``, so ``functional_call`` can substitute parameters."""
 

@@ -106,6 +106,8 @@ class MultiInputDataset(MultiTaskDataset):
             input_shape=self.input_shape,
             default_encoder=self.default_encoder,
             info=self.info,
+            has_missing_labels=self.has_missing_labels,
+            encoder_context=self.encoder_context,
             input_shapes=self.input_shapes,
         )
 

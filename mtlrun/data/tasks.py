@@ -6,12 +6,29 @@ and R². Each metric object carries torchmetrics' ``higher_is_better``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, R2Score
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryAveragePrecision,
+    BinaryF1Score,
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassF1Score,
+    MultilabelAccuracy,
+    MultilabelAUROC,
+    MultilabelF1Score,
+)
 
 from mtlrun.data.base import TaskSpec
+from mtlrun.errors import choices_error
 
 
 def classification_task(name: str, num_classes: int, primary: str = "accuracy") -> TaskSpec:
@@ -64,4 +81,125 @@ def regression_task(name: str, primary: str = "mae", shift: float = 0.0, scale: 
         target_scale=scale,
         metrics={"mae": MeanAbsoluteError, "rmse": lambda: MeanSquaredError(squared=False), "r2": R2Score},
         primary=primary,
+    )
+
+
+# -- missing labels and declared tasks (tables, image folders, Python datasets) ---------------
+
+
+def masked_mean(per_label: Tensor, present: Tensor) -> Tensor:
+    """Mean of ``per_label`` over the present labels. With none present the result is an exact
+    zero that still has a graph (its gradient is zero), so balancers see a valid loss."""
+    total = torch.where(present, per_label, torch.zeros_like(per_label)).sum()
+    return total / present.sum().clamp(min=1)
+
+
+def masked_cross_entropy(output: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy averaged over the samples whose class target is >= 0 (-1 = missing)."""
+    present = target >= 0
+    return masked_mean(F.cross_entropy(output, target.clamp(min=0), reduction="none"), present)
+
+
+def masked_binary_loss(output: Tensor, target: Tensor) -> Tensor:
+    """Binary cross-entropy (on logits) averaged over the non-NaN targets."""
+    present = ~torch.isnan(target)
+    filled = torch.where(present, target, torch.zeros_like(target))
+    per = F.binary_cross_entropy_with_logits(output.reshape(target.shape), filled, reduction="none")
+    return masked_mean(per, present)
+
+
+def multilabel_loss(output: Tensor, target: Tensor) -> Tensor:
+    """Mean binary cross-entropy over every label of every sample (no missing labels)."""
+    return F.binary_cross_entropy_with_logits(output, target.float())
+
+
+class MaskedStandardizedMSE(StandardizedMSE):
+    """:class:`StandardizedMSE` averaged over the non-NaN targets."""
+
+    def __call__(self, output: Tensor, target: Tensor) -> Tensor:
+        present = ~torch.isnan(target)
+        filled = torch.where(present, target, torch.full_like(target, self.shift))
+        per = (output.reshape(target.shape) - (filled - self.shift) / self.scale) ** 2
+        return masked_mean(per, present)
+
+
+#: the metrics each declared kind offers, as ``{name: factory(size)}``; the first ones are the
+#: defaults (see DEFAULT_METRICS). Multilabel metrics skip targets equal to -1 (missing).
+METRIC_CATALOG: dict[str, dict[str, Callable[[int], Any]]] = {
+    "classification": {
+        "accuracy": lambda c: MulticlassAccuracy(num_classes=c, average="micro"),
+        "f1_macro": lambda c: MulticlassF1Score(num_classes=c, average="macro"),
+        "balanced_accuracy": lambda c: MulticlassAccuracy(num_classes=c, average="macro"),
+        "auroc": lambda c: MulticlassAUROC(num_classes=c),
+    },
+    "binary": {
+        "accuracy": lambda _: BinaryAccuracy(),
+        "auroc": lambda _: BinaryAUROC(),
+        "f1": lambda _: BinaryF1Score(),
+        "average_precision": lambda _: BinaryAveragePrecision(),
+    },
+    "regression": {
+        "mae": lambda _: MeanAbsoluteError(),
+        "rmse": lambda _: MeanSquaredError(squared=False),
+        "r2": lambda _: R2Score(),
+        "mse": lambda _: MeanSquaredError(),
+    },
+    "multilabel": {
+        "accuracy": lambda k: MultilabelAccuracy(num_labels=k, average="micro", ignore_index=-1),
+        "f1_macro": lambda k: MultilabelF1Score(num_labels=k, average="macro", ignore_index=-1),
+        "auroc": lambda k: MultilabelAUROC(num_labels=k, average="macro", ignore_index=-1),
+    },
+}
+DEFAULT_METRICS = {
+    "classification": ("accuracy", "f1_macro"),
+    "binary": ("accuracy", "auroc"),
+    "regression": ("mae", "rmse", "r2"),
+    "multilabel": ("accuracy", "f1_macro"),
+}
+#: the task kinds a table, image folder or Python dataset may declare
+DECLARABLE_KINDS = tuple(METRIC_CATALOG)
+
+
+def declared_task(
+    name: str,
+    kind: str,
+    size: int = 1,
+    *,
+    metrics: Sequence[str] | None = None,
+    primary: str | None = None,
+    masked: bool = False,
+    shift: float = 0.0,
+    scale: float = 1.0,
+) -> TaskSpec:
+    """A TaskSpec for a declared task of ``kind`` with ``size`` classes (classification) or labels
+    (multilabel). ``metrics`` picks from :data:`METRIC_CATALOG` (default :data:`DEFAULT_METRICS`);
+    ``primary`` defaults to the first metric; ``masked`` makes loss and metrics skip missing labels."""
+    catalog = METRIC_CATALOG[kind]
+    chosen = list(metrics) if metrics else list(DEFAULT_METRICS[kind])
+    for metric in chosen:
+        if metric not in catalog:
+            raise choices_error(f"dataset.tasks.{name}.metrics", metric, list(catalog))
+    primary = primary or chosen[0]
+    if primary not in chosen:
+        raise choices_error(f"dataset.tasks.{name}.primary", primary, chosen)
+    factories = {m: partial(catalog[m], size) for m in chosen}
+    if kind == "classification":
+        loss: Callable[[Tensor, Tensor], Tensor] = masked_cross_entropy if masked else F.cross_entropy
+        out_dim = size
+    elif kind == "binary":
+        loss, out_dim = (masked_binary_loss if masked else _binary_loss), 1
+    elif kind == "regression":
+        loss, out_dim = (MaskedStandardizedMSE if masked else StandardizedMSE)(shift, scale), 1
+    else:
+        loss, out_dim = (masked_binary_loss if masked else multilabel_loss), size
+    return TaskSpec(
+        name=name,
+        kind=kind,
+        out_dim=out_dim,
+        loss=loss,
+        metrics=factories,
+        primary=primary,
+        target_shift=shift,
+        target_scale=scale,
+        masked=masked,
     )

@@ -45,9 +45,11 @@ class EncoderSpec:
     name: str
     input_shape: tuple[int, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: arguments fixed by the data rather than the user (e.g. a table's category counts)
+    context: Mapping[str, Any] = field(default_factory=dict)
 
     def build(self) -> StagedEncoder:
-        return ENCODERS.build(self.name, self.options, input_shape=self.input_shape)
+        return ENCODERS.build(self.name, self.options, input_shape=self.input_shape, **self.context)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, **dict(self.options)}

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from mtlrun.report.aggregate import Comparison, Row, Stat, compare, short_key
 from mtlrun.report.folders import read_runs
+from mtlrun.report.markdown import md_table
 
 FORMATS = ("table", "md", "csv", "json")
 
@@ -103,26 +104,19 @@ def render_table(comparison: Comparison, console: Console) -> None:
         console.print(problems)
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    def line(values: Sequence[str]) -> str:
-        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
-
-    return [line(header), "|" + "|".join("---" for _ in header) + "|", *(line(r) for r in rows)]
-
-
 def render_markdown(comparison: Comparison, title: str = "Comparison") -> str:
     lines = [f"# {title}", ""]
-    lines += _md_table(_header(comparison), [_cells(comparison, row) for row in comparison.rows])
+    lines += md_table(_header(comparison), [_cells(comparison, row) for row in comparison.rows])
     lines += ["", *(f"- {note}" for note in _notes(comparison))]
     pareto = [row.title() for row in comparison.rows if row.pareto]
     if pareto:
         lines += ["", "## Pareto-optimal configurations", "", *(f"- {name}" for name in pareto)]
     if comparison.differences:
         lines += ["", "## Config keys that differ", ""]
-        lines += _md_table(("key", "values", "role"), _difference_rows(comparison))
+        lines += md_table(("key", "values", "role"), _difference_rows(comparison))
     if comparison.problems:
         lines += ["", "## Runs without results", ""]
-        lines += _md_table(
+        lines += md_table(
             ("run", "status", "reason"), [(str(r.path), r.status, r.reason or "") for r in comparison.problems]
         )
     return "\n".join(lines) + "\n"

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
+from mtlrun.report.folders import find_run_folders
+from mtlrun.report.markdown import md_table
 from mtlrun.report.transfer import (
     NEGATIVE,
     POSITIVE,
@@ -49,22 +51,16 @@ def find_seed_runs(run_dir: Path, roots: Sequence[Path]) -> list[Path]:
         return [run_dir]
     target = identity(own)
     by_seed: dict[Any, Path] = {own.get("seed"): run_dir}
-    seen = {run_dir.resolve()}
-    for root in roots:
-        if not root.is_dir():
+    for folder in find_run_folders(roots):
+        if folder == run_dir.resolve():
             continue
-        for config_file in sorted(root.glob("**/.hydra/config.yaml")):
-            folder = config_file.parent.parent
-            if folder.resolve() in seen:
-                continue
-            seen.add(folder.resolve())
-            config, summary = RunFolder(folder).read_config(), RunFolder(folder).read_summary()
-            if config is None or summary is None or not summary.completed:
-                continue
-            if identity(config) == target and config.get("seed") != own.get("seed"):
-                previous = by_seed.get(config.get("seed"))
-                if previous is None or folder.name > previous.name:
-                    by_seed[config.get("seed")] = folder
+        config, summary = RunFolder(folder).read_config(), RunFolder(folder).read_summary()
+        if config is None or summary is None or not summary.completed:
+            continue
+        if identity(config) == target and config.get("seed") != own.get("seed"):
+            previous = by_seed.get(config.get("seed"))
+            if previous is None or folder.name > previous.name:
+                by_seed[config.get("seed")] = folder
     return [by_seed[s] for s in sorted(by_seed, key=str)]
 
 
@@ -207,24 +203,36 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- **Δm (improvement, higher is better): {_fmt(report['delta_m'])} %**",
         f"- Δm drop (the Nash-MTL/FAMO form, lower is better): {_fmt(report['delta_m_drop'])} %",
         "",
-        "| task | Δ_t (%) | verdict | p-value | MTL seeds | STL seeds |",
-        "|---|---|---|---|---|---|",
     ]
-    for task, v in report["tasks"].items():
-        p = "n/a" if v["p_value"] is None else f"{v['p_value']:.4f}"
-        lines.append(f"| {task} | {_fmt(v['delta'])} | {v['verdict']} | {p} | {v['n_mtl']} | {v['n_stl']} |")
-    for task in report["missing_baselines"]:
-        lines.append(f"| {task} | n/a | no baseline | n/a | | 0 |")
-    lines += ["", "## Per metric", "", "| task | metric | dir | MTL | STL | change (%) |", "|---|---|---|---|---|---|"]
+    rows = [
+        [
+            task,
+            _fmt(v["delta"]),
+            v["verdict"],
+            "n/a" if v["p_value"] is None else f"{v['p_value']:.4f}",
+            v["n_mtl"],
+            v["n_stl"],
+        ]
+        for task, v in report["tasks"].items()
+    ]
+    rows += [[task, "n/a", "no baseline", "n/a", "", 0] for task in report["missing_baselines"]]
+    lines += md_table(["task", "Δ_t (%)", "verdict", "p-value", "MTL seeds", "STL seeds"], rows)
+    rows = []
     for task, v in report["tasks"].items():
         for metric, m in v["metrics"].items():
-            arrow = "↑" if m["higher_is_better"] else "↓"
-            lines.append(
-                f"| {task} | {metric} | {arrow} | {_pm(m['mtl'], m['mtl_std'], v['n_mtl'])} | "
-                f"{_pm(m['stl'], m['stl_std'], v['n_stl'])} | {_fmt(m['delta'])} |"
+            rows.append(
+                [
+                    task,
+                    metric,
+                    "↑" if m["higher_is_better"] else "↓",
+                    _pm(m["mtl"], m["mtl_std"], v["n_mtl"]),
+                    _pm(m["stl"], m["stl_std"], v["n_stl"]),
+                    _fmt(m["delta"]),
+                ]
             )
         if v["excluded_metrics"]:
-            lines.append(f"| {task} | {', '.join(v['excluded_metrics'])} | | | 0 | excluded: STL value is 0 |")
+            rows.append([task, ", ".join(v["excluded_metrics"]), "", "", "0", "excluded: STL value is 0"])
+    lines += ["", "## Per metric", "", *md_table(["task", "metric", "dir", "MTL", "STL", "change (%)"], rows)]
     grouping = report.get("grouping")
     lines += ["", "## Suggested task grouping", ""]
     if grouping:

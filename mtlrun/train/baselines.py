@@ -28,7 +28,7 @@ from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
 from mtlrun.config import plain
 from mtlrun.data.base import MultiTaskDataset
 from mtlrun.data.multi_input import is_multi_input
-from mtlrun.models import ARCHS, EncoderSpec
+from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.grouped import GroupedSingleTask
 from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.train.loop import EpochRecord, Trainer
@@ -59,10 +59,13 @@ def train_baselines(
     primary = {name: primary[name] for name in tasks}
     specs = [subset.tasks[name] for name in tasks]
     seed_everything(cfg.seed, t.deterministic)
-    grouped = mode in ("auto", "grouped") and not is_multi_input(data)
-    model = GroupedSingleTask.build(encoder, specs) if grouped else None
-    layout = "grouped" if model is not None else "separate"
-    if model is None:
+    multi_input = is_multi_input(data)  # K networks on K different inputs: no grouped form
+    grouped = GroupedSingleTask.build(encoder, specs) if mode in ("auto", "grouped") and not multi_input else None
+    layout = "grouped" if grouped is not None else "separate"
+    model: MultiTaskModel
+    if grouped is not None:
+        model = grouped
+    else:
         seed_everything(cfg.seed, t.deterministic)
         model = ARCHS.build("single_task", {}, encoder=encoder, tasks=specs)
         prepare_multi_input(model, subset, "single_task")
@@ -80,6 +83,7 @@ def train_baselines(
         metric = primary[name]
         best = _best_epoch(result.epochs, name, metric, directions[metric])
         last = result.epochs[-1]
+        assert best.test is not None and last.test is not None  # tested every epoch
         records[name] = {
             "status": "completed",
             "task": name,

@@ -471,12 +471,19 @@ def diagnostics_for_run(
 
     An architecture without shared parameters gets a ``diagnostics.json`` that says why.
     """
-    every = int(conf["every"]) if conf is not None else 0
-    if every <= 0:
+    if conf is None or int(conf["every"]) <= 0:
         return None
+    every = int(conf["every"])
     if not [p for p in shared if p.requires_grad]:
         write_json(path, no_diagnostics(tasks, every, f"arch={arch} has no shared parameters"))
         return None
     return Diagnostics(
-        tasks, model, shared, loss_fns, optimizer, every=every, affinity=bool(conf.get("affinity", True)), path=path
+        tasks,
+        model,
+        shared,
+        loss_fns,
+        optimizer,
+        every=every,
+        affinity=bool(conf.get("affinity", True)),
+        path=path,
     )

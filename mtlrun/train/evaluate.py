@@ -37,7 +37,7 @@ class TaskEvaluator:
         for collection in self.collections.values():
             collection.reset()
         loss_sums = {t: torch.zeros((), device=self.device) for t in self.tasks}
-        sizes = dict.fromkeys(self.tasks, 0)
+        counts = {t: torch.zeros((), device=self.device) for t in self.tasks}  # present labels
         if is_multi_input(split):
             parts = [
                 (split.splits[t], {t: spec}, lambda x, t=t: {t: model.forward_task(x, t)})
@@ -49,12 +49,15 @@ class TaskEvaluator:
             for x, targets in part.batches(batch_size):
                 outputs = forward(x)
                 for name, spec in specs.items():
-                    loss_sums[name] += spec.loss(outputs[name], targets[name]) * x.shape[0]
-                    self.collections[name].update(spec.predictions(outputs[name]), targets[name])
-                    sizes[name] += x.shape[0]
+                    n = spec.label_count(targets[name]) if spec.masked else x.shape[0]
+                    loss_sums[name] += spec.loss(outputs[name], targets[name]) * n
+                    counts[name] += n
+                    pair = spec.metric_inputs(outputs[name], targets[name])  # missing labels skipped
+                    if pair is not None:
+                        self.collections[name].update(*pair)
         model.train(was_training)
         metrics = {
             name: {m: float(v) for m, v in collection.compute().items()}
             for name, collection in self.collections.items()
         }
-        return metrics, {t: float(s) / max(sizes[t], 1) for t, s in loss_sums.items()}
+        return metrics, {t: float(s) / max(float(counts[t]), 1.0) for t, s in loss_sums.items()}

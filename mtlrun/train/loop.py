@@ -19,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from mtlrun.balancers.base import BalanceInfo, Balancer, Batch, StepContext
-from mtlrun.data.base import MultiTaskDataset
-from mtlrun.data.batch import batch_losses
+from mtlrun.data.base import MultiTaskDataset, present_tasks
+from mtlrun.data.batch import batch_losses, batch_targets
 from mtlrun.data.loader import epoch_seed
 from mtlrun.models.base import MultiTaskModel
 from mtlrun.objective import primary_score
@@ -211,7 +211,9 @@ class Trainer:
         if group and per_step == 1:
             yield group
 
-    def train_epoch(self, epoch: int, progress: Progress) -> tuple[Tensor, Tensor, Tensor, int, dict[str, float]]:
+    def train_epoch(
+        self, epoch: int, progress: Progress
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor], int, dict[str, float]]:
         self.model.train()
         T = len(self.tasks)
         loss_sum = torch.zeros(T, device=self.device)
@@ -257,6 +259,8 @@ class Trainer:
             validation_batch=self.validation_batch,
             functional_losses=self.functional_losses,
         )
+        if self.data.has_missing_labels:  # which tasks have a label in this batch
+            ctx.present = present_tasks(specs, batch_targets(group[0]), self.tasks)
         if balancer.needs_representation:  # one common input (multi-input data is refused at build)
             x, targets = group[0]
             rep = model.encode(x)

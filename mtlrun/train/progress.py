@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
+from typing import Any
 
 log = logging.getLogger("mtlrun")
 
@@ -17,7 +18,7 @@ class Progress:
         self.live = enabled and Console().is_terminal
         self.total_epochs = total_epochs
         self.steps_per_epoch = steps_per_epoch
-        self._bar = None
+        self._bar: Any = None
 
     def __enter__(self) -> Progress:
         if self.live:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 import mtlrun
 from mtlrun.balancers import BALANCERS, Balancer
 from mtlrun.config import plain, validate
-from mtlrun.data import DATASETS, MultiTaskDataset
+from mtlrun.data import MultiTaskDataset, build_dataset
 from mtlrun.data.loader import loader_options, place_splits
 from mtlrun.data.multi_input import is_multi_input
 from mtlrun.errors import ConfigError, choices_error
@@ -106,7 +106,8 @@ def encoder_spec(cfg: DictConfig, data: MultiTaskDataset) -> EncoderSpec:
     name = cfg.encoder.name
     if name == "auto":
         name, options = data.default_encoder, {}
-    return EncoderSpec(name=name, input_shape=tuple(data.input_shape), options=options)
+    context = data.encoder_context.get(name, {})
+    return EncoderSpec(name=name, input_shape=tuple(data.input_shape), options=options, context=context)
 
 
 @dataclass
@@ -126,7 +127,7 @@ def build(cfg: DictConfig) -> Components:
     validate(cfg)
     device = pick_device(cfg.trainer.device)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
-    full = DATASETS.build(cfg.dataset.name, plain(cfg.dataset))
+    full = build_dataset(plain(cfg.dataset))
     tasks, primary = resolve_tasks(cfg, full)
     check_objective(cfg.objective, full, tasks)
     data = full.select(tasks)
@@ -190,7 +191,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
     folder = RunFolder(output_dir)
     summary = Summary(
         run=RunIdentity(
-            dataset=cfg.dataset.name,
+            dataset=cfg.dataset.get("name") or cfg.dataset.get("_target_"),
             arch=cfg.arch.name,
             balancer=cfg.balancer.name,
             encoder=cfg.encoder.name,
@@ -238,7 +239,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
     log.info(
         "training %s on %s (%s) with %s, tasks %s, %d parameters, device %s",
         cfg.arch.name,
-        cfg.dataset.name,
+        cfg.dataset.get("name") or cfg.dataset.get("_target_"),
         c.encoder.name,
         cfg.balancer.name,
         ",".join(c.tasks),

@@ -1,0 +1,185 @@
+"""Datasets built by your own Python function: ``dataset._target_=my_pkg.my_module.build``.
+
+The function (imported with Hydra's ``get_method``) receives the dataset node's other keys as
+keyword arguments and returns either
+
+- a :class:`~mtlrun.data.base.MultiTaskDataset` (full control: your own TaskSpecs), or
+- the simple form, a mapping::
+
+      {"tasks": {"y": "classification", "z": {"kind": "regression", "primary": "rmse"}},
+       "train": (x_train, {"y": y_train, "z": z_train}),
+       "val": (x_val, {...}), "test": (x_test, {...})}
+
+  where ``x`` is an array or tensor (N, ...) used as it is, and each label is a 1-D array of raw
+  values (a 2-D 0/1 array for multilabel) encoded exactly like a table column (classes from
+  train, regression standardised on train, NaN/None missing; see :mod:`mtlrun.data.columns`).
+
+:func:`build_dataset` is the one place a ``dataset`` config becomes a dataset.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit
+from mtlrun.errors import ConfigError
+from mtlrun.registry import check_options
+
+
+def build_dataset(options: Mapping[str, Any]) -> MultiTaskDataset:
+    """The dataset a ``dataset`` config node describes: a registered one, or ``_target_``'s."""
+    options = dict(options)
+    target = options.get("_target_")
+    name = options.get("name")
+    if target:
+        return from_target(str(target), options)
+    if name == "python":
+        raise ConfigError("dataset=python needs dataset._target_=my_pkg.my_module.build (a function returning data)")
+    if name is None:
+        raise ConfigError(f"the dataset config has neither 'name' nor '_target_'; choose a name: {DATASETS.names()}")
+    return DATASETS.build(name, options)
+
+
+def import_target(target: str) -> Callable[..., Any]:
+    """Import ``target``; modules are looked up in the launch folder first, then on ``sys.path``
+    (the ``mtlrun`` console script does not put the current folder there by itself)."""
+    from hydra.utils import get_method, to_absolute_path
+
+    launch = to_absolute_path(".")
+    if launch not in sys.path:
+        sys.path.insert(0, launch)
+    try:
+        fn = get_method(target)
+    except Exception as ex:
+        cause = ex.__cause__ or ex
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise ConfigError(f"dataset._target_={target} does not import: {first}") from None
+    return fn
+
+
+def target_arguments(fn: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments for ``fn``: the node's keys minus ``name`` and ``_``-keys.
+
+    When ``_target_`` was added on top of a built-in dataset's config, that dataset's own keys
+    which ``fn`` does not take are dropped; any other unknown key is an error naming it.
+    """
+    kwargs = {k: v for k, v in options.items() if k != "name" and not k.startswith("_")}
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    base = options.get("name")
+    if base in DATASETS and base != "python":
+        inherited = set(inspect.signature(DATASETS.get(base)).parameters)
+        kwargs = {k: v for k, v in kwargs.items() if k in params or k not in inherited}
+    return check_options(fn, kwargs, prefix="dataset")
+
+
+def from_target(target: str, options: Mapping[str, Any]) -> MultiTaskDataset:
+    fn = import_target(target)
+    if not callable(fn):
+        raise ConfigError(f"dataset._target_={target} is not a function")
+    result = fn(**target_arguments(fn, options))
+    if isinstance(result, MultiTaskDataset):
+        return check_dataset(result, target)
+    if isinstance(result, Mapping):
+        return from_simple(result, target, options.get("name") or "python")
+    raise ConfigError(
+        f"dataset._target_={target} returned {type(result).__name__}; return a MultiTaskDataset or a mapping "
+        "with 'tasks', 'train', 'val', 'test' (see mtlrun.data.python_dataset)"
+    )
+
+
+def check_dataset(data: MultiTaskDataset, target: str) -> MultiTaskDataset:
+    """Validate a returned MultiTaskDataset; detect missing labels its TaskSpecs must be ready for."""
+    if not data.tasks:
+        raise ConfigError(f"dataset._target_={target} returned a dataset without tasks")
+    missing = False
+    for split_name in SPLITS:
+        split = data.split(split_name)
+        if len(split) == 0:
+            raise ConfigError(f"dataset._target_={target}: the {split_name} split is empty")
+        for task, spec in data.tasks.items():
+            if task not in split.targets:
+                raise ConfigError(f"dataset._target_={target}: the {split_name} split has no targets for task {task}")
+            absent = ~spec.present(split.targets[task])
+            if bool(absent.any()):
+                if not spec.masked:
+                    raise ConfigError(
+                        f"dataset._target_={target}: task {task} has missing labels (NaN or -1) in the {split_name} "
+                        "split but its TaskSpec is not masked; build it with masked=True (mtlrun.data.tasks)"
+                    )
+                missing = True
+    data.has_missing_labels = data.has_missing_labels or missing
+    return data
+
+
+SPLITS = ("train", "val", "test")
+
+
+def _as_frame(labels: Mapping[str, Any], n: int, where: str) -> Any:
+    import pandas as pd
+
+    columns: dict[str, Any] = {}
+    for task, y in labels.items():
+        array = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        if len(array) != n:
+            raise ConfigError(f"{where}: labels of task {task} have {len(array)} rows, the inputs {n}")
+        if array.ndim == 2:
+            for j in range(array.shape[1]):
+                columns[f"{task}_{j}"] = array[:, j]
+        else:
+            columns[task] = array
+    return pd.DataFrame(columns)
+
+
+def from_simple(result: Mapping[str, Any], target: str, name: str) -> MultiTaskDataset:
+    """Convert the simple form (see the module docstring) into a MultiTaskDataset."""
+    from mtlrun.data.columns import encode_tasks, fingerprint, parse_tasks
+
+    where = f"dataset._target_={target}"
+    for key in ("tasks", *SPLITS):
+        if key not in result:
+            raise ConfigError(f"{where} returned a mapping without '{key}'; it needs tasks, train, val, test")
+    raw_tasks = dict(result["tasks"])
+    inputs, frames = [], []
+    for split in SPLITS:
+        pair = result[split]
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[1], Mapping)):
+            raise ConfigError(f"{where}: '{split}' must be a pair (x, {{task: labels}})")
+        x = torch.as_tensor(np.asarray(pair[0]) if not isinstance(pair[0], torch.Tensor) else pair[0])
+        if len(x) == 0:
+            raise ConfigError(f"{where}: the {split} split is empty")
+        inputs.append(x.float())
+        frames.append(_as_frame(pair[1], len(x), where))
+    declared = {}
+    for task, spec in raw_tasks.items():
+        spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
+        if spec.get("kind") == "multilabel" and "columns" not in spec:
+            spec["columns"] = [c for c in frames[0].columns if c.startswith(f"{task}_")]
+        declared[task] = spec
+    decls = parse_tasks(declared, key=f"{where} tasks")
+    specs, targets, info, missing = encode_tasks(decls, frames, target)
+    splits = [TensorSplit(x, y) for x, y in zip(inputs, targets)]
+    shape = tuple(inputs[0].shape[1:])
+    return MultiTaskDataset(
+        tasks=specs,
+        train=splits[0],
+        val=splits[1],
+        test=splits[2],
+        input_shape=shape,
+        default_encoder="cnn" if len(shape) == 3 else "mlp",
+        info={
+            "source": target,
+            "name": name,
+            "sizes": [len(s) for s in splits],
+            "tasks": info,
+            "fingerprint": fingerprint(splits),
+        },
+        has_missing_labels=missing,
+    )

@@ -1,0 +1,224 @@
+"""``dataset=table``: your own table (CSV, TSV, Parquet or NumPy ``.npz``), tasks declared in YAML.
+
+One file (``path``) split by a ``split`` column or by seeded fractions, or one file per split
+(``train``/``val``/``test``). Each task reads one column (multilabel: several); the features
+are the listed columns or every other column. Numeric features are standardised on train,
+string (or listed ``categorical``) features become learned embeddings in ``encoder=tabular``
+(the input form of MMoE/PLE on recommendation data, Ma et al. KDD 2018; Tang et al. RecSys
+2020). The exact rules for labels, missing values and splits are in :mod:`mtlrun.data.columns`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit
+from mtlrun.errors import ConfigError, choices_error
+
+if TYPE_CHECKING:  # pandas is imported when a table is read, so other datasets start faster
+    import pandas as pd
+
+READERS = {".csv": "CSV", ".tsv": "TSV", ".tab": "TSV", ".parquet": "Parquet", ".pq": "Parquet", ".npz": "NumPy"}
+COMPRESSION = (".gz", ".bz2", ".zip", ".xz", ".zst")
+
+
+def resolve_path(path: str, key: str) -> Path:
+    """``path`` relative to the folder mtlrun was launched from (also under Hydra multirun)."""
+    from hydra.utils import to_absolute_path
+
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{key}={path!r} must be a file path")
+    return Path(to_absolute_path(str(Path(path).expanduser())))
+
+
+def table_format(path: Path, key: str) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION:
+        suffixes = suffixes[:-1]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix not in READERS:
+        valid = ", ".join(READERS)
+        raise ConfigError(f"{key}={path}: unknown file type '{suffix}'; valid: {valid} (optionally compressed, .gz)")
+    return READERS[suffix]
+
+
+def read_table(path: Path, key: str) -> pd.DataFrame:
+    """Read one table with pandas (pyarrow for Parquet); one-line errors name the file."""
+    import pandas as pd
+
+    kind = table_format(path, key)
+    if not path.is_file():
+        raise ConfigError(f"{key}: file not found: {path}")
+    try:
+        if kind == "CSV":
+            return pd.read_csv(path)
+        if kind == "TSV":
+            return pd.read_csv(path, sep="\t")
+        if kind == "Parquet":
+            return pd.read_parquet(path, engine="pyarrow")
+        return _read_npz(path, key)
+    except ConfigError:
+        raise
+    except Exception as ex:  # parser errors of pandas, pyarrow, numpy
+        first = str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+        raise ConfigError(f"{key}: cannot read {path} as {kind}: {first}") from ex
+
+
+def _read_npz(path: Path, key: str) -> pd.DataFrame:
+    """Each array of the archive is a column; a 2-D array ``X`` becomes columns ``X_0``, ``X_1``, ..."""
+    import pandas as pd
+
+    columns: dict[str, np.ndarray] = {}
+    with np.load(path, allow_pickle=False) as archive:
+        for name in archive.files:
+            array = archive[name]
+            if array.ndim == 1:
+                columns[name] = array
+            elif array.ndim == 2:
+                for j in range(array.shape[1]):
+                    columns[f"{name}_{j}"] = array[:, j]
+            else:
+                raise ConfigError(f"{key}: array '{name}' of {path} has {array.ndim} dimensions; use 1-D or 2-D arrays")
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ConfigError(f"{key}: the arrays of {path} have different lengths {sorted(lengths)}")
+    return pd.DataFrame(columns)
+
+
+def load_splits(
+    path: str | None,
+    train: str | None,
+    val: str | None,
+    test: str | None,
+    split_column: str | None,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    strata_of: Any,
+) -> tuple[list[pd.DataFrame], str, str | None]:
+    """The three split frames, a description of the source for messages, and the split column used.
+
+    ``strata_of(frame)`` gives the stratification labels of a frame (or None).
+    """
+    from mtlrun.data.columns import SPLITS, check_not_empty, require_columns, split_by_column
+
+    if path is not None and any(p is not None for p in (train, val, test)):
+        raise ConfigError("give dataset.path (one file) or dataset.train/val/test (one file per split), not both")
+    if path is None and train is None:
+        raise ConfigError("dataset.path (one table) or dataset.train (one table per split) is required")
+    if path is not None:
+        file = resolve_path(path, "dataset.path")
+        frame = read_table(file, "dataset.path")
+        source = file.name
+        column = split_column if split_column is not None else ("split" if "split" in frame.columns else None)
+        if column is not None:
+            require_columns(frame, [column], "dataset.split_column", source)
+            parts = split_by_column(frame, column, source)
+            check_not_empty(parts, f"column '{column}' of {source}")
+            return parts, source, column
+        return _fractions(frame, val_fraction, test_fraction, seed, strata_of, source), source, None
+    files = {name: p for name, p in zip(SPLITS, (train, val, test)) if p is not None}
+    frames = {name: read_table(resolve_path(p, f"dataset.{name}"), f"dataset.{name}") for name, p in files.items()}
+    source = ", ".join(Path(p).name for p in files.values())
+    missing = [name for name in SPLITS if name not in frames]
+    if missing:  # carve the missing splits out of the train file
+        carved = _fractions(frames["train"], val_fraction, test_fraction, seed, strata_of, source)
+        frames["train"] = carved[0]
+        for name in missing:
+            frames[name] = carved[SPLITS.index(name)]
+    parts = [frames[name].reset_index(drop=True) for name in SPLITS]
+    for name, part in zip(SPLITS, parts):
+        if len(part) == 0:
+            raise ConfigError(f"dataset.{name}: the {name} split is empty ({files.get(name, 'carved from train')})")
+    return parts, source, None
+
+
+def _fractions(
+    frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int, strata_of: Any, source: str
+) -> list[pd.DataFrame]:
+    from mtlrun.data.columns import check_fractions, check_not_empty, split_by_fractions
+
+    check_fractions(val_fraction, test_fraction)
+    rows = split_by_fractions(len(frame), val_fraction, test_fraction, seed, strata_of(frame))
+    parts = [frame.iloc[r].reset_index(drop=True) for r in rows]
+    how = f"{len(frame)} rows of {source}, val_fraction={val_fraction}, test_fraction={test_fraction}"
+    check_not_empty(parts, how)
+    return parts
+
+
+@DATASETS.register("table")
+def table(
+    tasks: dict[str, Any] | None = None,
+    path: str | None = None,
+    train: str | None = None,
+    val: str | None = None,
+    test: str | None = None,
+    features: list[str] | None = None,
+    categorical: list[str] | None = None,
+    split_column: str | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    stratify: str | None = None,
+    seed: int = 0,
+) -> MultiTaskDataset:
+    """Build a dataset from a table; the same files, declarations and ``seed`` give the same data."""
+    from mtlrun.data.columns import (
+        FeatureEncoder,
+        encode_tasks,
+        fingerprint,
+        parse_tasks,
+        require_columns,
+        strata_for,
+    )
+
+    decls = parse_tasks(tasks)
+    parts, source, used_split = load_splits(
+        path,
+        train,
+        val,
+        test,
+        split_column,
+        val_fraction,
+        test_fraction,
+        seed,
+        lambda frame: strata_for(frame, decls, stratify),
+    )
+    task_columns = {c for d in decls for c in d.columns}
+    if features is None:
+        features = [c for c in parts[0].columns if c not in task_columns and c != used_split]
+    categorical = list(categorical or [])
+    for key, columns in (("dataset.features", features), ("dataset.categorical", categorical)):
+        for part in parts:
+            require_columns(part, columns, key, source)
+    overlap = sorted(task_columns & set(features))
+    if overlap:
+        raise ConfigError(f"dataset.features: column '{overlap[0]}' of {source} is a task column; features exclude it")
+    for column in categorical:
+        if column not in features:
+            raise choices_error("dataset.categorical", column, features)
+    if not features:
+        raise ConfigError(f"no feature columns in {source}: every column is a task or the split column")
+    specs, targets, task_info, missing = encode_tasks(decls, parts, source)
+    encoder = FeatureEncoder.fit(parts[0], features, categorical, source)
+    splits = [TensorSplit(encoder.transform(part), y) for part, y in zip(parts, targets)]
+    return MultiTaskDataset(
+        tasks=specs,
+        train=splits[0],
+        val=splits[1],
+        test=splits[2],
+        input_shape=(encoder.width,),
+        default_encoder="tabular",
+        info={
+            "source": source,
+            "sizes": [len(s) for s in splits],
+            "split": f"column '{used_split}'" if used_split else "files or seeded fractions",
+            "features": encoder.describe(),
+            "tasks": task_info,
+            "fingerprint": fingerprint(splits),
+        },
+        has_missing_labels=missing,
+        encoder_context={"tabular": {"numeric": len(encoder.numeric), "cardinalities": encoder.cardinalities}},
+    )
