@@ -22,7 +22,8 @@ def _train_losses(folder) -> list[tuple]:
     return [(r["epoch"], r["task"], r["value"]) for r in rows if r["split"] == "train" and r["metric"] == "loss"]
 
 
-def test_dataloader_and_memory_paths_give_identical_losses_through_the_cli(cli, tmp_path):
+def test_dataloader_and_memory_paths_give_identical_losses_through_the_cli(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr("mtlrun.report.plots.plot_run", lambda folder: None)  # plots are tested elsewhere
     write_npy_folder(tmp_path / "arrays", sizes=(150, 40, 40))
     common = [*TINY, "dataset=npy_folder", "dataset.root=arrays", NPY_TASKS, "report.baselines=false"]
     common += ["diagnostics.every=0"]
