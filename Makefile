@@ -36,6 +36,7 @@ bench: install
 	$(PY) bench/balancers.py
 	$(PY) bench/diagnostics.py
 	$(PY) bench/baselines.py
+	$(PY) bench/datapath.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

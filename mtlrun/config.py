@@ -57,6 +57,20 @@ class ReportConf:
 
 
 @dataclass
+class LoaderConf:
+    """How splits reach the model: in memory (tensor slicing) or through a ``torch.utils.data.DataLoader``."""
+
+    mode: str = "auto"  # auto (memory where the data fits) | memory | dataloader
+    num_workers: int = 2
+    pin_memory: bool = True  # only used when training on CUDA
+    persistent_workers: bool = True
+    prefetch_factor: int = 2
+
+
+LOADER_MODES = ("auto", "memory", "dataloader")
+
+
+@dataclass
 class RunOptions:
     #: replace a run already in the run folder: the old folder is moved aside (renamed), never deleted
     overwrite: bool = False
@@ -79,6 +93,7 @@ class RunConf:
     tasks: TasksConf = field(default_factory=TasksConf)
     diagnostics: DiagnosticsConf = field(default_factory=DiagnosticsConf)
     report: ReportConf = field(default_factory=ReportConf)
+    loader: LoaderConf = field(default_factory=LoaderConf)
 
 
 def register_schema() -> None:
@@ -150,6 +165,14 @@ def validate(cfg: DictConfig) -> None:
         raise choices_error("trainer.optimizer", t.optimizer, OPTIMIZERS)
     if t.device not in DEVICES and not str(t.device).startswith("cuda:"):
         raise choices_error("trainer.device", t.device, DEVICES)
+    loader = cfg.get("loader")
+    if loader is not None:
+        if loader.mode not in LOADER_MODES:
+            raise choices_error("loader.mode", loader.mode, LOADER_MODES)
+        if loader.num_workers < 0:
+            raise ConfigError(f"loader.num_workers={loader.num_workers} must be >= 0 (0 = read in the main process)")
+        if loader.prefetch_factor < 1:
+            raise ConfigError(f"loader.prefetch_factor={loader.prefetch_factor} must be >= 1")
     diagnostics = cfg.get("diagnostics")
     if diagnostics is not None and diagnostics.every < 0:
         raise ConfigError(f"diagnostics.every={diagnostics.every} must be >= 0 (0 = off)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
+from omegaconf import MISSING
+
 
 @dataclass
 class DatasetImageFolderOptions:
@@ -34,6 +36,27 @@ class DatasetMultiDigitsOptions:
     max_overlap: int = 4
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+
+
+@dataclass
+class DatasetMultiDomainOptions:
+    name: str = "multi_domain"
+    num_domains: int = 2
+    input_dims: Any = field(default_factory=lambda: [16, 24])
+    num_samples: Any = field(default_factory=lambda: [900, 450])
+    num_classes: int = 4
+    latent_dim: int = 8
+    noise_std: float = 0.6
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class DatasetNpyFolderOptions:
+    name: str = "npy_folder"
+    root: str = MISSING
+    tasks: Any = None
 
 
 @dataclass
@@ -465,6 +488,8 @@ class LoggerTensorboardOptions:
 OPTIONS: dict[tuple[str, str], type] = {
     ("dataset", "image_folder"): DatasetImageFolderOptions,
     ("dataset", "multi_digits"): DatasetMultiDigitsOptions,
+    ("dataset", "multi_domain"): DatasetMultiDomainOptions,
+    ("dataset", "npy_folder"): DatasetNpyFolderOptions,
     ("dataset", "synthetic"): DatasetSyntheticOptions,
     ("dataset", "table"): DatasetTableOptions,
     ("encoder", "auto"): EncoderAutoOptions,

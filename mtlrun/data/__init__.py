@@ -1,6 +1,13 @@
 """Datasets: importing this package registers every built-in dataset."""
 
-from mtlrun.data import image_folder, multi_digits, synthetic, table  # noqa: F401  (registration)
+from mtlrun.data import (  # noqa: F401  (registration)
+    image_folder,
+    multi_digits,
+    multi_domain,
+    npy_folder,
+    synthetic,
+    table,
+)
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TaskSpec, TensorSplit
 from mtlrun.data.python_dataset import build_dataset
 

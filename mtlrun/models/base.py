@@ -28,6 +28,9 @@ class MultiTaskModel(nn.Module):
     has_representation: bool = False
     #: encoder names this architecture cannot work with (a clear error instead of a crash)
     unsupported_encoders: tuple[str, ...] = ()
+    #: whether task t's output depends only on shared modules and t's own, so each task may read its
+    #: own inputs (multi-input datasets); such architectures implement :meth:`task_output`
+    supports_multi_input: bool = False
 
     def __init__(self, encoder: EncoderSpec, tasks: list[TaskSpec]) -> None:
         super().__init__()
@@ -35,6 +38,8 @@ class MultiTaskModel(nn.Module):
             raise ConfigError(f"arch={type(self).__name__} does not support encoder={encoder.name}")
         self.task_names = [t.name for t in tasks]
         self.encoder_spec = encoder
+        #: per-task input adapters of a multi-input dataset whose tasks' inputs differ in shape
+        self.input_adapters: nn.ModuleDict | None = None
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.decode(self.encode(x))
@@ -50,7 +55,25 @@ class MultiTaskModel(nn.Module):
         return [self.heads[task]]
 
     def task_parameters(self, task: str) -> list[nn.Parameter]:
-        return [p for m in self.task_modules(task) for p in m.parameters()]
+        own = [p for m in self.task_modules(task) for p in m.parameters()]
+        if self.input_adapters is not None:
+            own += list(self.input_adapters[task].parameters())
+        return own
+
+    def forward_task(self, x: Tensor, task: str) -> Tensor:
+        """Task ``task``'s output on its own inputs ``x`` (multi-input datasets).
+
+        The contract: ``forward_task(x, t)`` equals ``forward(x)[t]`` (after task t's input adapter,
+        when the tasks' inputs differ in shape), and runs only the shared modules and task t's own,
+        so no other task's parameters or batch-norm statistics see task t's inputs.
+        """
+        if self.input_adapters is not None:
+            x = self.input_adapters[task](x)
+        return self.task_output(x, task)
+
+    def task_output(self, x: Tensor, task: str) -> Tensor:
+        """``forward(x)[task]`` computed without other tasks' modules (architectures that support multi-input)."""
+        raise ConfigError(f"arch={type(self).__name__} does not support multi-input datasets")
 
     def shared_parameters(self) -> list[nn.Parameter]:
         owned = {id(p) for t in self.task_names for p in self.task_parameters(t)}

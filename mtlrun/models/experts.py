@@ -96,6 +96,12 @@ class ExtractionLevel(nn.Module):
             shared_features = mix(shared_weights, every)
         return LevelOutput(features, shared_features, gates, shared_weights)
 
+    def task_output(self, task: str, task_input: Tensor, shared_input: Tensor) -> Tensor:
+        """Task ``task``'s features alone: its own experts and gate and the shared experts (no other task's modules)."""
+        shared_out = [expert(shared_input) for expert in self.shared_experts]
+        own_out = [expert(task_input) for expert in self.task_experts[task]]
+        return mix(self.task_gates[task](task_input), own_out + shared_out)
+
     def task_modules(self, task: str) -> list[nn.Module]:
         """This level's modules that only ``task``'s output depends on (when no shared gate reads them)."""
         return [self.task_experts[task], self.task_gates[task]]

@@ -27,8 +27,10 @@ from mtlrun.balancers.weighting import EqualWeighting
 from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
 from mtlrun.config import plain
 from mtlrun.data.base import MultiTaskDataset
+from mtlrun.data.multi_input import is_multi_input
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.grouped import GroupedSingleTask
+from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.train.loop import EpochRecord, Trainer
 from mtlrun.train.seeding import seed_everything
 
@@ -50,12 +52,15 @@ def train_baselines(
     mode: str = "auto",
 ) -> dict[str, dict[str, Any]]:
     """Train the single-task baselines of ``tasks`` together; return one record per task."""
+    if is_multi_input(data) and len(tasks) > 1:  # each on its own split, with its own epoch length
+        return {k: v for name in tasks for k, v in train_baselines(cfg, data, [name], primary, encoder, device).items()}
     t = cfg.trainer
     subset = data.select(list(tasks))
     primary = {name: primary[name] for name in tasks}
     specs = [subset.tasks[name] for name in tasks]
     seed_everything(cfg.seed, t.deterministic)
-    grouped = GroupedSingleTask.build(encoder, specs) if mode in ("auto", "grouped") else None
+    multi_input = is_multi_input(data)  # K networks on K different inputs: no grouped form
+    grouped = GroupedSingleTask.build(encoder, specs) if mode in ("auto", "grouped") and not multi_input else None
     layout = "grouped" if grouped is not None else "separate"
     model: MultiTaskModel
     if grouped is not None:
@@ -63,6 +68,7 @@ def train_baselines(
     else:
         seed_everything(cfg.seed, t.deterministic)
         model = ARCHS.build("single_task", {}, encoder=encoder, tasks=specs)
+        prepare_multi_input(model, subset, "single_task")
     model.to(device)
     balancer = EqualWeighting(list(tasks)).to(device)
     trainer = Trainer.from_config(

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from mtlrun.balancers.base import Balancer, Batch, GradientAggregator, StepContext
 from mtlrun.balancers.jacobian import flat, task_jacobian
+from mtlrun.data.batch import batch_losses
 from mtlrun.outputs import write_json
 
 log = logging.getLogger("mtlrun")
@@ -304,9 +305,8 @@ class Diagnostics:
 
     def task_losses(self, batch: Batch, overrides: Mapping[str, Tensor]) -> Tensor:
         """The task losses (T,) of the model with ``overrides`` in place of its tensors."""
-        x, targets = batch
-        outputs = torch.func.functional_call(self.model, dict(overrides), (x,))
-        return torch.stack([self.loss_fns[t](outputs[t], targets[t]).detach() for t in self.tasks])
+        losses = batch_losses(self.model, {t: self.loss_fns[t] for t in self.tasks}, batch, overrides)
+        return torch.stack([losses[t].detach() for t in self.tasks])
 
     def affinity_matrix(self, jacobian: Tensor, batch: Batch, seed: int = 0, before: Tensor | None = None) -> Tensor:
         """Z (T, T), ``Z[i, j] = 1 - L_j(after a step on task i) / L_j(now)`` on ``batch``.

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mtlrun.data.base import TaskSpec, TensorSplit
+from mtlrun.data.multi_input import is_multi_input
 
 Metrics = dict[str, dict[str, float]]  # {task: {metric: value}}
 
@@ -19,6 +20,7 @@ class TaskEvaluator:
         from torchmetrics import MetricCollection
 
         self.tasks = dict(tasks)
+        self.device = device
         self.collections = {
             name: MetricCollection({m: factory() for m, factory in spec.metrics.items()}).to(device)
             for name, spec in self.tasks.items()
@@ -26,22 +28,33 @@ class TaskEvaluator:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: TensorSplit, batch_size: int) -> tuple[Metrics, dict[str, float]]:
-        """Return ``({task: {metric: value}}, {task: mean loss})`` on ``split``."""
+        """Return ``({task: {metric: value}}, {task: mean loss})`` on ``split``.
+
+        On a multi-input split each task is evaluated on its own split (``model.forward_task``).
+        """
         was_training = model.training
         model.eval()
         for collection in self.collections.values():
             collection.reset()
-        loss_sums = {t: torch.zeros((), device=split.x.device) for t in self.tasks}
-        counts = {t: torch.zeros((), device=split.x.device) for t in self.tasks}  # present labels
-        for x, targets in split.batches(batch_size):
-            outputs = model(x)
-            for name, spec in self.tasks.items():
-                n = spec.label_count(targets[name]) if spec.masked else x.shape[0]
-                loss_sums[name] += spec.loss(outputs[name], targets[name]) * n
-                counts[name] += n
-                pair = spec.metric_inputs(outputs[name], targets[name])  # missing labels skipped
-                if pair is not None:
-                    self.collections[name].update(*pair)
+        loss_sums = {t: torch.zeros((), device=self.device) for t in self.tasks}
+        counts = {t: torch.zeros((), device=self.device) for t in self.tasks}  # present labels
+        if is_multi_input(split):
+            parts = [
+                (split.splits[t], {t: spec}, lambda x, t=t: {t: model.forward_task(x, t)})
+                for t, spec in self.tasks.items()
+            ]
+        else:
+            parts = [(split, self.tasks, model)]
+        for part, specs, forward in parts:
+            for x, targets in part.batches(batch_size):
+                outputs = forward(x)
+                for name, spec in specs.items():
+                    n = spec.label_count(targets[name]) if spec.masked else x.shape[0]
+                    loss_sums[name] += spec.loss(outputs[name], targets[name]) * n
+                    counts[name] += n
+                    pair = spec.metric_inputs(outputs[name], targets[name])  # missing labels skipped
+                    if pair is not None:
+                        self.collections[name].update(*pair)
         model.train(was_training)
         metrics = {
             name: {m: float(v) for m, v in collection.compute().items()}

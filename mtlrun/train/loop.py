@@ -17,10 +17,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from mtlrun.balancers.base import BalanceInfo, Balancer, Batch, StepContext
 from mtlrun.data.base import MultiTaskDataset, present_tasks
+from mtlrun.data.batch import batch_losses, batch_targets
+from mtlrun.data.loader import epoch_seed
 from mtlrun.models.base import MultiTaskModel
 from mtlrun.objective import primary_score
 from mtlrun.train.diagnostics import Diagnostics
@@ -118,6 +119,7 @@ class Trainer:
         self.tasks = list(data.tasks)
         self.primary = primary
         self.directions = {t: data.tasks[t].metric_directions() for t in self.tasks}
+        self.loss_fns = {t: data.tasks[t].loss for t in self.tasks}
         self.shuffle = torch.Generator().manual_seed(seed)
         self.diagnostics = diagnostics
         self.evaluator = TaskEvaluator(data.tasks, device)
@@ -177,19 +179,15 @@ class Trainer:
 
     def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
         """The task losses of the current model on ``batch`` (used by multi-batch balancers)."""
-        x, targets = batch
-        outputs = self.model(x)
-        return self.scheduled({t: self.data.tasks[t].loss(outputs[t], targets[t]) for t in self.tasks})
+        return self.scheduled(batch_losses(self.model, self.loss_fns, batch))
 
     def functional_losses(self, params: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         """The task losses on ``batch`` of the model with ``params`` substituted (lookahead methods).
 
         Buffers are passed as copies, so batch-norm statistics of the real model stay untouched.
         """
-        x, targets = batch
         buffers = {name: b.clone() for name, b in self.model.named_buffers()}
-        outputs = functional_call(self.model, {**buffers, **params}, (x,))
-        return self.scheduled({t: self.data.tasks[t].loss(outputs[t], targets[t]) for t in self.tasks})
+        return self.scheduled(batch_losses(self.model, self.loss_fns, batch, {**buffers, **params}))
 
     def validation_batch(self) -> Batch:
         """The next validation batch in the trainer's own seeded order, reshuffled after each pass."""
@@ -225,6 +223,7 @@ class Trainer:
         n = 0
         lr = self.optimizer.param_groups[0]["lr"]
         self._multipliers = self.schedule.multipliers(epoch) if self.schedule is not None else None
+        self.shuffle.manual_seed(epoch_seed(self.seed, epoch))  # the epoch's order depends on (seed, epoch) only
         for group in self._grouped_batches():
             losses, info, extra = self.training_step(group, epoch, lr)
             for k, v in extra.items():
@@ -246,7 +245,6 @@ class Trainer:
         asked for): forward, balancer backward, clipping, optimizer step. Returns the unscheduled
         task losses, what the balancer decided, and the model's extra losses."""
         model, balancer, specs = self.model, self.balancer, self.data.tasks
-        x, targets = group[0]
         self.optimizer.zero_grad(set_to_none=True)
         ctx = StepContext(
             model=model,
@@ -262,15 +260,16 @@ class Trainer:
             functional_losses=self.functional_losses,
         )
         if self.data.has_missing_labels:  # which tasks have a label in this batch
-            ctx.present = present_tasks(specs, targets, self.tasks)
-        if balancer.needs_representation:
+            ctx.present = present_tasks(specs, batch_targets(group[0]), self.tasks)
+        if balancer.needs_representation:  # one common input (multi-input data is refused at build)
+            x, targets = group[0]
             rep = model.encode(x)
             rep_in = rep.detach().requires_grad_(True)
             outputs = model.decode(rep_in)
             ctx.representation, ctx.representation_input = rep, rep_in
+            losses = {t: specs[t].loss(outputs[t], targets[t]) for t in self.tasks}
         else:
-            outputs = model(x)
-        losses = {t: specs[t].loss(outputs[t], targets[t]) for t in self.tasks}
+            losses = batch_losses(model, self.loss_fns, group[0])
         extra = model.extra_losses()
         if extra:
             torch.stack(list(extra.values())).sum().backward()

@@ -23,9 +23,12 @@ import mtlrun
 from mtlrun.balancers import BALANCERS, Balancer
 from mtlrun.config import plain, validate
 from mtlrun.data import MultiTaskDataset, build_dataset
+from mtlrun.data.loader import loader_options, place_splits
+from mtlrun.data.multi_input import is_multi_input
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
+from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.runfolder import DIAGNOSTICS, LAST_CHECKPOINT, RunFolder, RunIdentity, Summary
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
 from mtlrun.train.diagnostics import diagnostics_for_run
@@ -132,11 +135,17 @@ def build(cfg: DictConfig) -> Components:
     spec.build()  # validates encoder options against the dataset before the model is built
     seed_everything(cfg.seed, cfg.trainer.deterministic)  # model init independent of data building
     model = ARCHS.build(cfg.arch.name, plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
+    prepare_multi_input(model, data, cfg.arch.name)  # one input per task: check the arch, add input adapters
     balancer = BALANCERS.build(cfg.balancer.name, balancer_options(cfg), tasks=tasks)
     if balancer.uses_task_gradients and not balancer.needs_representation and not model.shared_parameters():
         raise ConfigError(
             f"balancer={cfg.balancer.name} combines task gradients on shared parameters, which arch={cfg.arch.name} "
             "does not have; use a loss-weighting balancer (e.g. balancer=ew)"
+        )
+    if balancer.needs_representation and is_multi_input(data):
+        raise ConfigError(
+            f"balancer={cfg.balancer.name} with rep_grad needs one representation of common inputs, "
+            "but this dataset gives each task its own inputs"
         )
     if balancer.needs_representation and not model.has_representation:
         raise ConfigError(
@@ -147,6 +156,7 @@ def build(cfg: DictConfig) -> Components:
     schedule = SCHEDULES.build(schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks)
     model.to(device)
     balancer.to(device)
+    data.info = {**data.info, "loader": place_splits(data, *loader_options(plain(cfg.get("loader"))), device)}
     data.train, data.val, data.test = (s.to(device) for s in (data.train, data.val, data.test))
     return Components(data, tasks, primary, spec, model, balancer, device, schedule)
 

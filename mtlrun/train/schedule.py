@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mtlrun.data.base import MultiTaskDataset
+from mtlrun.data.batch import batch_losses
 from mtlrun.errors import ConfigError
 from mtlrun.registry import Registry, positive
 
@@ -152,15 +153,16 @@ def warmup_loss_decrease(probe: ScheduleProbe, tasks: Sequence[str], steps: int)
     decrease: dict[str, float] = {}
     with torch.random.fork_rng(devices=devices):
         probe_gen = torch.Generator().manual_seed(probe.seed)
-        x0, y0 = next(data.train.batches(probe.batch_size, shuffle=True, generator=probe_gen))
+        first = next(data.train.batches(probe.batch_size, shuffle=True, generator=probe_gen))
         for task in tasks:
             torch.manual_seed(probe.seed)
             model = copy.deepcopy(probe.model)
             model.train()
             params = [p for p in model.parameters() if p.requires_grad]
             optimizer = probe.make_optimizer(params)
+            loss_fn = {task: specs[task].loss}
             with torch.no_grad():
-                before = float(specs[task].loss(model(x0)[task], y0[task]))
+                before = float(batch_losses(model, loss_fn, first)[task])
             order = torch.Generator().manual_seed(probe.seed)
             batches = data.train.batches(probe.batch_size, shuffle=True, generator=order)
             for _ in range(steps):
@@ -168,11 +170,10 @@ def warmup_loss_decrease(probe: ScheduleProbe, tasks: Sequence[str], steps: int)
                 if batch is None:
                     batches = data.train.batches(probe.batch_size, shuffle=True, generator=order)
                     batch = next(batches)
-                x, y = batch
                 optimizer.zero_grad(set_to_none=True)
-                specs[task].loss(model(x)[task], y[task]).backward()
+                batch_losses(model, loss_fn, batch)[task].backward()
                 optimizer.step()
             with torch.no_grad():
-                after = float(specs[task].loss(model(x0)[task], y0[task]))
+                after = float(batch_losses(model, loss_fn, first)[task])
             decrease[task] = (before - after) / before if before > 0 else 0.0
     return decrease

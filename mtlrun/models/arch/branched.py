@@ -73,6 +73,8 @@ class Branched(MultiTaskModel):
     happens), the trunk output is the shared representation (``encode``/``decode``).
     """
 
+    supports_multi_input = True
+
     def __init__(self, encoder: EncoderSpec, tasks: list[TaskSpec], branch_at: dict[str, int] | None = None) -> None:
         super().__init__(encoder, tasks)
         probe = encoder.build()
@@ -112,6 +114,11 @@ class Branched(MultiTaskModel):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         features = self._run({(): x}, 0)
         return {t: self.heads[t](features[t]) for t in self.task_names}
+
+    def task_output(self, x: Tensor, task: str) -> Tensor:
+        for s in range(len(self.partitions)):  # only the branches on task's path from the root
+            x = self.branches[s][self.key(self._group_of(s, task))](x)
+        return self.heads[task](x)
 
     def encode(self, x: Tensor) -> Tensor:
         if not self.has_representation:

@@ -19,6 +19,8 @@ class CGC(MultiTaskModel):
     A task owns its experts, its gate and its head; the shared experts serve every task.
     """
 
+    supports_multi_input = True
+
     def __init__(
         self, encoder: EncoderSpec, tasks: list[TaskSpec], num_shared_experts: int = 1, num_task_experts: int = 1
     ) -> None:
@@ -38,6 +40,9 @@ class CGC(MultiTaskModel):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         out = self.level({t: x for t in self.task_names}, x)
         return {t: self.heads[t](out.task_features[t]) for t in self.task_names}
+
+    def task_output(self, x: Tensor, task: str) -> Tensor:
+        return self.heads[task](self.level.task_output(task, x, x))
 
     def task_modules(self, task: str) -> list[nn.Module]:
         return [*self.level.task_modules(task), self.heads[task]]

@@ -14,6 +14,7 @@ class HardParameterSharing(MultiTaskModel):
     """The shared encoder's output is the shared representation every head reads."""
 
     has_representation = True
+    supports_multi_input = True
 
     def __init__(self, encoder: EncoderSpec, tasks: list[TaskSpec]) -> None:
         super().__init__(encoder, tasks)
@@ -25,3 +26,6 @@ class HardParameterSharing(MultiTaskModel):
 
     def decode(self, representation: Tensor) -> dict[str, Tensor]:
         return {t: head(representation) for t, head in self.heads.items()}
+
+    def task_output(self, x: Tensor, task: str) -> Tensor:
+        return self.heads[task](self.encoder(x))

@@ -19,6 +19,8 @@ class MMoE(MultiTaskModel):
     There is no single shared representation: every task reads its own mixture.
     """
 
+    supports_multi_input = True
+
     def __init__(self, encoder: EncoderSpec, tasks: list[TaskSpec], num_experts: int = 8) -> None:
         super().__init__(encoder, tasks)
         at_least("arch", 1, num_experts=num_experts)
@@ -33,6 +35,9 @@ class MMoE(MultiTaskModel):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         out = self.level({t: x for t in self.task_names}, x)
         return {t: self.heads[t](out.task_features[t]) for t in self.task_names}
+
+    def task_output(self, x: Tensor, task: str) -> Tensor:
+        return self.heads[task](self.level.task_output(task, x, x))
 
     def task_modules(self, task: str) -> list[nn.Module]:
         return [*self.level.task_modules(task), self.heads[task]]

@@ -49,6 +49,8 @@ class MTAN(MultiTaskModel):
     representation.
     """
 
+    supports_multi_input = True
+
     def __init__(self, encoder: EncoderSpec, tasks: list[TaskSpec]) -> None:
         super().__init__(encoder, tasks)
         self.backbone = encoder.build()
@@ -64,13 +66,14 @@ class MTAN(MultiTaskModel):
         )
         self.heads = build_heads(tasks, self.backbone.out_dim)
 
-    def _attend(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+    def _attend(self, x: Tensor, tasks: list[str] | None = None) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
+        tasks = self.task_names if tasks is None else tasks
         attended: dict[str, Tensor] = {}
-        masks: dict[str, list[Tensor]] = {t: [] for t in self.task_names}
+        masks: dict[str, list[Tensor]] = {t: [] for t in tasks}
         features = x
         for s, stage in enumerate(self.backbone.stages):
             features = stage(features)
-            for t in self.task_names:
+            for t in tasks:
                 # each task runs through p_s on its own, so batch statistics never mix tasks
                 inputs = features if s == 0 else torch.cat([features, self.carry[s - 1](attended[t])], dim=1)
                 mask = self.attention[t][s](inputs)
@@ -85,6 +88,9 @@ class MTAN(MultiTaskModel):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         attended, _ = self._attend(x)
         return {t: self.heads[t](attended[t]) for t in self.task_names}
+
+    def task_output(self, x: Tensor, task: str) -> Tensor:
+        return self.heads[task](self._attend(x, [task])[0][task])
 
     def task_modules(self, task: str) -> list[nn.Module]:
         return [self.attention[task], self.heads[task]]

@@ -18,6 +18,8 @@ from mtlrun.models.encoders import EncoderSpec
 
 @ARCHS.register("single_task")
 class SingleTask(MultiTaskModel):
+    supports_multi_input = True
+
     def __init__(self, encoder: EncoderSpec, tasks: list[TaskSpec]) -> None:
         super().__init__(encoder, tasks)
         start = torch.get_rng_state()
@@ -31,6 +33,9 @@ class SingleTask(MultiTaskModel):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return {t: self.heads[t](self.encoders[t](x)) for t in self.task_names}
+
+    def task_output(self, x: Tensor, task: str) -> Tensor:
+        return self.heads[task](self.encoders[task](x))
 
     def task_modules(self, task: str) -> list[nn.Module]:
         return [self.encoders[task], self.heads[task]]

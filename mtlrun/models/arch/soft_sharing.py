@@ -29,6 +29,8 @@ class SoftSharing(MultiTaskModel):
     to one task, so there are no shared parameters and no shared representation.
     """
 
+    supports_multi_input = True
+
     def __init__(
         self,
         encoder: EncoderSpec,
@@ -45,6 +47,9 @@ class SoftSharing(MultiTaskModel):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return {t: self.heads[t](self.encoders[t](x)) for t in self.task_names}
+
+    def task_output(self, x: Tensor, task: str) -> Tensor:
+        return self.heads[task](self.encoders[task](x))
 
     def task_modules(self, task: str) -> list[nn.Module]:
         return [self.encoders[task], self.heads[task]]
