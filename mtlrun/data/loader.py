@@ -15,8 +15,10 @@ item, not one item at a time), so the two give identical losses on the same seed
   tensors, ``dataloader`` streams, ``auto`` keeps the fast path wherever the data fits (half of the
   available host memory, and of the free GPU memory when training on a GPU).
 
-The training order of epoch e is ``randperm`` from a generator seeded with :func:`epoch_seed`
-(seed, e), so a resumed run repeats it whatever happened before.
+Both paths draw the training order in the main process with ``randperm`` from the generator the
+trainer passes (its seeded shuffling generator, checkpointed with the run), so the two paths see
+the same batches and a worker never consumes a random stream. :func:`epoch_generator` gives an
+order that depends on ``(seed, epoch)`` only, for callers that need one without a saved state.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from mtlrun.balancers.base import BalanceInfo, Balancer, Batch, StepContext
 from mtlrun.data.base import MultiTaskDataset, present_tasks
 from mtlrun.data.batch import batch_losses, batch_targets
-from mtlrun.data.loader import epoch_seed
 from mtlrun.models.base import MultiTaskModel
 from mtlrun.objective import primary_score
 from mtlrun.train.diagnostics import Diagnostics
@@ -223,7 +222,6 @@ class Trainer:
         n = 0
         lr = self.optimizer.param_groups[0]["lr"]
         self._multipliers = self.schedule.multipliers(epoch) if self.schedule is not None else None
-        self.shuffle.manual_seed(epoch_seed(self.seed, epoch))  # the epoch's order depends on (seed, epoch) only
         for group in self._grouped_batches():
             losses, info, extra = self.training_step(group, epoch, lr)
             for k, v in extra.items():

@@ -55,54 +55,6 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
         assert sorted(torch.cat(first).tolist()) == list(range(50))
 
 
-def test_trainer_reseeds_each_epoch_from_seed_and_epoch(tmp_path):
-    """A trainer whose shuffling generator was disturbed (as a resumed run's fresh one is) draws the same order."""
-    from mtlrun.balancers.weighting import EqualWeighting
-    from mtlrun.data.base import MultiTaskDataset
-    from mtlrun.data.tasks import regression_task
-    from mtlrun.models import ARCHS, EncoderSpec
-    from mtlrun.train.loop import Trainer, build_optimizer
-    from mtlrun.train.progress import Progress
-
-    split = TensorSplit(torch.randn(40, 3), {"t": torch.randn(40)})
-    data = MultiTaskDataset({"t": regression_task("t")}, split, split, split, (3,), "mlp")
-    seen = []
-
-    def trainer():
-        torch.manual_seed(0)
-        model = ARCHS.build("hps", {}, encoder=EncoderSpec("mlp", (3,), {"hidden": [4]}), tasks=[data.tasks["t"]])
-        opt = build_optimizer("sgd", [{"params": list(model.parameters())}], 0.1, 0.0, 0.0)
-        return Trainer(
-            model,
-            EqualWeighting(["t"]),
-            data,
-            optimizer=opt,
-            epochs=1,
-            batch_size=16,
-            grad_clip=0,
-            seed=7,
-            device=torch.device("cpu"),
-            primary={"t": "mae"},
-        )
-
-    for disturb in (False, True):
-        t = trainer()
-        if disturb:
-            torch.randperm(5, generator=t.shuffle)
-        t.training_step = lambda group, epoch, lr: (
-            seen.append(group[0][1]["t"])
-            or (  # noqa: B023
-                {"t": torch.zeros(())},
-                type("I", (), {"weights": None, "extras": {}})(),
-                {},
-            )
-        )
-        with Progress(1, 3) as progress:
-            t.train_epoch(2, progress)
-    first, second = seen[:3], seen[3:]
-    assert all(torch.equal(p, q) for p, q in zip(first, second))
-
-
 def test_memory_mapped_arrays_are_not_loaded_whole(tmp_path):
     write_npy_folder(tmp_path)
     data = DATASETS.build("npy_folder", {"root": str(tmp_path), "tasks": TASKS})
