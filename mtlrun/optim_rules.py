@@ -136,7 +136,10 @@ def sgd(
         grad = grad.add(param, alpha=weight_decay)
     buffer = None
     if momentum:
-        buffer = grad.clone() if momentum_buffer is None else momentum_buffer.mul(momentum).add(grad, alpha=1 - dampening)
+        if momentum_buffer is None:
+            buffer = grad.clone()
+        else:
+            buffer = momentum_buffer.mul(momentum).add(grad, alpha=1 - dampening)
         grad = grad.add(buffer, alpha=momentum) if nesterov else buffer
     return param.add(grad, alpha=-lr), buffer
 

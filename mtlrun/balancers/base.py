@@ -280,6 +280,8 @@ class GradientAggregator(Balancer):
 
     uses_task_gradients = True
     resizable_buffers = ("cached_weights",)
+    #: the last weights, reused between recomputations when ``update_every > 1`` (a buffer)
+    cached_weights: Tensor
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -361,7 +363,7 @@ class GradientAggregator(Balancer):
             return BalanceInfo(weights=weights)
         inputs = self.gradient_inputs(ctx)
         plain_heads = self.head_gradients == "task"
-        own = [ctx.task_params[t] for t in self.tasks] if plain_heads else None
+        own = [ctx.task_params.get(t, []) for t in self.tasks] if plain_heads else None
         jac = task_jacobian(stacked, inputs, own, mode=self.jacobian_mode, retain_graph=not plain_heads)
         info = BalanceInfo(jacobian=None if self.rep_grad else jac)
         present = select_present(jac, ctx.present)
@@ -369,7 +371,7 @@ class GradientAggregator(Balancer):
             weights = expand_present(self.weights(present, ctx).to(jac), ctx.present, self.num_tasks)
             info.weights = weights.detach()
             if not plain_heads:
-                heads = [p for t in self.tasks for p in ctx.task_params[t] if p.requires_grad]
+                heads = [p for t in self.tasks for p in ctx.task_params.get(t, []) if p.requires_grad]
                 if heads:
                     grads = torch.autograd.grad((weights * stacked).sum(), heads, allow_unused=True)
                     accumulate_grad(heads, grads)

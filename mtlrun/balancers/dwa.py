@@ -22,7 +22,8 @@ class DynamicWeightAverage(LossWeighting):
 
     and ``w_t = 1`` during the first two epochs (no ratio yet). A task whose previous average loss is 0
     (switched off by a schedule) has no rate of change and gets ``r_t = 1``. An epoch average counts only
-    the steps on which the task had labels (``ctx.present``); a task with none all epoch keeps its average. Weights sum to T (the number of tasks).
+    the steps on which the task had labels (``ctx.present``); a task with none all epoch keeps its average.
+    Weights sum to T (the number of tasks).
     The running epoch sums and the last two epoch averages are buffers, so checkpoints resume them;
     the step count and epoch bookkeeping are plain integers in the module's extra state.
     """

@@ -129,9 +129,7 @@ def torchjd(
     """
     built = build_aggregator(aggregator, options, len(tasks))
     if isinstance(built, torchjd_aggregation().WeightedAggregator):
-        return TorchJDWeighting(
-            tasks, built, rep_grad=rep_grad, update_every=update_every, jacobian_mode=jacobian_mode
-        )
+        return TorchJDWeighting(tasks, built, rep_grad=rep_grad, update_every=update_every, jacobian_mode=jacobian_mode)
     if update_every > 1:
         raise ConfigError(
             f"balancer.update_every={update_every} needs an aggregator that returns weights; {aggregator} does not"
