@@ -261,3 +261,47 @@ def test_an_absent_task_gets_no_gradient_and_the_output_stays_finite(name):
             if isinstance(value, Tensor) and value.is_floating_point():
                 assert torch.isfinite(value).all(), bname
         setup.sgd()
+
+
+#: state (buffer or parameter names) indexed by task along its first dimension, per stateful method
+TASK_STATE = {
+    "auto_lambda": ["lam", "lam_exp_avg", "lam_exp_avg_sq"],
+    "db_mtl": ["grad_ema"],
+    "dwa": ["epoch_averages"],
+    "excess_mtl": ["loss_weights", "initial_excess", "grad_sq_sum"],
+    "famo": ["logits", "optimizer.exp_avg", "optimizer.exp_avg_sq", "previous_losses"],
+    "forum": ["logits", "logits_exp_avg"],
+    "gradnorm": ["task_weights", "initial_losses", "optimizer.exp_avg"],
+    "gradvac": ["targets"],
+    "imtl": ["log_scales"],
+    "moco": ["tracked", "lambd"],
+    "moml": ["logits", "logits_exp_avg"],
+    "stch": ["nadir"],
+    "uw": ["log_variances"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TASK_STATE))
+def test_an_absent_task_keeps_its_state(name):
+    setup = Setup(build(name), TinyModel(TASKS), absent="b")
+    index = setup.balancer.tasks.index("b")
+
+    def state() -> dict[str, Tensor]:
+        values = {**dict(setup.balancer.named_parameters()), **setup.balancer.state_dict()}
+        return {key: values[key].detach().clone() for key in TASK_STATE[name]}
+
+    setup.step(0, epoch=1)
+    setup.sgd()
+    before = state()
+    for step in range(1, 4):
+        setup.step(step, epoch=step + 1)
+        setup.sgd()
+    after = state()
+    assert any(not torch.equal(after[key], before[key]) for key in TASK_STATE[name])  # the others moved
+    for key in TASK_STATE[name]:
+        assert torch.equal(
+            after[key][:, index] if key == "epoch_averages" else after[key][index],
+            (before[key][:, index] if key == "epoch_averages" else before[key][index]),
+        ), key
+        if key == "targets":
+            assert torch.equal(after[key][:, index], before[key][:, index])
