@@ -36,8 +36,9 @@ and every output stays finite:
   tasks, PCGrad skips the absent row, Nash-MTL bargains among the present tasks) and give an
   absent task weight 0; stateful ones (``gradvac``, ``moco``, ``excess_mtl``) update the state of
   the present tasks only;
-- multi-batch and bilevel methods combine the step's Jacobian with weight 0 on an absent task and
-  leave its weight state unchanged.
+- multi-batch and bilevel methods give an absent task weight 0 in the combination of the step's
+  Jacobian; ``auto_lambda``, ``moml`` and ``forum`` also leave its weight state (and Adam moments)
+  unchanged, while ``modo`` and ``sdmgrad`` keep estimating their weights on the extra batches.
 
 A short example, equal weighting on two toy losses of one shared parameter::
 
