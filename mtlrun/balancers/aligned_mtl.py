@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext
 from mtlrun.balancers.common import GramianAggregator
 from mtlrun.balancers.jacobian import JacobianMode
 from mtlrun.errors import choices_error
@@ -51,6 +51,8 @@ class AlignedMTL(GramianAggregator):
     representation instead of the shared parameters.
     """
 
+    output = "weights"
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -64,7 +66,7 @@ class AlignedMTL(GramianAggregator):
             raise choices_error("balancer.scale_mode", scale_mode, ["min", "median", "rmse"])
         self.scale_mode = scale_mode
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         eps = float(torch.finfo(jacobian.dtype).eps)
         B = balance_transformation(self.host_gramian(jacobian), self.scale_mode, eps)
         return self.to_weights(B.sum(axis=1), jacobian)

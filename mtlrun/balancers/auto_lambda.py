@@ -8,10 +8,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext
+from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext, present_rows
 from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, flat, task_jacobian
 from mtlrun.balancers.lookahead import (
     adam_update,
+    columns_of,
     lookahead_params,
     register_adam,
     require_functional,
@@ -82,10 +83,17 @@ class AutoLambda(Balancer):
         grads = torch.autograd.grad(objective, leaves, allow_unused=True)
         return -ctx.lr * (jacobian @ flat(grads, leaves))
 
+    def returns_jacobian(self, step: int) -> bool:
+        return True  # its Jacobian over every trainable parameter holds the shared one
+
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         names, params = trainable(ctx.model)
         jacobian = task_jacobian(self.stack(losses), params, mode=self.jacobian_mode)
-        adam_update(self, "lam", self.hypergradient(jacobian, names, params, ctx), self.weight_lr)
+        rows = present_rows(ctx.present)  # an absent task has no training gradient: its weight stays
+        adam_update(self, "lam", self.hypergradient(jacobian, names, params, ctx), self.weight_lr, rows=rows)
         weights = self.lam.to(jacobian)
+        if ctx.present is not None:
+            weights = weights * ctx.present.to(weights)
         accumulate_grad(params, weights @ jacobian)
-        return BalanceInfo(weights=weights.clone())
+        shared = [p for p in ctx.shared_params if p.requires_grad]
+        return BalanceInfo(weights=weights.clone(), jacobian=columns_of(jacobian, params, shared))

@@ -5,10 +5,12 @@ Three kinds share it, so the trainer never asks which kind it holds:
 - :class:`LossWeighting` decides task weights from the losses and does one backward of
   ``sum_t w_t L_t`` (plus any term of its own, e.g. uncertainty weighting's regulariser).
 - :class:`GradientAggregator` gets the task Jacobian J (T x P) on the shared parameters (or, with
-  ``rep_grad=True``, on the shared representation) and aggregates it into an update direction
-  (P,) or task weights (T,). Weight-returning methods honour ``update_every=N``: J and the
-  weights are recomputed every N steps and the steps between reuse the weights with one plain
-  weighted backward.
+  ``rep_grad=True``, on the shared representation) and turns it into one update. A subclass
+  declares what its hook returns: ``output = "weights"`` and a :meth:`~GradientAggregator.weights`
+  hook giving task weights (T,) (the update is ``w @ J``; ``update_every=N`` may reuse them between
+  recomputations), or ``output = "direction"`` and a :meth:`~GradientAggregator.direction` hook
+  giving the update (P,) itself. The base class owns the template: Jacobian, cached weights,
+  representation or parameter update, head gradients.
 - Multi-batch and bilevel methods declare ``batches_per_step > 1`` and/or use the closures the
   trainer provides (``ctx.compute_losses``, ``ctx.validation_batch``, ``ctx.functional_losses``);
   nothing in the trainer names them.
@@ -16,14 +18,64 @@ Three kinds share it, so the trainer never asks which kind it holds:
 A balancer is an ``nn.Module``: learnable weights (uncertainty weighting's log-variances) are
 ``nn.Parameter`` s that the trainer optimises with the model; any other state is kept in buffers
 so that ``state_dict()`` checkpoints and resumes it.
+
+:meth:`Balancer.returns_jacobian` says, before a step, whether ``backward`` will put the task
+Jacobian of the given losses on ``ctx.shared_params`` into ``BalanceInfo.jacobian``, so that
+diagnostics need not compute it again.
+
+Missing labels. ``ctx.present`` (bool, (T,)) marks the tasks with at least one label in the batch;
+an absent task's loss is an exact 0 that still has a graph. No absent task contributes a gradient,
+and every output stays finite:
+
+- loss weighting multiplies the zero loss (``ew``, ``fixed``, ``rlw``); methods with terms or state
+  of their own leave an absent task out of them: ``uw`` and IMTL-L drop its regulariser (its scale
+  does not move), ``gls`` and ``stch`` take the geometric mean / smooth maximum over the present
+  tasks, and ``dwa``, ``famo``, ``gradnorm``, ``db_mtl`` and ``excess_mtl`` never take ``log(0)`` or
+  divide by a zero loss: an absent task's statistics, logits or weight stay as they were;
+- gradient aggregators solve their problem on the present rows of J only (MGDA over the present
+  tasks, PCGrad skips the absent row, Nash-MTL bargains among the present tasks) and give an
+  absent task weight 0; stateful ones (``gradvac``, ``moco``, ``excess_mtl``) update the state of
+  the present tasks only;
+- multi-batch and bilevel methods give an absent task weight 0 in the combination of the step's
+  Jacobian; ``auto_lambda``, ``moml`` and ``forum`` also leave its weight state (and Adam moments)
+  unchanged, while ``modo`` and ``sdmgrad`` keep estimating their weights on the extra batches.
+
+A short example, equal weighting on two toy losses of one shared parameter::
+
+    >>> import torch
+    >>> from mtlrun.balancers import BALANCERS, StepContext
+    >>> theta = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    >>> losses = {"a": (theta**2).sum(), "b": (3 * theta).sum()}
+    >>> ew = BALANCERS.build("ew", {}, tasks=["a", "b"])
+    >>> ctx = StepContext(model=torch.nn.Module(), shared_params=[theta], task_params={}, epoch=1, step=0)
+    >>> ew.returns_jacobian(step=0)
+    False
+    >>> info = ew.backward(losses, ctx)
+    >>> theta.grad  # d/dtheta of L_a + L_b = 2 theta + 3
+    tensor([5., 7.])
+    >>> info.weights
+    tensor([1., 1.])
+
+MGDA, a gradient aggregator, returns the Jacobian it solved on::
+
+    >>> theta.grad = None
+    >>> losses = {"a": (theta**2).sum(), "b": (3 * theta).sum()}
+    >>> mgda = BALANCERS.build("mgda", {}, tasks=["a", "b"])
+    >>> mgda.returns_jacobian(step=0)
+    True
+    >>> info = mgda.backward(losses, ctx)
+    >>> info.jacobian
+    tensor([[2., 4.],
+            [3., 3.]])
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +87,8 @@ from mtlrun.registry import Registry
 BALANCERS: Registry[Balancer] = Registry("balancer")
 
 Batch = tuple[Tensor, dict[str, Tensor]]
+
+Output = Literal["weights", "direction"]
 
 
 @dataclass
@@ -64,6 +118,12 @@ class StepContext:
     #: ``model.named_parameters()``) in place of its own, on a batch; differentiable w.r.t. ``params``.
     #: Buffers (batch-norm statistics) are not updated by these evaluations.
     functional_losses: Callable[[dict[str, Tensor], Batch], dict[str, Tensor]] | None = None
+    #: the step's task losses (T,), detached, in ``balancer.tasks`` order and as the balancer sees
+    #: them (after any schedule multipliers); set by the base classes before a method's hook runs
+    losses: Tensor | None = None
+    #: bool (T,): which tasks have at least one label in this batch; None means all of them. The
+    #: trainer sets it only for datasets with missing labels.
+    present: Tensor | None = None
 
 
 @dataclass
@@ -72,10 +132,44 @@ class BalanceInfo:
 
     #: effective task weights (T,), when the method has them
     weights: Tensor | None = None
-    #: the task Jacobian on the shared parameters, when computed (diagnostics reuse it)
+    #: the task Jacobian (T, P) of the given losses on the trainable ``ctx.shared_params`` (flattened
+    #: and concatenated in that order), exactly when ``returns_jacobian(step)`` said so; else None
     jacobian: Tensor | None = None
     #: anything else worth logging (solver failures, norms), scalars or tensors
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+def present_rows(present: Tensor | None) -> Tensor | None:
+    """Indices of the present tasks, or None when every task is present (nothing to select)."""
+    if present is None or bool(present.all()):
+        return None
+    return present.nonzero().flatten()
+
+
+def select_present(values: Tensor, present: Tensor | None) -> Tensor:
+    """The entries (rows) of ``values`` that belong to present tasks (all of them when ``present`` is None)."""
+    rows = present_rows(present)
+    return values if rows is None else values[rows]
+
+
+def expand_present(values: Tensor, present: Tensor | None, num_tasks: int) -> Tensor:
+    """Inverse of :func:`select_present` for a vector: absent tasks get 0."""
+    rows = present_rows(present)
+    if rows is None:
+        return values
+    full = torch.zeros(num_tasks, dtype=values.dtype, device=values.device)
+    full[rows] = values
+    return full
+
+
+def weighted_backward(weights: Tensor, losses: Tensor, ctx: StepContext) -> None:
+    """Back-propagate ``sum_t w_t L_t`` (``weights`` constant) into every parameter's ``.grad``,
+    also through a split forward (``ctx.representation``), where the losses reach the encoder only
+    through the representation."""
+    (weights.detach() * losses).sum().backward()
+    rep, rep_in = ctx.representation, ctx.representation_input
+    if rep is not None and rep_in is not None and rep_in.grad is not None:
+        rep.backward(rep_in.grad)
 
 
 class Balancer(nn.Module, ABC):
@@ -95,6 +189,7 @@ class Balancer(nn.Module, ABC):
         super().__init__()
         self.tasks = list(tasks)
         self._warned: set[str] = set()
+        self._pending_warnings: list[tuple[str, str]] = []
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         for name in self.resizable_buffers:
@@ -111,17 +206,34 @@ class Balancer(nn.Module, ABC):
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         """Fill ``.grad`` of every trainable parameter from ``losses`` and say what was decided."""
 
+    @abstractmethod
+    def returns_jacobian(self, step: int) -> bool:
+        """Whether ``backward`` at ``step`` will put the (T, P) Jacobian of the losses it is given on
+        the trainable ``ctx.shared_params`` into ``BalanceInfo.jacobian``. Asked before that step."""
+
     def stack(self, losses: dict[str, Tensor]) -> Tensor:
         return torch.stack([losses[t] for t in self.tasks])
 
+    def step_context(self, ctx: StepContext, stacked: Tensor) -> StepContext:
+        """A copy of ``ctx`` carrying the step's losses as this balancer sees them (detached)."""
+        return replace(ctx, losses=stacked.detach())
+
     def warn_once(self, key: str, message: str, info: BalanceInfo) -> None:
         """Warn the first time ``key`` happens (e.g. a solver failure) and record it in ``info``."""
-        import logging
-
         info.extras[key] = info.extras.get(key, 0) + 1
         if key not in self._warned:
             self._warned.add(key)
             logging.getLogger("mtlrun.balancer").warning(message)
+
+    def solver_failed(self, key: str, message: str) -> None:
+        """Record a failure inside a hook; the step's ``backward`` warns once and counts it in ``info.extras``."""
+        self._pending_warnings.append((key, message))
+
+    def report_failures(self, info: BalanceInfo) -> None:
+        """Move the failures recorded during this step into ``info`` (see :meth:`solver_failed`)."""
+        for key, message in self._pending_warnings:
+            self.warn_once(key, message, info)
+        self._pending_warnings = []
 
 
 class LossWeighting(Balancer):
@@ -131,33 +243,81 @@ class LossWeighting(Balancer):
     def weights(self, losses: Tensor, ctx: StepContext) -> Tensor:
         """Task weights (T,) for the current ``losses`` (T,)."""
 
-    def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
+    def objective(self, losses: Tensor, weights: Tensor, ctx: StepContext) -> Tensor:
         """The scalar that is back-propagated; ``sum_t w_t L_t`` unless a method adds terms."""
         return (weights * losses).sum()
 
+    def returns_jacobian(self, step: int) -> bool:
+        return False  # one backward of a scalar: no per-task gradients are formed
+
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         stacked = self.stack(losses)
+        ctx = self.step_context(ctx, stacked)
         weights = self.weights(stacked, ctx)
-        self.objective(stacked, weights).backward()
-        return BalanceInfo(weights=weights.detach())
+        self.objective(stacked, weights, ctx).backward()
+        info = BalanceInfo(weights=weights.detach())
+        self.report_failures(info)
+        return info
+
+
+def _overridden(cls: type, name: str) -> bool:
+    return getattr(cls, name) is not getattr(GradientAggregator, name)
 
 
 class GradientAggregator(Balancer):
-    """Gradient methods: aggregate the task Jacobian into one update.
+    """Gradient methods: aggregate the task Jacobian into one update (see the module docstring).
 
-    ``aggregate(J)`` returns either a direction (P,) or task weights (T,); in the latter case the
-    direction is ``w @ J`` and ``update_every`` may reuse the weights between recomputations.
+    A subclass sets ``output`` and overrides exactly the hook of that name; this is checked when the
+    class is created. The hook sees J restricted to the present tasks (all of them unless
+    ``ctx.present`` says otherwise) and ``ctx.losses``; weights it returns are for those rows.
     """
+
+    #: what the method's hook returns: task weights (T,) or an update direction (P,)
+    output: ClassVar[Output]
+    #: how each task's own (head) parameters are updated: ``task``, its plain loss gradient (the usual
+    #: choice of gradient balancers); ``weighted``, that gradient times the task's weight (methods whose
+    #: update is ``sum_t w_t grad L_t`` on every parameter; needs ``output = "weights"``)
+    head_gradients: ClassVar[Literal["task", "weighted"]] = "task"
 
     uses_task_gradients = True
     resizable_buffers = ("cached_weights",)
+    #: the last weights, reused between recomputations when ``update_every > 1`` (a buffer)
+    cached_weights: Tensor
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        hooks = {name for name in ("weights", "direction") if _overridden(cls, name)}
+        declared = getattr(cls, "output", None)
+        if declared is None:
+            if hooks:
+                raise TypeError(
+                    f"{cls.__name__} overrides {', '.join(sorted(hooks))} but declares no output; "
+                    'set output = "weights" or output = "direction"'
+                )
+            return  # an intermediate base class (e.g. GramianAggregator)
+        if declared not in ("weights", "direction"):
+            raise TypeError(f"{cls.__name__}.output={declared!r} must be 'weights' or 'direction'")
+        if hooks != {declared}:
+            raise TypeError(
+                f"{cls.__name__} declares output={declared!r} and must override exactly the {declared}() hook; "
+                f"it overrides: {', '.join(sorted(hooks)) or 'neither'}"
+            )
+        if cls.head_gradients == "weighted" and declared != "weights":
+            raise TypeError(f"{cls.__name__}: head_gradients='weighted' needs output='weights'")
 
     def __init__(
         self, tasks: Sequence[str], rep_grad: bool = False, update_every: int = 1, jacobian_mode: JacobianMode = "auto"
     ) -> None:
         super().__init__(tasks)
+        if getattr(type(self), "output", None) is None:
+            raise TypeError(f"{type(self).__name__} declares no output; it cannot be used as a balancer")
         if update_every < 1:
             raise ConfigError(f"balancer.update_every={update_every} must be >= 1")
+        if update_every > 1 and self.output != "weights":
+            raise ConfigError(
+                f"balancer.update_every={update_every} needs a method that returns task weights; "
+                f"{type(self).__name__} returns an update direction"
+            )
         if jacobian_mode not in ("auto", "loop", "batched"):
             raise ConfigError(
                 f"balancer.jacobian_mode={jacobian_mode} is not valid; choose one of: auto, batched, loop"
@@ -168,37 +328,63 @@ class GradientAggregator(Balancer):
         self.jacobian_mode = jacobian_mode
         self.register_buffer("cached_weights", torch.zeros(0), persistent=True)
 
-    @abstractmethod
-    def aggregate(self, jacobian: Tensor) -> Tensor:
-        """Map the task Jacobian (T, P) to an update direction (P,) or task weights (T,)."""
+    # ---- the hooks (a subclass overrides the one its ``output`` names) ----
+
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
+        """Task weights (T',) for the Jacobian (T', P) of the present tasks; the update is ``w @ J``."""
+        raise TypeError(f"{type(self).__name__} returns an update direction, not weights")
+
+    def direction(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
+        """The update direction (P,) from the Jacobian (T', P) of the present tasks."""
+        raise TypeError(f"{type(self).__name__} returns task weights, not a direction")
+
+    # ---- the template ----
+
+    def reuses_weights(self, step: int) -> bool:
+        """Whether ``step`` reuses the cached weights (``update_every > 1``, between recomputations)."""
+        return self.cached_weights.numel() == self.num_tasks and step % self.update_every != 0
+
+    def returns_jacobian(self, step: int) -> bool:
+        return not self.rep_grad and not self.reuses_weights(step)
+
+    def gradient_inputs(self, ctx: StepContext) -> list[Tensor]:
+        """What J is taken with respect to: the trainable shared parameters, or the representation."""
+        if not self.rep_grad:
+            return [p for p in ctx.shared_params if p.requires_grad]
+        if ctx.representation is None or ctx.representation_input is None:
+            raise ConfigError("balancer.rep_grad=true needs an architecture with a shared representation")
+        return [ctx.representation_input]
 
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         stacked = self.stack(losses)
-        if self.cached_weights.numel() == self.num_tasks and ctx.step % self.update_every != 0:
+        ctx = self.step_context(ctx, stacked)
+        if self.reuses_weights(ctx.step):
             weights = self.cached_weights.to(stacked)
-            (weights * stacked).sum().backward()
-            if self.rep_grad and ctx.representation is not None and ctx.representation_input is not None:
-                ctx.representation.backward(ctx.representation_input.grad)  # the encoder is past the detached leaf
+            weighted_backward(weights, stacked, ctx)
             return BalanceInfo(weights=weights)
-        own = [ctx.task_params[t] for t in self.tasks]
-        if self.rep_grad:
-            if ctx.representation is None or ctx.representation_input is None:
-                raise ConfigError("balancer.rep_grad=true needs an architecture with a shared representation")
-            rep_in = ctx.representation_input
-            jac = task_jacobian(stacked, [rep_in], own, mode=self.jacobian_mode)
-        else:
-            jac = task_jacobian(stacked, ctx.shared_params, own, mode=self.jacobian_mode)
-        decision = self.aggregate(jac)
+        inputs = self.gradient_inputs(ctx)
+        plain_heads = self.head_gradients == "task"
+        own = [ctx.task_params.get(t, []) for t in self.tasks] if plain_heads else None
+        jac = task_jacobian(stacked, inputs, own, mode=self.jacobian_mode, retain_graph=not plain_heads)
         info = BalanceInfo(jacobian=None if self.rep_grad else jac)
-        if decision.shape == (self.num_tasks,):
-            info.weights = decision.detach()
-            direction = decision @ jac
+        present = select_present(jac, ctx.present)
+        if self.output == "weights":
+            weights = expand_present(self.weights(present, ctx).to(jac), ctx.present, self.num_tasks)
+            info.weights = weights.detach()
+            if not plain_heads:
+                heads = [p for t in self.tasks for p in ctx.task_params.get(t, []) if p.requires_grad]
+                if heads:
+                    grads = torch.autograd.grad((weights * stacked).sum(), heads, allow_unused=True)
+                    accumulate_grad(heads, grads)
+            direction = weights @ jac
             if self.update_every > 1:
-                self.cached_weights = decision.detach().clone()
+                self.cached_weights = weights.detach().clone()
         else:
-            direction = decision
+            direction = self.direction(present, ctx)
         if self.rep_grad:
+            assert ctx.representation is not None
             ctx.representation.backward(direction.view_as(ctx.representation))
         else:
-            accumulate_grad([p for p in ctx.shared_params if p.requires_grad], direction)
+            accumulate_grad(inputs, direction)
+        self.report_failures(info)
         return info

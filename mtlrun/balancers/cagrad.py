@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext
 from mtlrun.balancers.common import GramianAggregator
 from mtlrun.balancers.jacobian import JacobianMode
 from mtlrun.balancers.solvers import SolverError, cagrad_weights
@@ -26,6 +26,8 @@ class CAGrad(GramianAggregator):
     ``rescale`` follows that code: 0 keeps d, 1 divides it by ``1 + c^2`` (their default), 2 by ``1 + c``.
     """
 
+    output = "weights"
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -42,14 +44,15 @@ class CAGrad(GramianAggregator):
             raise ConfigError(f"balancer.rescale={rescale} is not valid; choose one of: 0, 1, 2")
         self.c, self.rescale = c, rescale
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
+        T = jacobian.shape[0]
         try:
             w, ratio = cagrad_weights(self.host_gramian(jacobian), self.c)
         except (SolverError, ValueError, RuntimeError) as ex:
             # fallback: the centre of the ball, i.e. the mean gradient (CAGrad with c = 0)
             self.solver_failed("cagrad_solver_failed", f"cagrad: dual not solved ({ex}); using the mean gradient")
-            w, ratio = np.zeros(self.num_tasks), 0.0
-        weights = np.full(self.num_tasks, 1.0 / self.num_tasks) + ratio * w
+            w, ratio = np.zeros(T), 0.0
+        weights = np.full(T, 1.0 / T) + ratio * w
         if self.rescale == 1:
             weights = weights / (1.0 + self.c**2)
         elif self.rescale == 2:

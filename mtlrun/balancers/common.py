@@ -1,9 +1,9 @@
-"""Shared plumbing for gradient aggregators: the Gramian on the host, loss values, solver warnings.
+"""Shared plumbing for gradient aggregators whose decision is a small problem on the Gramian.
 
-``aggregate(J)`` sees only the Jacobian, so a method that needs the current loss values (MGDA's
-``loss`` normalisations, MoCo's loss-scaled gradients) reads :attr:`GramianAggregator.loss_values`, and a
-solver failure inside ``aggregate`` is reported with :meth:`GramianAggregator.solver_failed`; both are
-bridged to the step's :class:`BalanceInfo` here, so the base class's ``backward`` stays untouched.
+The hooks see the Jacobian and the step context only: the current loss values come from
+``ctx.losses`` (MGDA's ``loss`` normalisations, MoCo's loss-scaled gradients), and a solver failure
+inside a hook is reported with :meth:`~mtlrun.balancers.base.Balancer.solver_failed`, which the base
+class's ``backward`` turns into one warning and a count in ``BalanceInfo.extras``.
 """
 
 from __future__ import annotations
@@ -12,28 +12,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BalanceInfo, GradientAggregator, StepContext
+from mtlrun.balancers.base import GradientAggregator
 
 
 class GramianAggregator(GradientAggregator):
     """A gradient aggregator whose decision is a small problem on G = J J^T (solved in float64)."""
-
-    loss_values: Tensor | None = None
-
-    def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
-        self.loss_values = self.stack(losses).detach()
-        self._failures: list[tuple[str, str]] = []
-        info = super().backward(losses, ctx)
-        for key, message in self._failures:
-            self.warn_once(key, message, info)
-        self._failures = []
-        return info
-
-    def solver_failed(self, key: str, message: str) -> None:
-        """Record a solver failure of this step; it is warned once and counted in ``info.extras``."""
-        if not hasattr(self, "_failures"):
-            self._failures = []
-        self._failures.append((key, message))
 
     @staticmethod
     def host_gramian(jacobian: Tensor) -> np.ndarray:

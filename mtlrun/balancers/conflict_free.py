@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext
 from mtlrun.balancers.common import GramianAggregator
 
 
@@ -37,6 +37,8 @@ class ConFIG(GramianAggregator):
     (the paper's length rule). Returned as task weights on the Gramian (:func:`config_weights`).
     """
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
-        rcond = 10 * self.num_tasks * float(torch.finfo(jacobian.dtype).eps)
+    output = "weights"
+
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
+        rcond = 10 * jacobian.shape[0] * float(torch.finfo(jacobian.dtype).eps)
         return self.to_weights(config_weights(self.host_gramian(jacobian), rcond), jacobian)

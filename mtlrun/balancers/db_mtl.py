@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext
+from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext, expand_present, present_rows
 from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, task_jacobian
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.registry import in_range
@@ -34,7 +34,7 @@ class DualBalancing(Balancer):
     weights are the scale factors ``max_s ||g_s|| / ||g_t||`` (>= 1) on the EMA gradients of the log
     losses. The EMA buffer (T x P) is checkpointed. There is no ``update_every``: the update is a
     direction built from the EMA, not a weight vector one could reuse; and no ``rep_grad`` (as in the
-    authors' code).
+    authors' code). A task without labels in a batch (``ctx.present``) keeps its EMA and gets scale 0.
     """
 
     uses_task_gradients = True
@@ -54,6 +54,9 @@ class DualBalancing(Balancer):
         self.register_buffer("grad_ema", torch.zeros(0))
         self._steps = 0
 
+    def returns_jacobian(self, step: int) -> bool:
+        return True  # the Jacobian of the log losses, rescaled row by row to that of the losses
+
     def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> BalanceInfo:
         stacked = self.stack(losses)
         log_losses = torch.log(stacked + EPS)
@@ -63,9 +66,17 @@ class DualBalancing(Balancer):
         decay = self.beta / self._steps**self.beta_sigma
         if self.grad_ema.shape != jac.shape:
             self.grad_ema = torch.zeros_like(jac)
-        self.grad_ema = jac + decay * (self.grad_ema.to(jac) - jac)
-        norms = self.grad_ema.norm(dim=1)
-        scales = norms.max() / (norms + EPS)
+        rows = present_rows(ctx.present)
+        if rows is None:
+            self.grad_ema = jac + decay * (self.grad_ema.to(jac) - jac)
+            norms = self.grad_ema.norm(dim=1)
+            scales = norms.max() / (norms + EPS)
+        else:  # an absent task's EMA stays as it was and does not enter the update
+            ema = self.grad_ema.to(jac)
+            ema[rows] = jac[rows] + decay * (ema[rows] - jac[rows])
+            self.grad_ema = ema
+            norms = ema[rows].norm(dim=1)
+            scales = expand_present(norms.max() / (norms + EPS), ctx.present, self.num_tasks)
         accumulate_grad([p for p in ctx.shared_params if p.requires_grad], scales @ self.grad_ema)
         # d log(L + eps) = dL / (L + eps): rows rescaled back give the Jacobian of the losses themselves
         raw = jac * (stacked.detach() + EPS).unsqueeze(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext
 from mtlrun.balancers.common import GramianAggregator
 from mtlrun.balancers.solvers import project_to_dual_cone
 
@@ -22,7 +22,9 @@ class UPGrad(GramianAggregator):
     with every task gradient.
     """
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    output = "weights"
+
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         G = self.host_gramian(jacobian)
         projected = project_to_dual_cone(G, np.eye(len(G)))
         return self.to_weights(projected.mean(axis=0), jacobian)
@@ -34,7 +36,9 @@ class DualProj(GramianAggregator):
     gradients, ``J^T v`` with ``v = argmin_{v >= 1/T} v^T G v``, solved exactly like UPGrad's projections.
     """
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    output = "weights"
+
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         G = self.host_gramian(jacobian)
         projected = project_to_dual_cone(G, np.full((1, len(G)), 1.0 / len(G)))
         return self.to_weights(projected[0], jacobian)

@@ -21,7 +21,9 @@ class DynamicWeightAverage(LossWeighting):
         r_t = Lbar_t(e-1) / Lbar_t(e-2),    w_t = T * exp(r_t / temperature) / sum_k exp(r_k / temperature)
 
     and ``w_t = 1`` during the first two epochs (no ratio yet). A task whose previous average loss is 0
-    (switched off by a schedule) has no rate of change and gets ``r_t = 1``. Weights sum to T (the number of tasks).
+    (switched off by a schedule) has no rate of change and gets ``r_t = 1``. An epoch average counts only
+    the steps on which the task had labels (``ctx.present``); a task with none all epoch keeps its average.
+    Weights sum to T (the number of tasks).
     The running epoch sums and the last two epoch averages are buffers, so checkpoints resume them;
     the step count and epoch bookkeeping are plain integers in the module's extra state.
     """
@@ -32,6 +34,8 @@ class DynamicWeightAverage(LossWeighting):
         self.temperature = temperature
         T = self.num_tasks
         self.register_buffer("epoch_loss_sum", torch.zeros(T))
+        #: steps of the running epoch on which each task had labels (its average's denominator)
+        self.register_buffer("epoch_loss_count", torch.zeros(T))
         #: row 0: average loss of the last completed epoch, row 1: of the one before
         self.register_buffer("epoch_averages", torch.ones(2, T))
         self.register_buffer("current_weights", torch.ones(T))
@@ -46,13 +50,18 @@ class DynamicWeightAverage(LossWeighting):
             self._epoch = ctx.epoch
             self._refresh_weights()
         self.epoch_loss_sum += losses.detach().to(self.epoch_loss_sum)
+        self.epoch_loss_count += 1.0 if ctx.present is None else ctx.present.to(self.epoch_loss_count)
         self._steps_in_epoch += 1
         return self.current_weights.to(losses, copy=True)
 
     def _close_epoch(self) -> None:
         self.epoch_averages[1].copy_(self.epoch_averages[0])
-        self.epoch_averages[0].copy_(self.epoch_loss_sum / self._steps_in_epoch)
+        count = self.epoch_loss_count
+        # a task without labels all epoch keeps its last average (no rate of change: ratio 1)
+        average = torch.where(count > 0, self.epoch_loss_sum / count.clamp_min(1.0), self.epoch_averages[1])
+        self.epoch_averages[0].copy_(average)
         self.epoch_loss_sum.zero_()
+        self.epoch_loss_count.zero_()
         self._steps_in_epoch = 0
         self._completed_epochs += 1
 

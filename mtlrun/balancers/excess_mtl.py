@@ -8,10 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS, BalanceInfo, GradientAggregator, StepContext
-from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, task_jacobian
-from mtlrun.balancers.reweighting import weighted_backward
-from mtlrun.errors import ConfigError
+from mtlrun.balancers.base import BALANCERS, GradientAggregator, StepContext, present_rows
+from mtlrun.balancers.jacobian import JacobianMode
 from mtlrun.registry import positive
 
 #: keeps the AdaGrad preconditioner invertible, as in the authors' code
@@ -41,6 +39,8 @@ class ExcessMTL(GradientAggregator):
     square sums, first estimate) is checkpointed.
     """
 
+    output = "weights"
+    head_gradients = "weighted"  # the authors' weighted backward: heads get w_t grad L_t too
     resizable_buffers = ("cached_weights", "grad_sq_sum")
 
     def __init__(
@@ -57,59 +57,53 @@ class ExcessMTL(GradientAggregator):
         self.register_buffer("loss_weights", torch.ones(self.num_tasks))
         self.register_buffer("initial_excess", torch.ones(self.num_tasks))
         self.register_buffer("grad_sq_sum", torch.zeros(0))
-        self._initialised = False
+        #: which tasks have their first excess estimate (the scale); checkpointed as extra state
+        self.register_buffer("initialised", torch.zeros(self.num_tasks, dtype=torch.bool), persistent=False)
 
-    def excess_risks(self, grads: Tensor) -> Tensor:
-        """Add ``grads`` (T, P) to the AdaGrad statistics and return ``e_t = g_t^T H_t^{-1} g_t``."""
-        if self.grad_sq_sum.shape != grads.shape:
-            self.grad_sq_sum = torch.zeros_like(grads)
-        self.grad_sq_sum = self.grad_sq_sum.to(grads) + grads.square()
-        return (grads.square() / torch.sqrt(self.grad_sq_sum + EPS)).sum(dim=1)
+    def excess_risks(self, grads: Tensor, rows: Tensor | None = None) -> Tensor:
+        """Add ``grads`` (T', P) to the AdaGrad statistics of the tasks ``rows`` (all when None) and
+        return their ``e_t = g_t^T H_t^{-1} g_t``; the statistics of other tasks stay as they were."""
+        shape = (self.num_tasks, grads.shape[1])
+        if self.grad_sq_sum.shape != shape:
+            self.grad_sq_sum = torch.zeros(shape, dtype=grads.dtype, device=grads.device)
+        if rows is None:
+            self.grad_sq_sum = self.grad_sq_sum.to(grads) + grads.square()
+            return (grads.square() / torch.sqrt(self.grad_sq_sum + EPS)).sum(dim=1)
+        self.grad_sq_sum = self.grad_sq_sum.to(grads)
+        self.grad_sq_sum[rows] += grads.square()
+        return (grads.square() / torch.sqrt(self.grad_sq_sum[rows] + EPS)).sum(dim=1)
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
-        """Update and return the task weights (T,) from the per-task gradients ``jacobian`` (T, P)."""
-        excess = self.excess_risks(jacobian.detach())
-        if not self._initialised:
-            self.initial_excess.copy_(excess)
-            self._initialised = True
-            return self.loss_weights.clone()
-        scale = self.initial_excess.to(excess)
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
+        """Update and return the task weights of the present tasks from their gradients ``jacobian``.
+
+        With ``rep_grad`` the rows hold one gradient per sample; their batch sum is the statistic.
+        """
+        grads = jacobian.detach()
+        if self.rep_grad:
+            assert ctx.representation_input is not None
+            grads = grads.view(grads.shape[0], ctx.representation_input.shape[0], -1).sum(1)
+        rows = present_rows(ctx.present)
+        excess = self.excess_risks(grads, rows)
+        every = slice(None) if rows is None else rows
+        fresh = ~self.initialised[every]
+        self.initial_excess[every] = torch.where(fresh, excess.to(self.initial_excess), self.initial_excess[every])
+        self.initialised[every] = True
+        if bool(fresh.all()):  # the first estimate is the scale: the weights do not move yet
+            return self.loss_weights[every].clone()
+        scale = self.initial_excess[every].to(excess)
         relative = torch.where(scale > 0, excess / scale, torch.zeros_like(excess))
-        updated = self.loss_weights * torch.exp(self.robust_step_size * relative)
-        self.loss_weights.copy_(self.num_tasks * updated / updated.sum())
-        return self.loss_weights.clone()
-
-    def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
-        stacked = self.stack(losses)
-        if self.cached_weights.numel() == self.num_tasks and ctx.step % self.update_every != 0:
-            weights = self.cached_weights.to(stacked)
-            weighted_backward(weights, stacked, ctx)
-            return BalanceInfo(weights=weights)
-        if self.rep_grad:
-            if ctx.representation is None or ctx.representation_input is None:
-                raise ConfigError("balancer.rep_grad=true needs an architecture with a shared representation")
-            inputs = [ctx.representation_input]
-        else:
-            inputs = [p for p in ctx.shared_params if p.requires_grad]
-        jac = task_jacobian(stacked, inputs, mode=self.jacobian_mode, retain_graph=True)
-        # with rep_grad, one gradient per sample: their batch sum is the task's gradient statistic
-        per_task = jac.view(self.num_tasks, inputs[0].shape[0], -1).sum(1) if self.rep_grad else jac
-        weights = self.aggregate(per_task).to(stacked)
-        own = [p for t in self.tasks for p in ctx.task_params[t] if p.requires_grad]
-        if own:
-            grads = torch.autograd.grad((weights * stacked).sum(), own, allow_unused=True)
-            accumulate_grad(own, grads)
-        direction = weights @ jac
-        if self.rep_grad:
-            ctx.representation.backward(direction.view_as(ctx.representation))
-        else:
-            accumulate_grad(inputs, direction)
-        if self.update_every > 1:
-            self.cached_weights = weights.detach().clone()
-        return BalanceInfo(weights=weights.detach(), jacobian=None if self.rep_grad else jac)
+        relative = torch.where(fresh.to(relative.device), torch.zeros_like(relative), relative)
+        current = self.loss_weights[every]
+        updated = current * torch.exp(self.robust_step_size * relative)
+        # the weights sum to T; on a batch with absent tasks the present ones keep their share
+        total = self.num_tasks if rows is None else current.sum()
+        self.loss_weights[every] = total * updated / updated.sum()
+        return self.loss_weights[every].clone()
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"initialised": self._initialised}
+        return {"initialised": self.initialised.tolist()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        self._initialised = bool(state["initialised"])
+        flags = state["initialised"]
+        flags = [bool(flags)] * self.num_tasks if isinstance(flags, bool) else [bool(f) for f in flags]
+        self.initialised.copy_(torch.tensor(flags, dtype=torch.bool))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext
 from mtlrun.balancers.common import GramianAggregator
 from mtlrun.balancers.jacobian import JacobianMode
 from mtlrun.balancers.solvers import fair_weights_with_fallback
@@ -24,6 +24,8 @@ class FairGrad(GramianAggregator):
     and solves the ridge-regularised problem, as nash_mtl does. alpha=2 is the authors' setting.
     """
 
+    output = "weights"
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -37,7 +39,7 @@ class FairGrad(GramianAggregator):
             raise ConfigError(f"balancer.alpha={alpha} must be > 0 (alpha=0 is equal weighting: use balancer=ew)")
         self.alpha = alpha
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         weights, failure = fair_weights_with_fallback(self.host_gramian(jacobian), self.alpha)
         if failure is not None:
             self.solver_failed("fairgrad_solver_failed", f"fairgrad: {failure}; using the ridge-regularised solution")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS, Batch, LossWeighting, StepContext
+from mtlrun.balancers.base import BALANCERS, Batch, LossWeighting, StepContext, present_rows
 from mtlrun.balancers.reweighting import BufferAdam
 from mtlrun.errors import ConfigError
 from mtlrun.registry import positive
@@ -46,6 +46,10 @@ class FAMO(LossWeighting):
       checkpointed, so the first update after a resume is skipped.
 
     ``min_losses``: one lower bound per task (in the run's task order), or null for zeros.
+
+    A task without labels in a batch (``ctx.present``) gets weight 0 and the others share the unit
+    mass; xi moves only for tasks present at both ends of a log-loss improvement (their softmax and Adam
+    moments alone), so no ``log(0)`` is taken and an absent task's logit stays as it was.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class FAMO(LossWeighting):
         self.register_buffer("logits", torch.zeros(T))
         self.register_buffer("min_losses", torch.tensor([float(v) for v in (min_losses or [0.0] * T)]))
         self.register_buffer("previous_losses", torch.zeros(T))
+        self.register_buffer("previous_present", torch.ones(T, dtype=torch.bool))
         self.optimizer = BufferAdam(T, lr=w_lr, weight_decay=gamma)
         self._has_previous = False
         self._previous_batch: Batch | None = None
@@ -78,24 +83,47 @@ class FAMO(LossWeighting):
         """``log(L_t - L*_t)``, the quantity FAMO balances."""
         return (losses - self.min_losses.to(losses)).clamp_min(0.0).add(EPS).log()
 
-    def update_logits(self, before: Tensor, after: Tensor) -> None:
-        """One FAMO step on xi from the task losses before and after a model update."""
-        delta = self.log_gap(before.detach()) - self.log_gap(after.detach())
-        z = torch.softmax(self.logits, dim=0)
-        grad = z * (delta.to(z) - (z * delta.to(z)).sum())  # J_softmax(xi)^T delta (J is symmetric)
-        self.optimizer.step(self.logits, grad)
+    def update_logits(self, before: Tensor, after: Tensor, valid: Tensor | None = None) -> None:
+        """One FAMO step on xi from the task losses before and after a model update; ``valid`` (bool,
+        (T,)) restricts it to the tasks measured at both ends."""
+        rows = present_rows(valid)
+        if rows is not None and len(rows) == 0:
+            return
+        if rows is None:
+            delta = self.log_gap(before.detach()) - self.log_gap(after.detach())
+            z = torch.softmax(self.logits, dim=0)
+            grad = z * (delta.to(z) - (z * delta.to(z)).sum())  # J_softmax(xi)^T delta (J is symmetric)
+            self.optimizer.step(self.logits, grad)
+            return
+        delta = (self.log_gap(before.detach()) - self.log_gap(after.detach()))[rows]
+        z = torch.softmax(self.logits[rows], dim=0)
+        grad = torch.zeros_like(self.logits)
+        grad[rows] = z * (delta.to(z) - (z * delta.to(z)).sum())
+        self.optimizer.step(self.logits, grad, rows=rows)
 
     def weights(self, losses: Tensor, ctx: StepContext) -> Tensor:
         current = losses.detach()
+        present = ctx.present
         if self._has_previous:
             after = self._losses_after_step(current, ctx)
             if after is not None:
-                self.update_logits(self.previous_losses, after)
+                valid = None
+                if present is not None or not bool(self.previous_present.all()):
+                    now = self.previous_present if self.xi_update == "same_batch" else present
+                    valid = self.previous_present if now is None else self.previous_present & now
+                self.update_logits(self.previous_losses, after, valid)
         z = torch.softmax(self.logits, dim=0).to(current)
         gap = (current - self.min_losses.to(current)).clamp_min(0.0) + EPS
         weights = z / gap
+        if present is not None:
+            weights = torch.where(present, weights, torch.zeros_like(weights))
         weights = weights / weights.sum()
-        self.previous_losses.copy_(current)
+        if present is None:
+            self.previous_losses.copy_(current)
+            self.previous_present.fill_(True)
+        else:  # an absent task keeps the last loss it had
+            self.previous_losses.copy_(torch.where(present, current, self.previous_losses))
+            self.previous_present.copy_(present)
         self._has_previous = True
         self._previous_batch = ctx.batch
         return weights

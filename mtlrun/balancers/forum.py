@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext
+from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext, present_rows
 from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, flat, task_jacobian
 from mtlrun.balancers.lookahead import adam_update, register_adam, require_functional, trainable, upper_batch
 from mtlrun.balancers.moml import softmax_jacobian
@@ -95,6 +95,9 @@ class FORUM(Balancer):
 
     uses_task_gradients = True
 
+    def returns_jacobian(self, step: int) -> bool:
+        return False  # its per-task Jacobian is the upper level's, on another batch
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -162,6 +165,6 @@ class FORUM(Balancer):
         lam = self.lam.to(q_omega)
         pi = self.rho - cross / q_sq.clamp(min=1e-20)
         nu = (lam @ pi).clamp(min=0.0)
-        adam_update(self, "logits", nu * q_a, self.weight_lr)
+        adam_update(self, "logits", nu * q_a, self.weight_lr, rows=present_rows(ctx.present))
         accumulate_grad(params, lam @ upper_jac + nu * q_omega)
         return BalanceInfo(weights=torch.softmax(self.logits.to(q_omega), dim=0))

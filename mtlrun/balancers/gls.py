@@ -16,12 +16,21 @@ class GeometricLossStrategy(LossWeighting):
     losses do not underflow. Its gradient is ``(G / T) sum_t grad L_t / L_t``: every task is weighted by
     the inverse of its own loss, which makes the update invariant to each loss's scale. The reported
     weights are these effective weights ``G / (T L_t)``. A loss of exactly zero is clamped to the
-    smallest positive float (its gradient is then zero rather than NaN).
+    smallest positive float (its gradient is then zero rather than NaN). On a batch where some tasks have
+    no labels (``ctx.present``), the mean is over the present tasks and the absent ones get weight 0.
     """
 
     def weights(self, losses: Tensor, ctx: StepContext) -> Tensor:
         safe = losses.detach().clamp_min(torch.finfo(losses.dtype).tiny)
-        return torch.exp(safe.log().mean()) / (self.num_tasks * safe)
+        if ctx.present is None:
+            return torch.exp(safe.log().mean()) / (self.num_tasks * safe)
+        mask = ctx.present.to(safe)
+        count = mask.sum().clamp_min(1.0)
+        return mask * torch.exp((mask * safe.log()).sum() / count) / (count * safe)
 
-    def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
-        return torch.exp(losses.clamp_min(torch.finfo(losses.dtype).tiny).log().mean())
+    def objective(self, losses: Tensor, weights: Tensor, ctx: StepContext) -> Tensor:
+        logs = losses.clamp_min(torch.finfo(losses.dtype).tiny).log()
+        if ctx.present is None:
+            return torch.exp(logs.mean())
+        mask = ctx.present.to(logs)  # the geometric mean of the present tasks' losses
+        return torch.exp((mask * logs).sum() / mask.sum().clamp_min(1.0))

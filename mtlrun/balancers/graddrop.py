@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext
 from mtlrun.balancers.common import GramianAggregator
 from mtlrun.balancers.jacobian import JacobianMode
 from mtlrun.registry import in_range
@@ -40,6 +40,8 @@ class GradDrop(GramianAggregator):
     ``update_every`` does not apply.
     """
 
+    output = "direction"
+
     def __init__(
         self, tasks: Sequence[str], leak: float = 0.0, rep_grad: bool = False, jacobian_mode: JacobianMode = "auto"
     ) -> None:
@@ -47,5 +49,5 @@ class GradDrop(GramianAggregator):
         in_range("balancer", "leak", leak, 0.0, 1.0)
         self.leak = leak
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    def direction(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         return graddrop_direction(jacobian, self.leak)

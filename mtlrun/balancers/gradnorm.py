@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext
+from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext, present_rows, weighted_backward
 from mtlrun.balancers.jacobian import JacobianMode, task_jacobian
-from mtlrun.balancers.reweighting import BufferAdam, weighted_backward
+from mtlrun.balancers.reweighting import BufferAdam
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.models.encoders import StagedEncoder
 from mtlrun.registry import positive
@@ -88,13 +88,17 @@ class GradNorm(Balancer):
         self.register_buffer("task_weights", torch.ones(self.num_tasks))
         self.register_buffer("initial_losses", torch.ones(self.num_tasks))
         self.optimizer = BufferAdam(self.num_tasks, lr=lr)
-        self._has_initial = False
+        #: which tasks have their L_t(0) (the first step they were present); checkpointed as extra state
+        self.register_buffer("has_initial", torch.zeros(self.num_tasks, dtype=torch.bool), persistent=False)
+
+    def returns_jacobian(self, step: int) -> bool:
+        return False  # its Jacobian is on the last shared layer only
 
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         stacked = self.stack(losses)
         weights = self.task_weights.clone().to(stacked)
         if ctx.step % self.update_every == 0:
-            self.update_weights(stacked, self._gradient_norms(stacked, ctx))
+            self.update_weights(stacked, self._gradient_norms(stacked, ctx), ctx.present)
         weighted_backward(weights, stacked, ctx)
         return BalanceInfo(weights=weights)
 
@@ -110,23 +114,46 @@ class GradNorm(Balancer):
         return jac.norm(dim=1)
 
     @torch.no_grad()
-    def update_weights(self, losses: Tensor, grad_norms: Tensor) -> None:
-        """One GradNorm step on the weights from this step's losses and per-task gradient norms."""
+    def update_weights(self, losses: Tensor, grad_norms: Tensor, present: Tensor | None = None) -> None:
+        """One GradNorm step on the weights from this step's losses and per-task gradient norms.
+
+        With absent tasks (``present``) the step is taken among the present ones: an absent task has no
+        training rate, so its weight, ``L_t(0)`` and Adam moments stay as they were, and the present
+        weights are renormalised to keep their share of T.
+        """
         losses = losses.detach().to(self.task_weights)
         grad_norms = grad_norms.to(self.task_weights)
-        if not self._has_initial:
-            self.initial_losses.copy_(losses)
-            self._has_initial = True
-        w = self.task_weights
-        norms = w * grad_norms
-        ratio = losses / self.initial_losses
+        rows = present_rows(present)
+        if rows is None:
+            if not bool(self.has_initial.all()):
+                self.initial_losses.copy_(torch.where(self.has_initial, self.initial_losses, losses))
+                self.has_initial.fill_(True)
+            w = self.task_weights
+            norms = w * grad_norms
+            ratio = losses / self.initial_losses
+            target = norms.mean() * (ratio / ratio.mean()) ** self.alpha
+            self.optimizer.step(w, grad_norms * torch.sign(norms - target))
+            w.clamp_(min=MIN_WEIGHT)
+            w.mul_(self.num_tasks / w.sum())
+            return
+        fresh = ~self.has_initial[rows]
+        self.initial_losses[rows] = torch.where(fresh, losses[rows], self.initial_losses[rows])
+        self.has_initial[rows] = True
+        w = self.task_weights[rows]
+        share = w.sum()
+        norms = w * grad_norms[rows]
+        ratio = losses[rows] / self.initial_losses[rows]
         target = norms.mean() * (ratio / ratio.mean()) ** self.alpha
-        self.optimizer.step(w, grad_norms * torch.sign(norms - target))
-        w.clamp_(min=MIN_WEIGHT)
-        w.mul_(self.num_tasks / w.sum())
+        grad = torch.zeros_like(self.task_weights)
+        grad[rows] = grad_norms[rows] * torch.sign(norms - target)
+        self.optimizer.step(self.task_weights, grad, rows=rows)
+        w = self.task_weights[rows].clamp(min=MIN_WEIGHT)
+        self.task_weights[rows] = w * (share / w.sum())
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"has_initial": self._has_initial}
+        return {"has_initial": self.has_initial.tolist()}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        self._has_initial = bool(state["has_initial"])
+        flags = state["has_initial"]
+        flags = [bool(flags)] * self.num_tasks if isinstance(flags, bool) else [bool(f) for f in flags]
+        self.has_initial.copy_(torch.tensor(flags, dtype=torch.bool))

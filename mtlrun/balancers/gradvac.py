@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext, present_rows
 from mtlrun.balancers.common import GramianAggregator
 from mtlrun.balancers.jacobian import JacobianMode
 from mtlrun.registry import in_range, positive
@@ -56,6 +56,8 @@ class GradVac(GramianAggregator):
     checkpoints resume it. Returns the weights ``sum_i C[i, :]`` of the update ``sum_i g_i'``.
     """
 
+    output = "weights"
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -71,8 +73,17 @@ class GradVac(GramianAggregator):
         self.beta, self.eps = beta, eps
         self.register_buffer("targets", torch.zeros(self.num_tasks, self.num_tasks, dtype=torch.float64))
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
-        targets = self.targets.to("cpu").numpy()
-        C, updated = gradvac_coefficients(self.host_gramian(jacobian), targets, self.beta, self.eps)
-        self.targets.copy_(torch.from_numpy(updated))
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
+        rows = present_rows(ctx.present)
+        if rows is None:
+            targets = self.targets.to("cpu").numpy()
+            C, updated = gradvac_coefficients(self.host_gramian(jacobian), targets, self.beta, self.eps)
+            self.targets.copy_(torch.from_numpy(updated))
+        else:  # only the pairs of present tasks move their targets
+            pairs = torch.meshgrid(rows.cpu(), rows.cpu(), indexing="ij")
+            targets = self.targets.to("cpu")[pairs].numpy()
+            C, updated = gradvac_coefficients(self.host_gramian(jacobian), targets, self.beta, self.eps)
+            self.targets[pairs[0].to(self.targets.device), pairs[1].to(self.targets.device)] = torch.from_numpy(
+                updated
+            ).to(self.targets.device)
         return self.to_weights(C.sum(axis=0), jacobian)

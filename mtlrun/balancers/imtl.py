@@ -46,6 +46,8 @@ class IMTL(GramianAggregator):
     Reported weights are the effective weights on the raw losses.
     """
 
+    output = "weights"
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -69,16 +71,23 @@ class IMTL(GramianAggregator):
         stacked = self.stack(losses)
         scales = self.log_scales.exp()
         if self.mode == "loss":
-            (scales * stacked - self.log_scales).sum().backward()
+            terms = scales * stacked - self.log_scales
+            (terms if ctx.present is None else terms * ctx.present.to(terms)).sum().backward()
             return BalanceInfo(weights=scales.detach())
         fixed = scales.detach()
         info = super().backward({t: fixed[i] * losses[t] for i, t in enumerate(self.tasks)}, ctx)
-        accumulate_grad([self.log_scales], [fixed * stacked.detach() - 1.0])
+        scale_grad = fixed * stacked.detach() - 1.0  # an absent task's scale does not move
+        accumulate_grad([self.log_scales], [scale_grad if ctx.present is None else scale_grad * ctx.present])
         if info.weights is not None:
             info.weights = info.weights * fixed
+        if info.jacobian is not None:  # J of the scaled losses: rows back to the losses given
+            info.jacobian = info.jacobian / fixed.to(info.jacobian).unsqueeze(1)
         return info
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    def returns_jacobian(self, step: int) -> bool:
+        return self.mode != "loss" and super().returns_jacobian(step)
+
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         G = self.host_gramian(jacobian)
         weights = imtl_g_weights(G, rcond=10 * len(G) * float(torch.finfo(jacobian.dtype).eps))
         if weights is None:

@@ -1,9 +1,9 @@
 """Shared pieces of the multi-batch, lookahead and bilevel balancers (sdmgrad, modo, auto_lambda, moml, forum).
 
 - :func:`project_simplex`: Euclidean projection onto the probability simplex, on the device.
-- :func:`register_adam` / :func:`adam_update`: Adam on a balancer's own buffer (task weights or their
-  logits). These methods keep the weights out of the model's optimizer, as their papers do; the
-  moments are buffers, so ``state_dict()`` checkpoints and resumes them.
+- :func:`register_adam` / :func:`adam_update`: Adam (the shared rule of :mod:`mtlrun.optim_rules`) on a
+  balancer's own buffer (task weights or their logits). These methods keep the weights out of the
+  model's optimizer, as their papers do; the moments are buffers, so ``state_dict()`` resumes them.
 - :func:`trainable` / :func:`lookahead_params` / :func:`upper_batch`: the model's trainable parameters by
   name, a parameter copy after one gradient step (for ``ctx.functional_losses``), and the batch an
   upper-level objective is evaluated on.
@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlrun.balancers.base import Batch, StepContext
+from mtlrun.balancers.reweighting import adam_on_buffers
 from mtlrun.errors import ConfigError
 
 
@@ -39,27 +40,44 @@ def register_adam(module: nn.Module, name: str) -> None:
     module.register_buffer(f"{name}_adam_steps", torch.zeros((), dtype=value.dtype))
 
 
-@torch.no_grad()
 def adam_update(
-    module: nn.Module, name: str, grad: Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    module: nn.Module,
+    name: str,
+    grad: Tensor,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    rows: Tensor | None = None,
 ) -> None:
-    """One Adam step (Kingma & Ba, ICLR 2015) on ``module.<name>``, as ``torch.optim.Adam`` computes it."""
-    value = getattr(module, name)
-    grad = grad.to(value)
-    exp_avg, exp_avg_sq = getattr(module, f"{name}_exp_avg"), getattr(module, f"{name}_exp_avg_sq")
-    steps = getattr(module, f"{name}_adam_steps")
-    steps.add_(1.0)
-    exp_avg.mul_(betas[0]).add_(grad, alpha=1.0 - betas[0])
-    exp_avg_sq.mul_(betas[1]).addcmul_(grad, grad, value=1.0 - betas[1])
-    bias1 = 1.0 - betas[0] ** steps
-    bias2 = 1.0 - betas[1] ** steps
-    value.sub_(lr / bias1 * exp_avg / (exp_avg_sq.sqrt() / bias2.sqrt() + eps))
+    """One Adam step (Kingma & Ba, ICLR 2015) on ``module.<name>`` (the rule of :mod:`mtlrun.optim_rules`);
+    ``rows`` restricts it to those entries (the present tasks)."""
+    adam_on_buffers(
+        getattr(module, name),
+        grad,
+        getattr(module, f"{name}_exp_avg"),
+        getattr(module, f"{name}_exp_avg_sq"),
+        getattr(module, f"{name}_adam_steps"),
+        lr=lr,
+        betas=betas,
+        eps=eps,
+        rows=rows,
+    )
 
 
 def trainable(model: nn.Module) -> tuple[list[str], list[nn.Parameter]]:
     """Names and parameters of every trainable parameter of ``model``, in a fixed order."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return [n for n, _ in named], [p for _, p in named]
+
+
+def columns_of(jacobian: Tensor, params: Sequence[Tensor], chosen: Sequence[Tensor]) -> Tensor:
+    """The columns of ``jacobian`` (T, P over ``params``, flattened in order) that belong to ``chosen``
+    (a subset of ``params``), concatenated in ``chosen``'s order."""
+    spans, offset = {}, 0
+    for p in params:
+        spans[id(p)] = (offset, offset + p.numel())
+        offset += p.numel()
+    return torch.cat([jacobian[:, spans[id(p)][0] : spans[id(p)][1]] for p in chosen], dim=1)
 
 
 def lookahead_params(

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext, select_present
 from mtlrun.balancers.common import GramianAggregator
 from mtlrun.balancers.jacobian import JacobianMode
 from mtlrun.balancers.solvers import SolverError, min_norm_weights
@@ -30,6 +30,8 @@ class MGDA(GramianAggregator):
     the gradients are those of the shared representation.
     """
 
+    output = "weights"
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -43,21 +45,23 @@ class MGDA(GramianAggregator):
             raise choices_error("balancer.normalization", normalization, ["none", "l2", "loss", "loss+"])
         self.normalization = normalization
 
-    def normalizers(self, G: np.ndarray) -> np.ndarray:
+    def normalizers(self, G: np.ndarray, losses: Tensor | None) -> np.ndarray:
+        """``n_t`` for the tasks of G; ``losses`` are theirs (needed by the ``loss`` normalisations)."""
         norms = np.sqrt(np.clip(np.diag(G), 0.0, None))
         if self.normalization == "none":
             return np.ones(len(G))
         if self.normalization == "l2":
             scale = norms
         else:
-            assert self.loss_values is not None
-            losses = self.loss_values.to("cpu", torch.float64).numpy()
-            scale = losses if self.normalization == "loss" else losses * norms
+            if losses is None:
+                raise ValueError(f"mgda normalization={self.normalization} needs the step's losses")
+            values = losses.to("cpu", torch.float64).numpy()
+            scale = values if self.normalization == "loss" else values * norms
         return np.where(scale > 1e-12, scale, 1.0)
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         G = self.host_gramian(jacobian)
-        n = self.normalizers(G)
+        n = self.normalizers(G, None if ctx.losses is None else select_present(ctx.losses, ctx.present))
         try:
             weights = min_norm_weights(G / np.outer(n, n))
         except SolverError as ex:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext, present_rows, select_present
 from mtlrun.balancers.common import GramianAggregator
 from mtlrun.balancers.jacobian import JacobianMode
 from mtlrun.errors import ConfigError
@@ -43,6 +43,8 @@ class MoCo(GramianAggregator):
     do not apply.
     """
 
+    output = "direction"
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -73,19 +75,36 @@ class MoCo(GramianAggregator):
             self.tracked = torch.zeros_like(saved, device=self.tracked.device)  # Y's size is known after step 1
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    def direction(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         targets = jacobian.detach()
-        if self.normalize and self.loss_values is not None:
+        if self.normalize and ctx.losses is not None:
             norms = targets.norm(dim=1, keepdim=True) + 1e-8
-            targets = targets / norms * self.loss_values.to(targets)[:, None]
-        if self.tracked.shape != targets.shape:
-            self.tracked = torch.zeros_like(targets)
+            targets = targets / norms * select_present(ctx.losses, ctx.present).to(targets)[:, None]
+        shape = (self.num_tasks, targets.shape[1])
+        if self.tracked.shape != shape:
+            self.tracked = torch.zeros(shape, dtype=targets.dtype, device=targets.device)
         self.steps += 1
         t = self.steps.to(targets.dtype)
         beta_t = self.beta / t**self.beta_sigma
         gamma_t = self.gamma / t**self.gamma_sigma
+        rows = present_rows(ctx.present)
+        if rows is not None:
+            return self._step_on_present(rows, targets, beta_t, gamma_t)
         self.tracked = self.tracked - beta_t * (self.tracked - targets)
         gramian = self.tracked @ self.tracked.T + self.rho * torch.eye(self.num_tasks, device=t.device, dtype=t.dtype)
         lambd = self.lambd.to(targets)
         self.lambd = project_to_simplex(lambd - gamma_t * (gramian @ lambd))
         return self.lambd @ self.tracked
+
+    def _step_on_present(self, rows: Tensor, targets: Tensor, beta_t: Tensor, gamma_t: Tensor) -> Tensor:
+        """The same step restricted to the present tasks: their rows of Y move, lambda moves on the face of
+        the simplex they span (keeping its mass there), and absent tasks neither move nor contribute."""
+        tracked = self.tracked[rows] - beta_t * (self.tracked[rows] - targets)
+        self.tracked[rows] = tracked
+        before = self.lambd.to(targets)[rows]
+        mass = before.sum()
+        lambd = torch.where(mass > 0, before / mass.clamp_min(torch.finfo(mass.dtype).tiny), 1.0 / len(rows))
+        eye = torch.eye(len(rows), device=targets.device, dtype=targets.dtype)
+        lambd = project_to_simplex(lambd - gamma_t * ((tracked @ tracked.T + self.rho * eye) @ lambd))
+        self.lambd[rows] = torch.where(mass > 0, lambd * mass, before).to(self.lambd)
+        return lambd @ tracked

@@ -43,6 +43,9 @@ class MoDo(Balancer):
         self.gamma, self.rho, self.jacobian_mode = gamma, rho, jacobian_mode
         self.register_buffer("lam", torch.full((self.num_tasks,), 1.0 / self.num_tasks))
 
+    def returns_jacobian(self, step: int) -> bool:
+        return True  # J_z3, on the step's own batch
+
     def update_weights(self, jac_z1: Tensor, jac_z2: Tensor) -> Tensor:
         """One double-sampled projected step on lam from two independent Jacobians (T, P)."""
         lam = self.lam.to(jac_z1)
@@ -60,5 +63,7 @@ class MoDo(Balancer):
         jac_z1 = task_jacobian(self.stack(ctx.compute_losses(ctx.extra_batches[0])), shared, mode=self.jacobian_mode)
         jac_z2 = task_jacobian(self.stack(ctx.compute_losses(ctx.extra_batches[1])), shared, mode=self.jacobian_mode)
         lam = self.update_weights(jac_z1, jac_z2)
+        if ctx.present is not None:  # an absent task's row of J_z3 is zero: give it weight 0 too
+            lam = lam * ctx.present.to(lam)
         accumulate_grad(shared, lam @ jac_z3)
         return BalanceInfo(weights=lam, jacobian=jac_z3)

@@ -9,10 +9,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext
+from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext, present_rows
 from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, task_jacobian
 from mtlrun.balancers.lookahead import (
     adam_update,
+    columns_of,
     lookahead_params,
     register_adam,
     require_functional,
@@ -86,13 +87,20 @@ class MOML(Balancer):
             gamma = np.full(self.num_tasks, 1.0 / self.num_tasks)
         return torch.as_tensor(gamma, dtype=hyper.dtype, device=hyper.device) @ hyper
 
+    def returns_jacobian(self, step: int) -> bool:
+        return True  # its training Jacobian over every trainable parameter holds the shared one
+
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         names, params = trainable(ctx.model)
         jacobian = task_jacobian(self.stack(losses), params, mode=self.jacobian_mode)
-        info = BalanceInfo()
+        shared = [p for p in ctx.shared_params if p.requires_grad]
+        info = BalanceInfo(jacobian=columns_of(jacobian, params, shared))
         direction = self.upper_direction(self.hypergradients(jacobian, names, params, ctx), info)
-        adam_update(self, "logits", direction, self.weight_lr)
+        rows = present_rows(ctx.present)  # an absent task's logit stays as it was
+        adam_update(self, "logits", direction, self.weight_lr, rows=rows)
         weights = torch.softmax(self.logits.to(jacobian), dim=0)
+        if ctx.present is not None:  # its row of J is zero: weight 0, the others keep theirs
+            weights = weights * ctx.present.to(weights)
         accumulate_grad(params, weights @ jacobian)
         info.weights = weights
         return info

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext
 from mtlrun.balancers.common import GramianAggregator
 from mtlrun.balancers.jacobian import JacobianMode
 from mtlrun.balancers.solvers import fair_weights_with_fallback
@@ -28,6 +28,8 @@ class NashMTL(GramianAggregator):
     gradient norm the same way). ``update_every`` is the paper's ``update_weights_every``.
     """
 
+    output = "weights"
+
     def __init__(
         self,
         tasks: Sequence[str],
@@ -41,7 +43,7 @@ class NashMTL(GramianAggregator):
             raise ConfigError(f"balancer.max_norm={max_norm} must be >= 0 (0 disables the clipping)")
         self.max_norm = max_norm
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         G = self.host_gramian(jacobian)
         alpha, failure = fair_weights_with_fallback(G, 1.0)
         if failure is not None:

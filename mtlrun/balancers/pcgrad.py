@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS
+from mtlrun.balancers.base import BALANCERS, StepContext
 from mtlrun.balancers.common import GramianAggregator
 
 
@@ -38,5 +38,7 @@ class PCGrad(GramianAggregator):
     gradients, so the method returns its weights ``sum_i C[i, :]``.
     """
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    output = "weights"
+
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         return self.to_weights(pcgrad_coefficients(self.host_gramian(jacobian)).sum(axis=0), jacobian)

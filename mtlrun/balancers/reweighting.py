@@ -1,10 +1,8 @@
-"""Building blocks for balancers that adapt task weights with state of their own.
+"""Adam on a balancer's own weights (FAMO's logits, GradNorm's weights, the bilevel methods' weights).
 
-- :class:`BufferAdam`: Adam on a buffer the balancer updates itself (FAMO's logits, GradNorm's
-  weights). Those are not ``nn.Parameter`` s on purpose: the trainer would optimise them with the
-  model. The moments live in buffers, so ``state_dict()`` resumes the optimiser exactly.
-- :func:`weighted_backward`: back-propagate ``sum_t w_t L_t``, also through a split forward
-  (``ctx.representation``), where the losses reach the encoder only via the representation.
+Those weights are not ``nn.Parameter`` s on purpose: the trainer would optimise them with the model.
+Their Adam moments and step count live in buffers, so ``state_dict()`` resumes the optimiser exactly.
+The update rule itself is the shared one of :mod:`mtlrun.optim_rules`.
 """
 
 from __future__ import annotations
@@ -12,11 +10,46 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtlrun.balancers.base import StepContext
+from mtlrun.optim_rules import AdamState, adam
+
+
+@torch.no_grad()
+def adam_on_buffers(
+    value: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    steps: Tensor,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    rows: Tensor | None = None,
+) -> None:
+    """One Adam step on ``value`` in place, its moments and step count (buffers) updated in place.
+
+    ``rows`` (indices) restricts the step to those entries (the present tasks): the others, and their
+    moments, stay exactly as they were; the step count still advances.
+    """
+    grad = grad.to(value)
+    if rows is None:
+        state = AdamState(steps, exp_avg, exp_avg_sq)
+        updated, new = adam(value, grad, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        value.copy_(updated)
+        exp_avg.copy_(new.exp_avg)
+        exp_avg_sq.copy_(new.exp_avg_sq)
+    else:
+        state = AdamState(steps, exp_avg[rows], exp_avg_sq[rows])
+        updated, new = adam(value[rows], grad[rows], state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        value[rows] = updated
+        exp_avg[rows] = new.exp_avg
+        exp_avg_sq[rows] = new.exp_avg_sq
+    steps.copy_(new.step)
 
 
 class BufferAdam(nn.Module):
-    """Adam (Kingma & Ba, ICLR 2015) with L2 weight decay, the update of ``torch.optim.Adam``.
+    """Adam (Kingma & Ba, ICLR 2015) with L2 weight decay for one weight vector of a balancer.
 
     ``step(param, grad)`` updates ``param`` in place without leaving the device.
     """
@@ -35,23 +68,16 @@ class BufferAdam(nn.Module):
         self.register_buffer("exp_avg_sq", torch.zeros(size))
         self.register_buffer("steps", torch.zeros(()))
 
-    @torch.no_grad()
-    def step(self, param: Tensor, grad: Tensor) -> None:
-        beta1, beta2 = self.betas
-        if self.weight_decay:
-            grad = grad + self.weight_decay * param
-        self.steps += 1
-        self.exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        bias1 = 1 - beta1**self.steps
-        bias2_sqrt = (1 - beta2**self.steps).sqrt()
-        denom = self.exp_avg_sq.sqrt() / bias2_sqrt + self.eps
-        param.sub_(self.lr * self.exp_avg / (bias1 * denom))
-
-
-def weighted_backward(weights: Tensor, losses: Tensor, ctx: StepContext) -> None:
-    """Back-propagate ``sum_t w_t L_t`` (``weights`` constant) into every parameter's ``.grad``."""
-    (weights.detach() * losses).sum().backward()
-    rep, rep_in = ctx.representation, ctx.representation_input
-    if rep is not None and rep_in is not None and rep_in.grad is not None:
-        rep.backward(rep_in.grad)
+    def step(self, param: Tensor, grad: Tensor, rows: Tensor | None = None) -> None:
+        adam_on_buffers(
+            param,
+            grad,
+            self.exp_avg,
+            self.exp_avg_sq,
+            self.steps,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            betas=self.betas,
+            eps=self.eps,
+            rows=rows,
+        )

@@ -58,6 +58,9 @@ class SDMGrad(Balancer):
         self.jacobian_mode = jacobian_mode
         self.register_buffer("w", torch.full((self.num_tasks,), 1.0 / self.num_tasks))
 
+    def returns_jacobian(self, step: int) -> bool:
+        return True  # J_zeta, on the step's own batch
+
     def solve_weights(self, jac_xi: Tensor, jac_xi2: Tensor) -> Tensor:
         """Update and return w from two independent Jacobians (T, P) with ``niter`` projected momentum steps."""
         cross = jac_xi @ jac_xi2.T  # <g_i(xi), g_j(xi')>
@@ -83,5 +86,7 @@ class SDMGrad(Balancer):
         jac_xi2 = task_jacobian(self.stack(ctx.compute_losses(ctx.extra_batches[1])), shared, mode=self.jacobian_mode)
         w = self.solve_weights(jac_xi, jac_xi2)
         weights = (w + self.lam / self.num_tasks) / (1.0 + self.lam)  # d = J_zeta^T weights
+        if ctx.present is not None:  # an absent task's row of J_zeta is zero: give it weight 0 too
+            weights = weights * ctx.present.to(weights)
         accumulate_grad(shared, weights @ jac_zeta)
         return BalanceInfo(weights=weights, jacobian=jac_zeta)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext
+from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, StepContext, expand_present, present_rows
 from mtlrun.errors import ConfigError
 from mtlrun.registry import positive
 
@@ -38,7 +38,9 @@ class SmoothTchebycheff(Balancer):
     ideal point at 0 in that space (each f_t < 0 once task t beats its nadir), times T as in the official
     code. The reported weights are those on the (normalised) log losses: 1 each during warm-up and
     ``T * softmax(f / mu)`` afterwards, so they sum to T throughout. The nadir point and its running sum
-    are buffers; the epoch bookkeeping is extra state, so checkpoints resume it.
+    are buffers; the epoch bookkeeping is extra state, so checkpoints resume it. A task without labels in a
+    batch (``ctx.present``) is left out of that step's objective and of the nadir average (its log is
+    never taken).
     """
 
     def __init__(self, tasks: Sequence[str], mu: float = 1.0, warmup_epochs: int = 4) -> None:
@@ -49,27 +51,39 @@ class SmoothTchebycheff(Balancer):
         self.mu, self.warmup_epochs = mu, warmup_epochs
         self.register_buffer("nadir_sum", torch.zeros(self.num_tasks))
         self.register_buffer("nadir", torch.ones(self.num_tasks))
+        #: steps of the nadir epoch on which each task had labels
+        self.register_buffer("nadir_count", torch.zeros(self.num_tasks))
         self._nadir_steps = 0
         self._has_nadir = False
 
+    def returns_jacobian(self, step: int) -> bool:
+        return False  # one backward of a scalar
+
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         stacked = self.stack(losses)
+        rows = present_rows(ctx.present)
         if ctx.epoch <= self.warmup_epochs + 1:
             if ctx.epoch == self.warmup_epochs + 1:
                 self.nadir_sum += stacked.detach().to(self.nadir_sum)
+                self.nadir_count += 1.0 if ctx.present is None else ctx.present.to(self.nadir_count)
                 self._nadir_steps += 1
-            torch.log(stacked + EPS).sum().backward()
-            return BalanceInfo(weights=torch.ones_like(stacked).detach())
+            logs = torch.log(stacked + EPS)
+            (logs if rows is None else logs[rows]).sum().backward()
+            weights = torch.ones_like(stacked) if ctx.present is None else ctx.present.to(stacked)
+            return BalanceInfo(weights=weights.detach())
         if not self._has_nadir:
             if self._nadir_steps:
-                self.nadir.copy_(self.nadir_sum / self._nadir_steps)
+                count = self.nadir_count
+                self.nadir.copy_(torch.where(count > 0, self.nadir_sum / count.clamp_min(1.0), self.nadir))
             else:  # resumed past the nadir epoch without one: the current losses stand in
                 self.nadir.copy_(stacked.detach())
             self._has_nadir = True
         normalised = torch.log(stacked / self.nadir.to(stacked) + EPS)
+        if rows is not None:
+            normalised = normalised[rows]
         (self.num_tasks * smooth_tchebycheff(normalised, self.mu)).backward()
         weights = self.num_tasks * torch.softmax(normalised.detach() / self.mu, dim=0)
-        return BalanceInfo(weights=weights)
+        return BalanceInfo(weights=expand_present(weights, ctx.present, self.num_tasks))
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"nadir_steps": self._nadir_steps, "has_nadir": self._has_nadir}

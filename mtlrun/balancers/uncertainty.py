@@ -23,7 +23,8 @@ class UncertaintyWeighting(LossWeighting):
 
     i.e. the paper's Eq. (7) with ``s = log sigma^2`` and the factor 1/2 dropped (LibMTL keeps it: that
     only halves the gradient). For a fixed loss L_t it is minimised at ``s_t = log L_t``, so the effective
-    weight ``exp(-s_t)`` tends to ``1 / L_t``. ``init_log_variance=0`` starts from equal weights.
+    weight ``exp(-s_t)`` tends to ``1 / L_t``. ``init_log_variance=0`` starts from equal weights. A task
+    without labels in a batch (``ctx.present``) drops out of the objective, regulariser included.
     """
 
     def __init__(self, tasks: Sequence[str], init_log_variance: float = 0.0) -> None:
@@ -35,5 +36,8 @@ class UncertaintyWeighting(LossWeighting):
     def weights(self, losses: Tensor, ctx: StepContext) -> Tensor:
         return torch.exp(-self.log_variances).to(losses.dtype)
 
-    def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
-        return (weights * losses + self.log_variances.to(losses.dtype)).sum()
+    def objective(self, losses: Tensor, weights: Tensor, ctx: StepContext) -> Tensor:
+        terms = weights * losses + self.log_variances.to(losses.dtype)
+        if ctx.present is None:
+            return terms.sum()
+        return (terms * ctx.present.to(terms)).sum()  # an absent task's log-variance does not move

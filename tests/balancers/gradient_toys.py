@@ -23,16 +23,23 @@ def random_jacobian(num_tasks: int, dim: int = 11, seed: int = 0, dtype: torch.d
     return torch.randn(num_tasks, dim, generator=generator, dtype=dtype)
 
 
+def hook_context(jacobian: Tensor, losses: Tensor | None = None) -> StepContext:
+    """The context a hook sees for J alone: every task present, unit losses unless given."""
+    values = torch.ones(jacobian.shape[0], dtype=jacobian.dtype) if losses is None else losses
+    return StepContext(model=nn.Module(), shared_params=[], task_params={}, epoch=1, step=0, losses=values)
+
+
 def update(balancer: Balancer, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
     """The update direction (P,) a gradient aggregator derives from J (weights are applied to J)."""
-    balancer.loss_values = torch.ones(jacobian.shape[0], dtype=jacobian.dtype) if losses is None else losses
-    decision = balancer.aggregate(jacobian)
-    return decision @ jacobian if decision.shape == (jacobian.shape[0],) else decision
+    ctx = hook_context(jacobian, losses)
+    if balancer.output == "weights":
+        return balancer.weights(jacobian, ctx) @ jacobian
+    return balancer.direction(jacobian, ctx)
 
 
 def weights(balancer: Balancer, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
-    balancer.loss_values = torch.ones(jacobian.shape[0], dtype=jacobian.dtype) if losses is None else losses
-    decision = balancer.aggregate(jacobian)
+    assert balancer.output == "weights"
+    decision = balancer.weights(jacobian, hook_context(jacobian, losses))
     assert decision.shape == (jacobian.shape[0],)
     return decision
 

@@ -127,11 +127,6 @@ def test_unknown_primary_task_is_rejected():
         AutoLambda(TASKS, primary_tasks=["x"])
 
 
-def test_trains_through_the_cli(cli):
-    result = cli("balancer=auto_lambda", *FAST)
-    check_cli_run(result)
-
-
 def test_primary_tasks_and_training_split_through_the_cli(cli):
     result = cli("balancer=auto_lambda", "balancer.primary_tasks=[left]", "balancer.upper_split=train", *FAST_CNN)
     check_cli_run(result)

@@ -8,6 +8,7 @@ import torch
 
 from mtlrun.balancers.excess_mtl import ExcessMTL
 from mtlrun.balancers.jacobian import flat
+from tests.balancers.gradient_toys import hook_context
 from tests.balancers.weighting_toys import Toy
 
 
@@ -15,7 +16,7 @@ def test_constant_gradients_of_any_scale_keep_equal_weights():
     excess = ExcessMTL(["a", "b", "c"], robust_step_size=0.5)
     jac = torch.tensor([[1.0, 0.0, 2.0], [100.0, -50.0, 0.0], [0.3, 0.6, 0.0]])
     for _ in range(30):
-        weights = excess.aggregate(jac)
+        weights = excess.weights(jac, hook_context(jac))
     # e_t(k) / e_t(0) is the same for every task when gradients do not change: nothing to rebalance
     assert torch.allclose(weights, torch.ones(3), atol=1e-4)
 
@@ -25,7 +26,7 @@ def test_task_that_stays_far_from_its_optimum_gains_weight():
     weights = []
     for k in range(20):
         jac = torch.tensor([[0.7**k, 0.7**k], [1.0, -1.0]])
-        weights.append(excess.aggregate(jac))
+        weights.append(excess.weights(jac, hook_context(jac)))
     assert weights[-1][1] > weights[-1][0]
     assert all(math.isclose(float(w.sum()), 2.0, rel_tol=1e-6) for w in weights)
     assert all(b[1] >= a[1] for a, b in zip(weights, weights[1:]))
@@ -35,8 +36,8 @@ def test_first_update_by_hand():
     excess = ExcessMTL(["a", "b"], robust_step_size=0.2)
     g0 = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
     g1 = torch.tensor([[3.0, 4.0], [0.5, 0.0]])
-    excess.aggregate(g0)
-    weights = excess.aggregate(g1)
+    excess.weights(g0, hook_context(g0))
+    weights = excess.weights(g1, hook_context(g1))
     e0 = (g0**2 / torch.sqrt(g0**2 + 1e-7)).sum(1)
     e1 = (g1**2 / torch.sqrt(g0**2 + g1**2 + 1e-7)).sum(1)
     raw = torch.exp(0.2 * e1 / e0)

@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import minimize
 
 from mtlrun.balancers.forum import FORUM, forum_weights
-from tests.balancers.lookahead_toys import FAST, TASKS, TinyLinear, check_cli_run, make_batch, make_context, mse_losses
+from tests.balancers.lookahead_toys import FAST, TASKS, TinyLinear, make_batch, make_context, mse_losses
 
 
 def test_constraint_gradient_matches_finite_differences():
@@ -112,11 +112,6 @@ def test_state_dict_round_trip():
     for key, value in first.state_dict().items():
         torch.testing.assert_close(second.state_dict()[key], value)
     assert int(second.updates) == 1 and float(second.lam.sum()) == pytest.approx(1.0)
-
-
-def test_trains_through_the_cli(cli):
-    result = cli("balancer=forum", *FAST)
-    check_cli_run(result)
 
 
 def test_bad_hyperparameter_is_a_one_line_error(cli):

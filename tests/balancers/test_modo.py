@@ -11,7 +11,6 @@ from tests.balancers.lookahead_toys import (
     FAST,
     TASKS,
     TinyLinear,
-    check_cli_run,
     make_batch,
     make_context,
     shared_grad,
@@ -82,11 +81,6 @@ def test_state_dict_round_trip():
     second = MoDo(TASKS, gamma=0.5)
     second.load_state_dict(first.state_dict())
     torch.testing.assert_close(second.lam, first.lam)
-
-
-def test_trains_through_the_cli(cli):
-    result = cli("balancer=modo", *FAST)
-    check_cli_run(result)
 
 
 def test_bad_hyperparameter_is_a_one_line_error(cli):

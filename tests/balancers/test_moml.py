@@ -13,7 +13,6 @@ from tests.balancers.lookahead_toys import (
     FAST,
     TASKS,
     TinyLinear,
-    check_cli_run,
     make_batch,
     make_context,
     mse_losses,
@@ -92,11 +91,6 @@ def test_state_dict_round_trip():
     for key, value in first.state_dict().items():
         torch.testing.assert_close(second.state_dict()[key], value)
     assert not torch.allclose(second.logits, torch.zeros(2))
-
-
-def test_trains_through_the_cli(cli):
-    result = cli("balancer=moml", *FAST)
-    check_cli_run(result)
 
 
 def test_bad_hyperparameter_is_a_one_line_error(cli):

@@ -9,7 +9,6 @@ from tests.balancers.lookahead_toys import (
     FAST,
     TASKS,
     TinyLinear,
-    check_cli_run,
     make_batch,
     make_context,
     shared_grad,
@@ -69,11 +68,6 @@ def test_state_dict_round_trip():
     model_a, _ = step_on_one_batch(first, seed=5)
     model_b, _ = step_on_one_batch(second, seed=5)
     torch.testing.assert_close(shared_grad(model_a), shared_grad(model_b))
-
-
-def test_trains_through_the_cli(cli):
-    result = cli("balancer=sdmgrad", *FAST)
-    check_cli_run(result)
 
 
 def test_bad_hyperparameter_is_a_one_line_error(cli):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.balancers.gradient_toys import build, random_jacobian, update
+from tests.balancers.gradient_toys import build, random_jacobian, update, weights
 
 aggregation = pytest.importorskip("torchjd.aggregation")
 
@@ -108,7 +108,7 @@ def test_nash_mtl_agrees_and_satisfies_the_condition_more_tightly(num_tasks, see
     solves G a = 1/a by Newton. Same solution within CCP's tolerance; mtlrun's residual is smaller."""
     pytest.importorskip("cvxpy")
     J = jacobian(num_tasks, seed)
-    ours_weights = build("nash_mtl", num_tasks, max_norm=0.0).aggregate(J)
+    ours_weights = weights(build("nash_mtl", num_tasks, max_norm=0.0), J)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         aggregator = aggregation.NashMTL(n_tasks=num_tasks, max_norm=0.0)

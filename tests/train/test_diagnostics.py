@@ -46,7 +46,9 @@ def half_sq(output: Tensor, target: Tensor) -> Tensor:
 class SumAggregator(GradientAggregator):
     """Weights of one per task: the same update as equal weighting, through the Jacobian."""
 
-    def aggregate(self, jacobian: Tensor) -> Tensor:
+    output = "weights"
+
+    def weights(self, jacobian: Tensor, ctx: StepContext) -> Tensor:
         return torch.ones(jacobian.shape[0], dtype=jacobian.dtype, device=jacobian.device)
 
 
