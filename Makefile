@@ -31,6 +31,7 @@ lint: install
 	$(VENV)/bin/ruff check mtlrun tests bench
 	$(VENV)/bin/ruff format --check mtlrun tests bench
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) bench/balancers.py

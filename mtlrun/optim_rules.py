@@ -30,7 +30,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["AdamState", "adam", "adamw", "sgd", "preview_step", "UnsupportedOptimizer"]
+__all__ = ["AdamState", "adam", "adamw", "sgd", "preview_step", "PREVIEWABLE", "UnsupportedOptimizer"]
+
+
+#: the optimisers whose step :func:`preview_step` can compute
+PREVIEWABLE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 
 
 class UnsupportedOptimizer(ValueError):
@@ -152,7 +156,7 @@ def preview_step(optimizer: torch.optim.Optimizer, param: Tensor, grad: Tensor) 
     A parameter the optimiser does not hold is returned unchanged. SGD, Adam and AdamW only.
     """
     group = next((g for g in optimizer.param_groups if any(p is param for p in g["params"])), None)
-    if not isinstance(optimizer, (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)):
+    if not isinstance(optimizer, PREVIEWABLE):
         raise UnsupportedOptimizer(f"no update rule for optimizer {type(optimizer).__name__}")
     theta = param.detach()
     if group is None:

@@ -32,18 +32,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlrun.balancers.base import Balancer, Batch, GradientAggregator, StepContext
+from mtlrun.balancers.base import Balancer, Batch, StepContext
 from mtlrun.balancers.jacobian import flat, task_jacobian
 from mtlrun.data.batch import batch_losses
+from mtlrun.optim_rules import PREVIEWABLE, preview_step
 from mtlrun.outputs import write_json
 
 log = logging.getLogger("mtlrun")
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
-
-
-class UnsupportedOptimizer(ValueError):
-    """The affinity lookahead knows the update rules of SGD, Adam and AdamW only."""
 
 
 def pair_key(a: str, b: str) -> str:
@@ -78,82 +75,14 @@ def gradient_cosines(jacobian: Tensor) -> tuple[Tensor, Tensor]:
 # --------------------------------------------------------------------------------------------
 
 
-def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
-    """``"adam"`` (Adam, AdamW) or ``"sgd"``; anything else cannot be looked ahead."""
-    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
-        return "adam"
-    if isinstance(optimizer, torch.optim.SGD):
-        return "sgd"
-    raise UnsupportedOptimizer(f"no lookahead rule for optimizer {type(optimizer).__name__}")
-
-
-def _sgd_lookahead(theta: Tensor, grad: Tensor, group: Mapping[str, Any], state: Mapping[str, Any]) -> Tensor:
-    """torch.optim.SGD's update: d = g + wd*theta; buf = mu*buf + (1-dampening)*d (buf = d at first);
-    direction = d + mu*buf (Nesterov) or buf; theta' = theta - lr*direction."""
-    if group.get("maximize", False):
-        grad = -grad
-    wd, momentum, lr = group["weight_decay"], group["momentum"], float(group["lr"])
-    if wd:
-        grad = grad + wd * theta
-    if momentum:
-        buf = state.get("momentum_buffer")
-        buf = grad if buf is None else momentum * buf + (1 - group["dampening"]) * grad
-        grad = grad + momentum * buf if group["nesterov"] else buf
-    return theta - lr * grad
-
-
-def _adam_lookahead(
-    theta: Tensor, grad: Tensor, group: Mapping[str, Any], state: Mapping[str, Any], decoupled: bool
-) -> Tensor:
-    """torch.optim.Adam/AdamW's update (Kingma & Ba, ICLR 2015; Loshchilov & Hutter, ICLR 2019):
-    m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2 (v = max(v_max, v) with AMSGrad);
-    theta' = theta - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps), weight decay either added to
-    g (Adam) or applied as theta*(1 - lr*wd) first (AdamW)."""
-    if group.get("maximize", False):
-        grad = -grad
-    beta1, beta2 = (float(b) for b in group["betas"])
-    lr, wd, eps = float(group["lr"]), group["weight_decay"], group["eps"]
-    step = float(state["step"]) + 1 if "step" in state else 1.0
-    if wd:
-        if decoupled:
-            theta = theta * (1 - lr * wd)
-        else:
-            grad = grad + wd * theta
-    exp_avg = state.get("exp_avg")
-    exp_avg_sq = state.get("exp_avg_sq")
-    exp_avg = (1 - beta1) * grad if exp_avg is None else exp_avg + (grad - exp_avg) * (1 - beta1)
-    exp_avg_sq = (1 - beta2) * grad * grad if exp_avg_sq is None else beta2 * exp_avg_sq + (1 - beta2) * grad * grad
-    if group.get("amsgrad", False) and state.get("max_exp_avg_sq") is not None:
-        exp_avg_sq = torch.maximum(state["max_exp_avg_sq"], exp_avg_sq)
-    denom = exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5 + eps
-    return theta - (lr / (1 - beta1**step)) * exp_avg / denom
-
-
 def lookahead(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads: Sequence[Tensor]) -> list[Tensor]:
     """The parameters one ``optimizer.step()`` would produce from each candidate gradient.
 
     ``grads[k]`` has shape (K, *params[k].shape): K candidate gradients (one per task). Returns,
-    per parameter, (K, *shape) updated values. Reads the optimizer's state; never writes it.
-    A parameter the optimizer does not hold is returned unchanged.
+    per parameter, (K, *shape) updated values, by the optimiser's own update rule
+    (``mtlrun.optim_rules``, shared with the lookahead balancers). Never writes the optimizer's state.
     """
-    kind = optimizer_kind(optimizer)
-    decoupled_default = isinstance(optimizer, torch.optim.AdamW)
-    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
-    updated = []
-    with torch.no_grad():
-        for p, g in zip(params, grads):
-            theta = p.detach().unsqueeze(0)
-            group = group_of.get(id(p))
-            if group is None:
-                updated.append(theta.expand_as(g).clone())
-                continue
-            state = optimizer.state.get(p, {})
-            if kind == "sgd":
-                updated.append(_sgd_lookahead(theta, g, group, state))
-            else:
-                decoupled = bool(group.get("decoupled_weight_decay", decoupled_default))
-                updated.append(_adam_lookahead(theta, g, group, state, decoupled))
-    return updated
+    return [preview_step(optimizer, p, g) for p, g in zip(params, grads)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,21 +93,6 @@ def lookahead(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads:
 def has_active_dropout(model: nn.Module) -> bool:
     """Whether a forward of ``model`` draws random masks (dropout layers in training mode)."""
     return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0 for m in model.modules())
-
-
-def balancer_provides_jacobian(balancer: Balancer, step: int) -> bool:
-    """Whether ``balancer.backward`` at ``step`` will return the Jacobian on the shared parameters.
-
-    True for gradient aggregators that use the base backward on parameters (not ``rep_grad``),
-    except on the steps where ``update_every`` reuses cached weights. A subclass with its own
-    backward is not assumed to return one.
-    """
-    if not isinstance(balancer, GradientAggregator) or balancer.rep_grad:
-        return False
-    if type(balancer).backward is not GradientAggregator.backward:
-        return False
-    reuses = balancer.cached_weights.numel() == balancer.num_tasks and step % balancer.update_every != 0
-    return not reuses
 
 
 class Diagnostics:
@@ -218,10 +132,8 @@ class Diagnostics:
         if not affinity:
             self.affinity_reason = "diagnostics.affinity=false"
         else:
-            try:
-                optimizer_kind(optimizer)
-            except UnsupportedOptimizer as ex:
-                self.affinity_reason = str(ex)
+            if not isinstance(optimizer, PREVIEWABLE):
+                self.affinity_reason = f"no lookahead rule for optimizer {type(optimizer).__name__}"
         self.affinity = self.affinity_reason is None
         #: per sampled step: (epoch, cosine (T,T), norms (T,), affinity (T,T) or None), on the device
         self._pending: list[tuple[int, Tensor, Tensor, Tensor | None]] = []
@@ -255,7 +167,7 @@ class Diagnostics:
         representation, so J = dL/dshared (direct) + (dL/drep) (drep/dshared).
         """
         scaled = multipliers is not None and any(float(m) != 1.0 for m in multipliers.values())
-        if not scaled and balancer_provides_jacobian(balancer, ctx.step):
+        if not scaled and balancer.returns_jacobian(ctx.step):
             return None
         started = self._clock()
         stacked = torch.stack([losses[t] for t in self.tasks])

@@ -16,7 +16,7 @@ from mtlrun.balancers.weighting import EqualWeighting
 from mtlrun.data.tasks import binary_task, classification_task, regression_task
 from mtlrun.models.base import MultiTaskModel
 from mtlrun.models.encoders import EncoderSpec
-from mtlrun.train.diagnostics import Diagnostics, balancer_provides_jacobian, lookahead
+from mtlrun.train.diagnostics import Diagnostics, lookahead
 from tests.conftest import TINY
 
 #: end-to-end runs without the single-task baselines of the transfer report (not under test here)
@@ -53,10 +53,15 @@ class SumAggregator(GradientAggregator):
 
 
 class OwnBackward(SumAggregator):
-    """A subclass with its own backward: diagnostics must not rely on it returning J."""
+    """A balancer that declares it returns no Jacobian: diagnostics compute their own."""
+
+    def returns_jacobian(self, step: int) -> bool:
+        return False
 
     def backward(self, losses, ctx):
-        return super().backward(losses, ctx)
+        info = super().backward(losses, ctx)
+        info.jacobian = None
+        return info
 
 
 def tiny_tasks():
@@ -478,16 +483,15 @@ def test_scheduled_losses_get_their_own_unscaled_jacobian():
     torch.testing.assert_close(own, raw)
 
 
-def test_balancer_provides_jacobian_follows_update_every_and_rep_grad():
+def test_returns_jacobian_follows_update_every_and_rep_grad():
     tasks = ["a", "b"]
-    assert balancer_provides_jacobian(SumAggregator(tasks), 0)
-    assert not balancer_provides_jacobian(SumAggregator(tasks, rep_grad=True), 0)
-    assert not balancer_provides_jacobian(OwnBackward(tasks), 0)
-    assert not balancer_provides_jacobian(EqualWeighting(tasks), 0)
+    assert SumAggregator(tasks).returns_jacobian(0)
+    assert not SumAggregator(tasks, rep_grad=True).returns_jacobian(0)
+    assert not EqualWeighting(tasks).returns_jacobian(0)
     cached = SumAggregator(tasks, update_every=3)
-    assert balancer_provides_jacobian(cached, 1)  # no weights cached yet
+    assert cached.returns_jacobian(1)  # no weights cached yet
     cached.cached_weights = torch.ones(2)
-    assert balancer_provides_jacobian(cached, 3) and not balancer_provides_jacobian(cached, 4)
+    assert cached.returns_jacobian(3) and not cached.returns_jacobian(4)
 
 
 def test_jacobian_through_a_split_forward_equals_the_direct_one():
