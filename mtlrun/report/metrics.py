@@ -32,7 +32,7 @@ class TaskEvaluator:
         model.eval()
         for collection in self.collections.values():
             collection.reset()
-        loss_sums = {t: torch.zeros((), device=split.x.device) for t in self.tasks}
+        loss_sums = {t: torch.zeros((), device=split.device) for t in self.tasks}
         for x, targets in split.batches(batch_size):
             outputs = model(x)
             for name, spec in self.tasks.items():

@@ -62,7 +62,7 @@ class MTAN(MultiTaskModel):
                 for t in self.task_names
             }
         )
-        self.heads = build_heads(tasks, self.backbone.out_dim)
+        self.heads = build_heads(tasks, self.backbone)
 
     def _attend(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
         attended: dict[str, Tensor] = {}
