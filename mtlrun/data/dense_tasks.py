@@ -59,7 +59,7 @@ def normal_loss(output: Tensor, target: Tensor) -> Tensor:
     """``1 - mean cos(n̂, n)`` over the valid pixels, with n̂ the prediction normalised to unit length."""
     mask = valid_pixels(target).to(output.dtype)
     cosine = (F.normalize(output, dim=1) * target).sum(dim=1)
-    return 1.0 - _per_valid_pixel((cosine * mask).sum(), mask.sum())
+    return _per_valid_pixel(((1.0 - cosine) * mask).sum(), mask.sum())
 
 
 def segmentation_task(name: str, num_classes: int, primary: str = "miou") -> TaskSpec:
