@@ -37,7 +37,8 @@ class DSelectKGate(nn.Module):
     ``z_i`` in R^m and puts weight ``r(z_i)_e = prod_j S(z_ij)^[l(e)_j = 1] (1 - S(z_ij))^[l(e)_j = 0]``
     on expert e; the gate is ``q = sum_i softmax(w)_i r(z_i)``, so at most k experts get non-zero
     weight once every S(z_ij) is binary. With ``per_example`` z and w are linear functions of the
-    flattened input (example-conditioned gating), otherwise free parameters (task-only gating).
+    flattened input, large maps average-pooled first (example-conditioned gating), otherwise free
+    parameters (task-only gating).
     Initialisation follows the authors' code: z ~ U(-gamma/100, gamma/100), so every selector
     starts near the uniform mixture, and w ~ U(-0.05, 0.05).
     """
