@@ -95,6 +95,14 @@ def test_cityscapes_run(cli, tmp_path: Path, no_plots):
     summary = result.summary()
     assert set(summary["metrics"]["last"]["test"]) == {"segmentation", "depth"}
     assert summary["dataset_info"]["num_classes"] == 19
+    # same config and seed, augmentation on: the same metrics
+    args = ["dataset=cityscapes", f"dataset.root={root}", "dataset.augment=true", *TINY_SEGNET, *FAST]
+    first = cli(*args, "report.baselines=false")
+    second = cli(*args, "report.baselines=false")
+    assert first.code == second.code == 0, first.err + second.err
+    runs = first.run_dirs()[-2:]
+    metrics = [json.loads((r / "summary.json").read_text())["metrics"]["last"]["test"] for r in runs]
+    assert metrics[0] == metrics[1]
 
 
 def test_dense_task_on_a_vector_encoder_is_one_line(cli, nyu: Path):
