@@ -9,7 +9,7 @@ task Jacobian on the shared parameters. Configurations are timed in interleaved 
 median step time is reported.
 
     .venv/bin/python bench/dense.py                       # small size, markdown table on stdout
-    .venv/bin/python bench/dense.py --size 96 128 --batch 4 --steps 5 --rounds 3
+    .venv/bin/python bench/dense.py --size 96 128 --batch 4 --steps 5 --rounds 3 --device cuda
 """
 
 from __future__ import annotations
@@ -17,16 +17,25 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ENCODERS = {
-    "segnet": ["encoder=segnet"],
-    "resnet_dilated (ResNet-50, ASPP)": ["encoder=resnet_dilated"],
-}
+
+def encoders(narrow: int) -> dict[str, list[str]]:
+    """SegNet and the dilated ResNet-50 with ASPP heads, every width divided by ``narrow``."""
+    segnet = ",".join(str(c // narrow) for c in (64, 128, 256, 512, 512))
+    return {
+        f"segnet (widths / {narrow})": ["encoder=segnet", f"encoder.channels=[{segnet}]"],
+        f"resnet_dilated (ResNet-50, ASPP; widths / {narrow})": [
+            "encoder=resnet_dilated",
+            f"encoder.width={64 // narrow}",
+            f"encoder.head_width={256 // narrow}",
+        ],
+    }
 
 
 def write_fake_nyuv2(root: Path, n: int, size: tuple[int, int]) -> None:
@@ -109,18 +118,19 @@ def sync(device: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, nargs=2, default=(64, 96), help="image height and width")
+    parser.add_argument("--size", type=int, nargs=2, default=(32, 48), help="image height and width")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--narrow", type=int, default=1, help="divide every channel width by this")
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "nyuv2"
         write_fake_nyuv2(root, n=2 * args.batch, size=tuple(args.size))
-        for label, encoder in ENCODERS.items():
+        for label, encoder in encoders(args.narrow).items():
             closures = steps_for(root, encoder, args.batch, args.device)
             times: dict[str, list[float]] = {name: [] for name in closures}
             for step in closures.values():  # warm-up
@@ -134,6 +144,7 @@ def main() -> None:
                         step(k)
                         sync(args.device)
                         times[name].append(time.perf_counter() - start)
+            print(f"{label}: done", file=sys.stderr, flush=True)
             bare = statistics.median(times["bare PyTorch loop"])
             for name in closures:
                 median = statistics.median(times[name])
