@@ -1,10 +1,12 @@
 """Datasets: importing this package registers every built-in dataset."""
 
 from mtlrun.data import (  # noqa: F401  (registration)
+    cityscapes,
     image_folder,
     multi_digits,
     multi_domain,
     npy_folder,
+    nyuv2,
     synthetic,
     table,
 )

@@ -26,6 +26,8 @@ DATASETS: Registry[MultiTaskDataset] = Registry("dataset")
 
 #: Task kinds understood by heads, losses and metrics. Dense kinds take feature maps.
 TASK_KINDS = ("classification", "binary", "regression", "segmentation", "depth", "normal", "multilabel")
+#: kinds that are always per-pixel; a ``regression`` task is per-pixel when its spec says ``dense=True``
+DENSE_KINDS = ("segmentation", "depth", "normal")
 
 
 @dataclass
@@ -49,8 +51,12 @@ class TaskSpec:
     target_scale: float = 1.0
     #: targets may hold missing labels (NaN, or -1 for class targets): see the module docstring
     masked: bool = False
+    #: per-pixel task: its head reads a feature map and outputs (N, out_dim, H, W) at the input size
+    dense: bool = False
 
     def __post_init__(self) -> None:
+        if self.kind in DENSE_KINDS:
+            self.dense = True
         if self.kind not in TASK_KINDS:
             raise ValueError(f"task kind {self.kind!r} not in {TASK_KINDS}")
         if self.primary not in self.metrics:
@@ -66,6 +72,10 @@ class TaskSpec:
 
     def predictions(self, output: Tensor) -> Tensor:
         """Turn a head's raw output into what the metrics take."""
+        if self.dense:
+            if self.kind == "normal":
+                return torch.nn.functional.normalize(output, dim=1)
+            return output if self.kind == "segmentation" else output * self.target_scale + self.target_shift
         if self.kind == "binary":
             return torch.sigmoid(output.squeeze(-1))
         if self.kind == "multilabel":
@@ -145,6 +155,11 @@ class TensorSplit:
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the batches live."""
+        return self.x.device
 
 
 @dataclass

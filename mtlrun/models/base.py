@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from mtlrun.data.base import TaskSpec
 from mtlrun.errors import ConfigError
-from mtlrun.models.encoders import EncoderSpec
+from mtlrun.models.encoders import EncoderSpec, StagedEncoder
 from mtlrun.registry import Registry
 
 ARCHS: Registry[MultiTaskModel] = Registry("arch")
@@ -96,5 +96,10 @@ class MultiTaskModel(nn.Module):
         }
 
 
-def build_heads(tasks: list[TaskSpec], in_dim: int) -> nn.ModuleDict:
-    return nn.ModuleDict({t.name: t.build_head(in_dim) for t in tasks})
+def build_heads(tasks: list[TaskSpec], encoder: StagedEncoder | int) -> nn.ModuleDict:
+    """One head per task on ``encoder``'s output (vector or feature map; an int is a vector width)."""
+    if isinstance(encoder, int):
+        return nn.ModuleDict({t.name: t.build_head(encoder) for t in tasks})
+    from mtlrun.models.heads import build_head
+
+    return nn.ModuleDict({t.name: build_head(t, encoder) for t in tasks})

@@ -21,7 +21,19 @@ ENCODERS: Registry[StagedEncoder] = Registry("encoder")
 
 
 class StagedEncoder(nn.Module):
-    """A feature extractor made of ``stages``; ``stage_shapes[i]`` is stage i's output shape (no batch)."""
+    """A feature extractor made of ``stages``; ``stage_shapes[i]`` is stage i's output shape (no batch).
+
+    Encoders for dense tasks end in a feature map (C, h, w) instead of a vector; ``dense_head`` and
+    ``head_width`` say which per-pixel head suits them (see :mod:`mtlrun.models.heads`).
+    """
+
+    #: the head dense tasks get on this encoder: "conv" (MTAN's prediction layer) or "aspp" (DeepLab)
+    dense_head: str = "conv"
+    #: channels inside the dense head (0: the feature map's channels)
+    head_width: int = 0
+    #: set by :meth:`EncoderSpec.build`: the encoder's name and one input's shape
+    name: str = ""
+    input_shape: tuple[int, ...] = ()
 
     def __init__(self, stages: Sequence[nn.Module], stage_shapes: Sequence[tuple[int, ...]]) -> None:
         super().__init__()
@@ -49,7 +61,9 @@ class EncoderSpec:
     context: Mapping[str, Any] = field(default_factory=dict)
 
     def build(self) -> StagedEncoder:
-        return ENCODERS.build(self.name, self.options, input_shape=self.input_shape, **self.context)
+        encoder = ENCODERS.build(self.name, self.options, input_shape=self.input_shape, **self.context)
+        encoder.name, encoder.input_shape = self.name, tuple(self.input_shape)
+        return encoder
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, **dict(self.options)}

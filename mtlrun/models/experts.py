@@ -32,15 +32,34 @@ def at_least(prefix: str, minimum: int, **values: int) -> None:
             raise ConfigError(f"{prefix}.{key}={value} must be >= {minimum}")
 
 
+#: gates read a feature map average-pooled to at most this many cells per side and channel
+GATE_GRID = 16
+
+
+def gate_pool(in_shape: tuple[int, ...]) -> tuple[nn.Module, tuple[int, ...]]:
+    """What a gate reads of an input of ``in_shape``, and that reading's shape.
+
+    Vectors and small maps as they are; a map larger than ``GATE_GRID`` on a side adaptive-average-
+    pooled to at most GATE_GRID x GATE_GRID cells, so gates on full-size images or dense feature
+    maps stay small (a linear gate on a flattened 288x384 image would need 332k weights per expert).
+    """
+    if len(in_shape) == 3 and max(in_shape[1], in_shape[2]) > GATE_GRID:
+        size = (min(in_shape[1], GATE_GRID), min(in_shape[2], GATE_GRID))
+        return nn.AdaptiveAvgPool2d(size), (in_shape[0], *size)
+    return nn.Identity(), tuple(in_shape)
+
+
 class SoftmaxGate(nn.Module):
-    """The MMoE gate ``g(x) = softmax(W vec(x) + b)`` over the experts (Ma et al., KDD 2018, eq. 5)."""
+    """The MMoE gate ``g(x) = softmax(W vec(p(x)) + b)`` over the experts (Ma et al., KDD 2018, eq. 5),
+    with ``p`` the pooling of large feature maps (:func:`gate_pool`; identity otherwise)."""
 
     def __init__(self, in_shape: tuple[int, ...], num_experts: int) -> None:
         super().__init__()
-        self.linear = nn.Linear(flat_size(in_shape), num_experts)
+        self.pool, pooled = gate_pool(in_shape)
+        self.linear = nn.Linear(flat_size(pooled), num_experts)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.softmax(self.linear(x.flatten(1)), dim=-1)
+        return torch.softmax(self.linear(self.pool(x).flatten(1)), dim=-1)
 
 
 def mix(weights: Tensor, outputs: Sequence[Tensor]) -> Tensor:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from mtlrun.data.base import TaskSpec
 from mtlrun.models.base import MultiTaskModel
 from mtlrun.models.encoders import EncoderSpec, StagedEncoder
+from mtlrun.models.heads import build_head
 
 
 class _ToVectors(nn.Module):
@@ -178,7 +179,7 @@ class GroupedSingleTask(MultiTaskModel):
         for spec in tasks:
             torch.set_rng_state(start)
             encoders.append(encoder.build())
-            heads[spec.name] = spec.build_head(encoders[-1].out_dim)
+            heads[spec.name] = build_head(spec, encoders[-1])
         grouped = group_encoders(encoders, input_is_image=len(encoder.input_shape) == 3)
         if grouped is None:
             return None

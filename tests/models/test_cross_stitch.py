@@ -25,7 +25,9 @@ def test_identity_units_give_independent_columns(encoder):
     with torch.no_grad():
         for unit in model.units:
             for i, t in enumerate(model.task_names):
-                unit[t].alpha.copy_(torch.nn.functional.one_hot(torch.tensor(i), len(model.task_names)).float())
+                row = torch.nn.functional.one_hot(torch.tensor(i), len(model.task_names)).float()
+                alpha = unit[t].alpha  # (T,) on vectors, (T, C) per channel on maps
+                alpha.copy_(row.view(-1, *[1] * (alpha.dim() - 1)).expand_as(alpha))
     x, _ = batch()
     outputs = model(x)
     for t in model.task_names:

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from mtlrun.data.base import TaskSpec
 from mtlrun.errors import ConfigError
-from mtlrun.models.base import ARCHS, MultiTaskModel
+from mtlrun.models.base import ARCHS, MultiTaskModel, build_heads
 from mtlrun.models.encoders import EncoderSpec
 
 #: joins the tasks of a group in ``arch.branch_at`` keys and in module names, e.g. ``left+right``
@@ -89,7 +89,7 @@ class Branched(MultiTaskModel):
             nn.ModuleDict({self.key(g): encoder.build().stages[s] for g in groups})
             for s, groups in enumerate(self.partitions)
         )
-        self.heads = nn.ModuleDict({t.name: t.build_head(probe.out_dim) for t in tasks})
+        self.heads = build_heads(tasks, probe)
         self.trunk_length = next((s for s, groups in enumerate(self.partitions) if len(groups) > 1), num_stages)
         first_split = self.partitions[self.trunk_length] if self.trunk_length < num_stages else []
         self.has_representation = self.trunk_length > 0 and all(len(g) == 1 for g in first_split)

@@ -31,7 +31,7 @@ class CGC(MultiTaskModel):
         self.level = ExtractionLevel(
             self.task_names, encoder.build, encoder.input_shape, num_shared_experts, num_task_experts
         )
-        self.heads = build_heads(tasks, probe.out_dim)
+        self.heads = build_heads(tasks, probe)
 
     def gates(self, x: Tensor) -> dict[str, Tensor]:
         """Each task's expert weights (N, num_task_experts + num_shared_experts), own experts first."""

@@ -12,7 +12,7 @@ from mtlrun.data.base import TaskSpec
 from mtlrun.errors import ConfigError
 from mtlrun.models.base import ARCHS, MultiTaskModel, build_heads
 from mtlrun.models.encoders import EncoderSpec
-from mtlrun.models.experts import ExtractionLevel, at_least, flat_size
+from mtlrun.models.experts import ExtractionLevel, at_least, flat_size, gate_pool
 from mtlrun.registry import positive
 
 #: keeps the entropy's log() and the unreachable-code penalty finite once selectors are exactly binary
@@ -37,7 +37,8 @@ class DSelectKGate(nn.Module):
     ``z_i`` in R^m and puts weight ``r(z_i)_e = prod_j S(z_ij)^[l(e)_j = 1] (1 - S(z_ij))^[l(e)_j = 0]``
     on expert e; the gate is ``q = sum_i softmax(w)_i r(z_i)``, so at most k experts get non-zero
     weight once every S(z_ij) is binary. With ``per_example`` z and w are linear functions of the
-    flattened input (example-conditioned gating), otherwise free parameters (task-only gating).
+    flattened input, large maps average-pooled first (example-conditioned gating), otherwise free
+    parameters (task-only gating).
     Initialisation follows the authors' code: z ~ U(-gamma/100, gamma/100), so every selector
     starts near the uniform mixture, and w ~ U(-0.05, 0.05).
     """
@@ -49,9 +50,10 @@ class DSelectKGate(nn.Module):
         codes = [[(e >> (self.num_bits - 1 - j)) & 1 for j in range(self.num_bits)] for e in range(num_experts)]
         self.register_buffer("codes", torch.tensor(codes, dtype=torch.float32), persistent=False)
         self.per_example = per_example
+        self.pool, pooled = gate_pool(in_shape)
         z_bound = gamma / 100
         if per_example:
-            in_dim = flat_size(in_shape)
+            in_dim = flat_size(pooled)
             self.z_logits = nn.Linear(in_dim, k * self.num_bits)
             self.w_logits = nn.Linear(in_dim, k)
             for p in self.z_logits.parameters():
@@ -66,7 +68,7 @@ class DSelectKGate(nn.Module):
         """Selector logits z (N, k, m) and selector-mixing logits w (N, k)."""
         n = x.shape[0]
         if self.per_example:
-            flat = x.flatten(1)
+            flat = self.pool(x).flatten(1)
             return self.z_logits(flat).view(n, self.k, self.num_bits), self.w_logits(flat)
         return self.z.expand(n, -1, -1), self.w.expand(n, -1)
 
@@ -130,7 +132,7 @@ class DSelectK(MultiTaskModel):
         self.level = ExtractionLevel(
             self.task_names, encoder.build, encoder.input_shape, num_experts, 0, make_gate=make_gate
         )
-        self.heads = build_heads(tasks, probe.out_dim)
+        self.heads = build_heads(tasks, probe)
         self._routing_input: Tensor | None = None
 
     def gates(self, x: Tensor) -> dict[str, Tensor]:

@@ -19,7 +19,7 @@ class HardParameterSharing(MultiTaskModel):
     def __init__(self, encoder: EncoderSpec, tasks: list[TaskSpec]) -> None:
         super().__init__(encoder, tasks)
         self.encoder = encoder.build()
-        self.heads = build_heads(tasks, self.encoder.out_dim)
+        self.heads = build_heads(tasks, self.encoder)
 
     def encode(self, x: Tensor) -> Tensor:
         return self.encoder(x)

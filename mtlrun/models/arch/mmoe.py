@@ -26,7 +26,7 @@ class MMoE(MultiTaskModel):
         at_least("arch", 1, num_experts=num_experts)
         probe = encoder.build()
         self.level = ExtractionLevel(self.task_names, encoder.build, encoder.input_shape, num_experts, 0)
-        self.heads = build_heads(tasks, probe.out_dim)
+        self.heads = build_heads(tasks, probe)
 
     def gates(self, x: Tensor) -> dict[str, Tensor]:
         """Each task's expert weights (N, num_experts)."""

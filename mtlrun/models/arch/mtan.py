@@ -64,7 +64,7 @@ class MTAN(MultiTaskModel):
                 for t in self.task_names
             }
         )
-        self.heads = build_heads(tasks, self.backbone.out_dim)
+        self.heads = build_heads(tasks, self.backbone)
 
     def _attend(self, x: Tensor, tasks: list[str] | None = None) -> tuple[dict[str, Tensor], dict[str, list[Tensor]]]:
         tasks = self.task_names if tasks is None else tasks

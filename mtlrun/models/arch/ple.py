@@ -49,7 +49,7 @@ class PLE(MultiTaskModel):
             )
             for i in range(len(probe.stages))
         )
-        self.heads = build_heads(tasks, probe.out_dim)
+        self.heads = build_heads(tasks, probe)
 
     def _levels(self, x: Tensor) -> list[LevelOutput]:
         task_inputs, shared = {t: x for t in self.task_names}, x

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from mtlrun.data.base import TaskSpec
 from mtlrun.models.base import ARCHS, MultiTaskModel
 from mtlrun.models.encoders import EncoderSpec
+from mtlrun.models.heads import build_head
 
 
 @ARCHS.register("single_task")
@@ -27,7 +28,7 @@ class SingleTask(MultiTaskModel):
         for spec in tasks:
             torch.set_rng_state(start)
             encoders[spec.name] = encoder.build()
-            heads[spec.name] = spec.build_head(encoders[spec.name].out_dim)
+            heads[spec.name] = build_head(spec, encoders[spec.name])
         self.encoders = nn.ModuleDict(encoders)
         self.heads = nn.ModuleDict(heads)
 

@@ -11,6 +11,7 @@ from mtlrun.data.base import TaskSpec
 from mtlrun.errors import ConfigError
 from mtlrun.models.base import ARCHS, MultiTaskModel
 from mtlrun.models.encoders import EncoderSpec
+from mtlrun.models.heads import build_head
 
 
 @ARCHS.register("soft_sharing")
@@ -43,7 +44,7 @@ class SoftSharing(MultiTaskModel):
             raise ConfigError(f"arch.strength={strength} must be >= 0")
         self.penalty, self.strength = penalty, strength
         self.encoders = nn.ModuleDict({t: encoder.build() for t in self.task_names})
-        self.heads = nn.ModuleDict({t.name: t.build_head(self.encoders[t.name].out_dim) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: build_head(t, self.encoders[t.name]) for t in tasks})
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return {t: self.heads[t](self.encoders[t](x)) for t in self.task_names}
