@@ -12,6 +12,18 @@ from omegaconf import MISSING
 
 
 @dataclass
+class DatasetCityscapesOptions:
+    name: str = "cityscapes"
+    root: Optional[str] = None
+    labels: str = "label_7"
+    num_classes: Optional[int] = None
+    verify: bool = True
+    augment: bool = False
+    val_size: int = 0
+    seed: int = 0
+
+
+@dataclass
 class DatasetImageFolderOptions:
     name: str = "image_folder"
     root: Optional[str] = None
@@ -57,6 +69,16 @@ class DatasetNpyFolderOptions:
     name: str = "npy_folder"
     root: str = MISSING
     tasks: Any = None
+
+
+@dataclass
+class DatasetNyuv2Options:
+    name: str = "nyuv2"
+    root: Optional[str] = None
+    verify: bool = True
+    augment: bool = False
+    val_size: int = 0
+    seed: int = 0
 
 
 @dataclass
@@ -112,6 +134,26 @@ class EncoderMlpOptions:
 
 
 @dataclass
+class EncoderResnetDilatedOptions:
+    name: str = "resnet_dilated"
+    depth: int = 50
+    width: int = 64
+    dilated: bool = True
+    weights: Optional[str] = None
+    head: str = "aspp"
+    head_width: int = 256
+
+
+@dataclass
+class EncoderSegnetOptions:
+    name: str = "segnet"
+    channels: List[int] = field(default_factory=lambda: [64, 128, 256, 512, 512])
+    convs: List[int] = field(default_factory=lambda: [2, 2, 3, 3, 3])
+    decoder: bool = True
+    weights: Optional[str] = None
+
+
+@dataclass
 class EncoderTabularOptions:
     name: str = "tabular"
     numeric: Optional[int] = None
@@ -139,6 +181,7 @@ class ArchCgcOptions:
 class ArchCrossStitchOptions:
     name: str = "cross_stitch"
     alpha_self: float = 0.9
+    per_channel: bool = True
 
 
 @dataclass
@@ -486,15 +529,19 @@ class LoggerTensorboardOptions:
 
 #: (group, choice) -> its structured config
 OPTIONS: dict[tuple[str, str], type] = {
+    ("dataset", "cityscapes"): DatasetCityscapesOptions,
     ("dataset", "image_folder"): DatasetImageFolderOptions,
     ("dataset", "multi_digits"): DatasetMultiDigitsOptions,
     ("dataset", "multi_domain"): DatasetMultiDomainOptions,
     ("dataset", "npy_folder"): DatasetNpyFolderOptions,
+    ("dataset", "nyuv2"): DatasetNyuv2Options,
     ("dataset", "synthetic"): DatasetSyntheticOptions,
     ("dataset", "table"): DatasetTableOptions,
     ("encoder", "auto"): EncoderAutoOptions,
     ("encoder", "cnn"): EncoderCnnOptions,
     ("encoder", "mlp"): EncoderMlpOptions,
+    ("encoder", "resnet_dilated"): EncoderResnetDilatedOptions,
+    ("encoder", "segnet"): EncoderSegnetOptions,
     ("encoder", "tabular"): EncoderTabularOptions,
     ("arch", "branched"): ArchBranchedOptions,
     ("arch", "cgc"): ArchCgcOptions,
