@@ -123,6 +123,9 @@ class MultiTaskDataset:
     input_shape: tuple[int, ...]
     default_encoder: str
     info: dict[str, Any] = field(default_factory=dict)
+    #: options the dataset supplies to an encoder by name, e.g. the vocabulary sizes of its
+    #: categorical columns: ``{"tabular_embedding": {"cardinalities": [...]}}``
+    encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def split(self, name: str) -> TensorSplit:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -137,6 +140,7 @@ class MultiTaskDataset:
             input_shape=self.input_shape,
             default_encoder=self.default_encoder,
             info=self.info,
+            encoder_options=self.encoder_options,
         )
 
 

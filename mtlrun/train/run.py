@@ -89,6 +89,7 @@ def encoder_spec(cfg: DictConfig, data: MultiTaskDataset) -> EncoderSpec:
     name = cfg.encoder.name
     if name == "auto":
         name, options = data.default_encoder, {}
+    options = {**data.encoder_options.get(name, {}), **options}  # data-derived sizes, e.g. vocabularies
     return EncoderSpec(name=name, input_shape=tuple(data.input_shape), options=options)
 
 
