@@ -160,8 +160,11 @@ def download(dataset: str, root: Path, file: DataFile, *, timeout: float = 60.0)
                         out.write(chunk)
                         progress.update(bar, advance=len(chunk))
         if file.md5 is not None:
-            content = read_bytes(dataset, root, tmp, f"the transfer from {file.url} is corrupt; try again")
-            check_md5(dataset, root, tmp, content, file.md5, f"the transfer from {file.url} is corrupt; try again")
+            retry = "the transfer was corrupt or the file changed; try again"
+            got = md5(read_bytes(dataset, root, tmp, retry))
+            if got != file.md5:
+                problem = f"the download of {file.name} from {file.url} has MD5 {got}, not the published {file.md5}"
+                raise data_error(dataset, root, problem, retry)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -169,12 +172,13 @@ def download(dataset: str, root: Path, file: DataFile, *, timeout: float = 60.0)
 
 
 def fetch_missing(
-    dataset: str, root: Path, files: Sequence[DataFile], *, alternatives: dict[str, Sequence[str]]
+    dataset: str, root: Path, files: Sequence[DataFile], *, alternatives: dict[str, Sequence[str]], verify: bool = True
 ) -> None:
-    """Download each of ``files`` that is not yet under ``root`` (``dataset.download=true``)."""
+    """Download each of ``files`` that is not yet under ``root`` (``dataset.download=true``);
+    ``verify=False`` skips the checksum, like every other read under ``dataset.verify=false``."""
     for file in files:
         if locate(root, [file.name, *alternatives.get(file.name, ())]) is None:
-            download(dataset, root, file)
+            download(dataset, root, file if verify else DataFile(file.name, file.url))
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

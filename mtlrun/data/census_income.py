@@ -145,7 +145,7 @@ def census_income(
     in_range("dataset", "val_fraction", val_fraction, 0.01, 0.99)
     folder = bf.data_root("census_income", root)
     if download:
-        bf.fetch_missing("census_income", folder, FILES, alternatives=ALTERNATIVES)
+        bf.fetch_missing("census_income", folder, FILES, alternatives=ALTERNATIVES, verify=verify)
     train, held_out = (read_file(folder, f, n, verify) for f, n in zip(FILES, COUNTS))
     tasks = GROUP_TASKS[group]
     dropped = set(NOT_FEATURES) | ({"education"} if "education" in tasks else set())

@@ -89,7 +89,9 @@ def load_idx(
     files = source_files(kind)
     how = _how(kind)
     if download:
-        bf.fetch_missing(dataset, root, files, alternatives={f.name: [f.name[:-3], "raw/" + f.name] for f in files})
+        bf.fetch_missing(
+            dataset, root, files, alternatives={f.name: [f.name[:-3], "raw/" + f.name] for f in files}, verify=verify
+        )
     out = {}
     for split, (img_file, lbl_file) in (("train", files[:2]), ("t10k", files[2:])):
         arrays = []
