@@ -67,11 +67,13 @@ def data_error(dataset: str, root: Path, problem: str, how: str) -> ConfigError:
 
 def how_to_get(files: Sequence[DataFile], extra: str = "") -> str:
     """A short 'how to get it' sentence for a dataset's files."""
-    urls = [f.url for f in files if f.url]
+    urls = list(dict.fromkeys(f.url for f in files if f.url))
+    folders: dict[str, list[str]] = {}
+    for url in urls:
+        folders.setdefault(url.rsplit("/", 1)[0] + "/", []).append(url)
     parts = []
     if urls:
-        base = os.path.commonprefix(urls)
-        where = base.rsplit("/", 1)[0] + "/" if len(urls) > 1 else urls[0]
+        where = " and ".join(group[0] if len(group) == 1 else folder for folder, group in folders.items())
         parts.append(f"download from {where} or set dataset.download=true")
     if extra:
         parts.append(extra)
