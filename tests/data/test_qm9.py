@@ -64,3 +64,27 @@ def test_cli_run(cli, tmp_path):
     assert result.code == 0, result.err
     summary = result.summary()
     assert summary["run"]["tasks"] == list(TARGETS) and summary["status"] == "completed"
+
+
+def test_download_extracts_the_archive(tmp_path, monkeypatch):
+    """dataset.download=true: the DeepChem zip (gdb9.sdf + csv) and the uncharacterized list, faked."""
+    import io
+    import zipfile
+
+    from mtlrun.data import benchmark_files as bf
+    from mtlrun.data.qm9 import EXCLUDED, ZIP
+    from tests.data.test_benchmark_files import fake_opener
+
+    source = tmp_path / "source"
+    write_qm9(source, copies=2)
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in ("gdb9.sdf", "gdb9.sdf.csv"):
+            z.writestr(name, (source / name).read_bytes())
+    payloads = {ZIP.url: archive.getvalue(), EXCLUDED.url: (source / "uncharacterized.txt").read_bytes()}
+    calls: list[str] = []
+    monkeypatch.setattr(bf, "urlopen", fake_opener(payloads, calls))
+    target = tmp_path / "target"
+    data = DATASETS.build("qm9", {"root": str(target), "download": True, **SMALL})
+    assert sorted(calls) == sorted(payloads) and sum(data.info["sizes"]) == 6
+    assert sorted(p.name for p in target.iterdir()) == ["gdb9.sdf", "gdb9.sdf.csv", "uncharacterized.txt"]
