@@ -41,7 +41,7 @@ ATTR = bf.DataFile("list_attr_celeba.txt", md5="75e246fa4810816ffd6ee81facbd244c
 PARTITION = bf.DataFile("list_eval_partition.txt", md5="d32c9cbf5e040fd4025c592c306e6668")
 COUNT = 202599
 IMAGE_FOLDERS = ("img_align_celeba", "Img/img_align_celeba_png", "Img/img_align_celeba")
-#: the per-channel statistics Sener & Koltun normalise with are those of ImageNet
+#: per-channel normalisation with the usual ImageNet statistics
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 HOW = (
     "get it: download img_align_celeba.zip, list_attr_celeba.txt and list_eval_partition.txt from "

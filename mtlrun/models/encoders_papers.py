@@ -36,7 +36,8 @@ def _need_image(name: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]
 def lenet(input_shape: tuple[int, ...], dropout: float = 0.5, features: int = 50) -> StagedEncoder:
     """MultiLeNet's shared part (Sener & Koltun 2018, ``multi_lenet.py``): conv 5x5 to 10 channels,
     max-pool 2, ReLU; conv 5x5 to 20 channels, 2-D dropout, max-pool 2, ReLU; a linear layer to
-    ``features`` (50) with ReLU. Three stages."""
+    ``features`` (50) with ReLU. Three stages. (The original draws one channel mask per batch and
+    does not rescale; standard ``Dropout2d`` is used here.)"""
     c, h, w = _need_image("lenet", input_shape)
     positive("encoder", features=features)
     if not 0 <= dropout < 1:
@@ -74,8 +75,8 @@ class BasicBlock(nn.Module):
 @ENCODERS.register("resnet18")
 def resnet18(input_shape: tuple[int, ...], width: int = 64, blocks: list[int] = (2, 2, 2, 2)) -> StagedEncoder:
     """The ResNet-18 trunk of Sener & Koltun's CelebA model (``multi_faces_resnet.py``): a 3x3 stem,
-    four stages of basic blocks with widths ``width`` x (1, 2, 4, 8) and strides (1, 2, 2, 2), global
-    average pooling to a ``8 * width`` feature vector (512). One stage per block group."""
+    four stages of basic blocks with widths ``width`` x (1, 2, 4, 8) and strides (1, 2, 2, 2), 4x4
+    average pooling, flattened (2,048 features for 64x64 images). One stage per block group."""
     c, h, w = _need_image("resnet18", input_shape)
     positive("encoder", width=width, **{f"blocks[{i}]": b for i, b in enumerate(blocks)})
     if len(blocks) != 4:
@@ -94,8 +95,9 @@ def resnet18(input_shape: tuple[int, ...], width: int = 64, blocks: list[int] = 
         h, w = (h + stride - 1) // stride, (w + stride - 1) // stride
         stages.append(nn.Sequential(*layers))
         shapes.append((c_out, h, w))
-    stages[-1] = nn.Sequential(*stages[-1], nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    shapes[-1] = (c_in,)
+    pool = min(4, h, w)  # Sener & Koltun's 4x4 average pooling: 2x2x512 = 2048 features at 64x64
+    stages[-1] = nn.Sequential(*stages[-1], nn.AvgPool2d(pool), nn.Flatten())
+    shapes[-1] = (c_in * (h // pool) * (w // pool),)
     return StagedEncoder(stages, shapes)
 
 

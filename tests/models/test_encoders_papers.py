@@ -17,10 +17,11 @@ def test_lenet_and_resnet18_shapes():
     assert lenet.stage_shapes == [(10, 12, 12), (20, 4, 4), (50,)]
     assert lenet(torch.zeros(2, 1, 28, 28)).shape == (2, 50)
     resnet = ENCODERS.build("resnet18", {"width": 4}, input_shape=(3, 16, 16))
-    assert resnet.stage_shapes == [(4, 16, 16), (8, 8, 8), (16, 4, 4), (32,)]
+    assert resnet.stage_shapes == [(4, 16, 16), (8, 8, 8), (16, 4, 4), (32,)]  # 2x2 pooled globally
     assert resnet(torch.zeros(2, 3, 16, 16)).shape == (2, 32)
     full = ENCODERS.build("resnet18", {}, input_shape=(3, 64, 64))
-    assert full.out_dim == 512 and 11_000_000 < sum(p.numel() for p in full.parameters()) < 11_300_000
+    assert full.stage_shapes[-2] == (256, 16, 16) and full.out_dim == 2048  # 4x4 pooling of 512 x 8 x 8
+    assert 11_000_000 < sum(p.numel() for p in full.parameters()) < 11_300_000
     with pytest.raises(ConfigError, match="encoder=lenet needs image inputs"):
         ENCODERS.build("lenet", {}, input_shape=(10,))
 
