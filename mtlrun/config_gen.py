@@ -18,7 +18,7 @@ from typing import Any
 #: per group: the registry, and the constructor arguments the code passes (not user options)
 GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dataset": ("mtlrun.data:DATASETS", ()),
-    "encoder": ("mtlrun.models:ENCODERS", ("input_shape",)),
+    "encoder": ("mtlrun.models:ENCODERS", ("input_shape", "numeric", "cardinalities")),
     "arch": ("mtlrun.models:ARCHS", ("encoder", "tasks")),
     "balancer": ("mtlrun.balancers:BALANCERS", ("tasks",)),
     "schedule": ("mtlrun.train.schedule:SCHEDULES", ("tasks",)),

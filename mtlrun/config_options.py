@@ -12,6 +12,26 @@ from omegaconf import MISSING
 
 
 @dataclass
+class DatasetCelebaOptions:
+    name: str = "celeba"
+    root: Optional[str] = None
+    verify: bool = True
+    download: bool = False
+    image_size: int = 64
+
+
+@dataclass
+class DatasetCensusIncomeOptions:
+    name: str = "census_income"
+    root: Optional[str] = None
+    verify: bool = True
+    download: bool = False
+    group: int = 1
+    seed: int = 0
+    val_fraction: float = 0.5
+
+
+@dataclass
 class DatasetCityscapesOptions:
     name: str = "cityscapes"
     root: Optional[str] = None
@@ -65,6 +85,40 @@ class DatasetMultiDomainOptions:
 
 
 @dataclass
+class DatasetMultiFashionOptions:
+    name: str = "multi_fashion"
+    root: Optional[str] = None
+    verify: bool = True
+    download: bool = False
+    seed: int = 0
+    val_fraction: float = 0.08333333333333333
+    train_limit: int = 0
+
+
+@dataclass
+class DatasetMultiFashionMnistOptions:
+    name: str = "multi_fashion_mnist"
+    root: Optional[str] = None
+    fashion_root: Optional[str] = None
+    verify: bool = True
+    download: bool = False
+    seed: int = 0
+    val_fraction: float = 0.08333333333333333
+    train_limit: int = 0
+
+
+@dataclass
+class DatasetMultiMnistOptions:
+    name: str = "multi_mnist"
+    root: Optional[str] = None
+    verify: bool = True
+    download: bool = False
+    seed: int = 0
+    val_fraction: float = 0.08333333333333333
+    train_limit: int = 0
+
+
+@dataclass
 class DatasetNpyFolderOptions:
     name: str = "npy_folder"
     root: str = MISSING
@@ -79,6 +133,27 @@ class DatasetNyuv2Options:
     augment: bool = False
     val_size: int = 0
     seed: int = 0
+
+
+@dataclass
+class DatasetPenguinsOptions:
+    name: str = "penguins"
+    root: Optional[str] = None
+    verify: bool = True
+    seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+
+@dataclass
+class DatasetQm9Options:
+    name: str = "qm9"
+    root: Optional[str] = None
+    verify: bool = True
+    download: bool = False
+    seed: int = 0
+    val_size: int = 10000
+    test_size: int = 10000
 
 
 @dataclass
@@ -127,10 +202,33 @@ class EncoderCnnOptions:
 
 
 @dataclass
+class EncoderLenetOptions:
+    name: str = "lenet"
+    dropout: float = 0.5
+    features: int = 50
+
+
+@dataclass
 class EncoderMlpOptions:
     name: str = "mlp"
     hidden: List[int] = field(default_factory=lambda: [128, 64])
     dropout: float = 0.0
+
+
+@dataclass
+class EncoderMpnnOptions:
+    name: str = "mpnn"
+    dim: int = 64
+    steps: int = 3
+    rbf: int = 16
+    cutoff: float = 10.0
+
+
+@dataclass
+class EncoderResnet18Options:
+    name: str = "resnet18"
+    width: int = 64
+    blocks: List[int] = field(default_factory=lambda: [2, 2, 2, 2])
 
 
 @dataclass
@@ -156,12 +254,17 @@ class EncoderSegnetOptions:
 @dataclass
 class EncoderTabularOptions:
     name: str = "tabular"
-    numeric: Optional[int] = None
-    cardinalities: List[int] = field(default_factory=lambda: [])
     hidden: List[int] = field(default_factory=lambda: [128, 64])
     dropout: float = 0.0
     embedding_dim: Optional[int] = None
     max_embedding_dim: int = 16
+
+
+@dataclass
+class EncoderTabularEmbeddingOptions:
+    name: str = "tabular_embedding"
+    embedding_dim: int = 4
+    hidden: List[int] = field(default_factory=lambda: [64])
 
 
 @dataclass
@@ -529,20 +632,31 @@ class LoggerTensorboardOptions:
 
 #: (group, choice) -> its structured config
 OPTIONS: dict[tuple[str, str], type] = {
+    ("dataset", "celeba"): DatasetCelebaOptions,
+    ("dataset", "census_income"): DatasetCensusIncomeOptions,
     ("dataset", "cityscapes"): DatasetCityscapesOptions,
     ("dataset", "image_folder"): DatasetImageFolderOptions,
     ("dataset", "multi_digits"): DatasetMultiDigitsOptions,
     ("dataset", "multi_domain"): DatasetMultiDomainOptions,
+    ("dataset", "multi_fashion"): DatasetMultiFashionOptions,
+    ("dataset", "multi_fashion_mnist"): DatasetMultiFashionMnistOptions,
+    ("dataset", "multi_mnist"): DatasetMultiMnistOptions,
     ("dataset", "npy_folder"): DatasetNpyFolderOptions,
     ("dataset", "nyuv2"): DatasetNyuv2Options,
+    ("dataset", "penguins"): DatasetPenguinsOptions,
+    ("dataset", "qm9"): DatasetQm9Options,
     ("dataset", "synthetic"): DatasetSyntheticOptions,
     ("dataset", "table"): DatasetTableOptions,
     ("encoder", "auto"): EncoderAutoOptions,
     ("encoder", "cnn"): EncoderCnnOptions,
+    ("encoder", "lenet"): EncoderLenetOptions,
     ("encoder", "mlp"): EncoderMlpOptions,
+    ("encoder", "mpnn"): EncoderMpnnOptions,
+    ("encoder", "resnet18"): EncoderResnet18Options,
     ("encoder", "resnet_dilated"): EncoderResnetDilatedOptions,
     ("encoder", "segnet"): EncoderSegnetOptions,
     ("encoder", "tabular"): EncoderTabularOptions,
+    ("encoder", "tabular_embedding"): EncoderTabularEmbeddingOptions,
     ("arch", "branched"): ArchBranchedOptions,
     ("arch", "cgc"): ArchCgcOptions,
     ("arch", "cross_stitch"): ArchCrossStitchOptions,

@@ -1,12 +1,17 @@
 """Datasets: importing this package registers every built-in dataset."""
 
 from mtlrun.data import (  # noqa: F401  (registration)
+    celeba,
+    census_income,
     cityscapes,
     image_folder,
     multi_digits,
     multi_domain,
+    multi_mnist,
     npy_folder,
     nyuv2,
+    penguins,
+    qm9,
     synthetic,
     table,
 )
