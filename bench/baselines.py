@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_module
 
 from mtlrun.config import register_schema
 from mtlrun.train.baselines import train_baselines
-from mtlrun.train.loop import Trainer, optimizer_for
+from mtlrun.train.loop import Trainer
 from mtlrun.train.run import build
 
 
@@ -33,19 +33,7 @@ def timed(fn) -> float:
 def mtl_seconds(cfg) -> float:
     c = build(cfg)
     t = cfg.trainer
-    opt = optimizer_for(t, c.model, c.balancer)
-    trainer = Trainer(
-        c.model,
-        c.balancer,
-        c.data,
-        optimizer=opt,
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        grad_clip=t.grad_clip,
-        seed=cfg.seed,
-        device=c.device,
-        primary=c.primary,
-    )
+    trainer = Trainer.from_config(t, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary)
     return timed(trainer.fit)
 
 

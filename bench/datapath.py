@@ -25,7 +25,7 @@ import torch
 from hydra import compose, initialize_config_module
 
 from mtlrun.config import register_schema
-from mtlrun.train.loop import Trainer, optimizer_for
+from mtlrun.train.loop import Trainer
 from mtlrun.train.run import build
 
 
@@ -51,17 +51,8 @@ class Setting:
         c = build(cfg)
         self.path = c.data.info["loader"]
         t = cfg.trainer
-        self.trainer = Trainer(
-            c.model,
-            c.balancer,
-            c.data,
-            optimizer=optimizer_for(t, c.model, c.balancer),
-            epochs=1,
-            batch_size=t.batch_size,
-            grad_clip=t.grad_clip,
-            seed=cfg.seed,
-            device=c.device,
-            primary=c.primary,
+        self.trainer = Trainer.from_config(
+            t, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary
         )
         self.device = c.device
         self.times: list[float] = []

@@ -62,12 +62,12 @@ def one_run(overrides: list[str], folder: Path) -> tuple[float, float, int, list
     with initialize_config_module("mtlrun.conf", version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     with step_timer([]) as durations:
-        summary = run(cfg, folder)
-    if summary.get("status") != "completed":
-        raise RuntimeError(f"run with {overrides} ended {summary.get('status')}: {summary.get('error')}")
+        summary, _ = run(cfg, folder)
+    if not summary.completed:
+        raise RuntimeError(f"run with {overrides} ended {summary.status}: {summary.error}")
     diagnostics = folder / "diagnostics.json"
     overhead = json.loads(diagnostics.read_text())["overhead_s"] if diagnostics.exists() else 0.0
-    return float(summary["timings"]["train_s"]), float(overhead), int(cfg.diagnostics.every), durations
+    return float(summary.timings["train_s"]), float(overhead), int(cfg.diagnostics.every), durations
 
 
 def median_of(values: list[float]) -> float:
