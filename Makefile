@@ -21,11 +21,12 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/mtlrun $(ARGS)
 
+# the suite runs on every core (pytest-xdist); tests use one torch thread each
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 test-all: install
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PY) -m pytest -q -n auto -m "slow or not slow"
 
 lint: install
 	$(VENV)/bin/ruff check mtlrun tests bench

@@ -47,4 +47,4 @@ def test_bad_option_on_the_command_line_exits_2_with_one_line(cli):
     result = cli("balancer=dwa", "balancer.temperature=-1", *FAST)
     assert result.code == 2
     lines = [line for line in result.err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "balancer.temperature=-1 must be > 0" in lines[0]
+    assert len(lines) == 1 and "balancer.temperature=-1.0 must be > 0" in lines[0]

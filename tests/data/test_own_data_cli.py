@@ -47,7 +47,7 @@ def test_table_declared_in_a_yaml_under_config_dir(cli, tmp_path, no_plots):
     write_penguins(tmp_path / "penguins.csv", n=90)
     conf = tmp_path / "myconf" / "dataset"
     conf.mkdir(parents=True)
-    (conf / "penguins.yaml").write_text(
+    (conf / "my_penguins.yaml").write_text(
         textwrap.dedent(
             """\
             # Palmer penguins: species, sex (some missing) and body mass from the measurements.
@@ -62,7 +62,7 @@ def test_table_declared_in_a_yaml_under_config_dir(cli, tmp_path, no_plots):
             """
         )
     )
-    result = cli("--config-dir", "myconf", "dataset=penguins", *FAST)
+    result = cli("--config-dir", "myconf", "dataset=my_penguins", *FAST)
     summary = _check_report(result, ["species", "sex", "body_mass_g"])
     assert summary["primary"] == {"species": "accuracy", "sex": "auroc", "body_mass_g": "rmse"}
     assert set(summary["metrics"]["last"]["test"]["body_mass_g"]) == {"rmse", "mae"}

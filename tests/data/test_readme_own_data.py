@@ -65,7 +65,7 @@ def test_every_example_of_the_your_own_data_section_runs(cli, tmp_path, monkeypa
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(body, encoding="utf-8")
             written.append(path.relative_to(tmp_path).as_posix())
-    assert written == ["conf/dataset/penguins.yaml", "my_pkg/my_module.py", "conf/dataset/mine.yaml"]
+    assert written == ["conf/dataset/my_penguins.yaml", "my_pkg/my_module.py", "conf/dataset/mine.yaml"]
     runs = [args for lang, body in blocks if lang == "bash" for args in commands(body)]
     assert len(runs) == 5
     write_penguins(tmp_path / "penguins.csv", n=120)
