@@ -110,7 +110,7 @@ class Summary:
             if f.name not in data:
                 continue
             value = data[f.name]
-            default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+            default = f.default_factory() if callable(f.default_factory) else f.default
             if isinstance(default, (dict, RunIdentity)) and not isinstance(value, dict):
                 continue
             values[f.name] = value

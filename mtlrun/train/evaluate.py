@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from mtlrun.data.base import TaskSpec, TensorSplit
+from mtlrun.data.base import TaskSpec
 from mtlrun.data.multi_input import is_multi_input
 
 Metrics = dict[str, dict[str, float]]  # {task: {metric: value}}
@@ -27,7 +28,7 @@ class TaskEvaluator:
         }
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: TensorSplit, batch_size: int) -> tuple[Metrics, dict[str, float]]:
+    def evaluate(self, model: nn.Module, split: Any, batch_size: int) -> tuple[Metrics, dict[str, float]]:
         """Return ``({task: {metric: value}}, {task: mean loss})`` on ``split``.
 
         On a multi-input split each task is evaluated on its own split (``model.forward_task``).
@@ -38,11 +39,14 @@ class TaskEvaluator:
             collection.reset()
         loss_sums = {t: torch.zeros((), device=self.device) for t in self.tasks}
         counts = {t: torch.zeros((), device=self.device) for t in self.tasks}  # present labels
+        parts: list[tuple[Any, Mapping[str, TaskSpec], Callable[[Tensor], Any]]]
         if is_multi_input(split):
-            parts = [
-                (split.splits[t], {t: spec}, lambda x, t=t: {t: model.forward_task(x, t)})
-                for t, spec in self.tasks.items()
-            ]
+            forward_task: Callable[[Tensor, str], Tensor] = model.forward_task  # type: ignore[assignment]
+
+            def one_task(task: str) -> Callable[[Tensor], dict[str, Tensor]]:
+                return lambda x: {task: forward_task(x, task)}
+
+            parts = [(split.splits[t], {t: spec}, one_task(t)) for t, spec in self.tasks.items()]
         else:
             parts = [(split, self.tasks, model)]
         for part, specs, forward in parts:
