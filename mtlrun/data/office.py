@@ -17,11 +17,13 @@ per-domain counts (and class count); ``false`` accepts smaller folders in the sa
 
 Images are converted to RGB, resized to ``dataset.size`` squared (LibMTL uses 224; the default 64
 keeps CPU runs practical) and kept in memory as uint8, normalised per batch with the ImageNet
-mean and std as LibMTL does.
+mean and std as LibMTL does. Decoding Office-Home's 15,588 JPEGs takes a while, so the decoded
+array of a large folder is cached in ``~/.cache/mtlrun/<name>/`` (see :func:`cached_images`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +44,8 @@ from mtlrun.registry import in_range
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SPLITS = ("train", "val", "test")
 EXTENSIONS = (".jpg", ".jpeg", ".png")
+#: folders with at least this many images keep their decoded array in the user cache
+CACHE_MIN_IMAGES = 1000
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,29 @@ def load_images(spec: OfficeSpec, root: Path, paths: list[Path], size: int) -> t
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
+def cached_images(spec: OfficeSpec, root: Path, paths: list[Path], size: int) -> torch.Tensor:
+    """:func:`load_images`, cached as ``images_<size>_<key>.npy`` in ``~/.cache/mtlrun/<name>/``.
+
+    The key digests every image's path, byte size and modification time, so any change to the
+    folder or the split rebuilds the cache. Small folders (tests, sub-samples) are not cached.
+    """
+    if len(paths) < CACHE_MIN_IMAGES:
+        return load_images(spec, root, paths, size)
+    listing = "\n".join(f"{p} {p.stat().st_size} {p.stat().st_mtime_ns}" if p.is_file() else str(p) for p in paths)
+    key = hashlib.md5(listing.encode(), usedforsecurity=False).hexdigest()[:12]
+    cache = bf.data_root(spec.name, None) / f"images_{size}_{key}.npy"
+    if cache.is_file():
+        try:
+            array = np.load(cache)
+        except (OSError, ValueError):
+            array = None
+        if array is not None and array.shape == (len(paths), 3, size, size) and array.dtype == np.uint8:
+            return torch.from_numpy(array)
+    images = load_images(spec, root, paths, size)
+    bf.save_npy(cache, images.numpy())
+    return images
+
+
 def build_office(spec: OfficeSpec, root: str | None, verify: bool, size: int, seed: int) -> MultiInputDataset:
     """Read, check and split one of the Office benchmarks (see the module docstring)."""
     in_range("dataset", "size", size, 8, 512)
@@ -235,10 +262,14 @@ def build_office(spec: OfficeSpec, root: str | None, verify: bool, size: int, se
             )
         if min(sizes) == 0:
             raise _error(spec, folder, f"domain {domain} has an empty split ({sizes} train/val/test images)")
+    ordered = [p for parts in members.values() for part in parts for p, _ in part]
+    images = cached_images(spec, folder, ordered, size)
     splits: list[dict[str, ByteImageSplit]] = [{}, {}, {}]
+    start = 0
     for domain, parts in members.items():
         for k, part in enumerate(parts):
-            x = load_images(spec, folder, [p for p, _ in part], size)
+            x = images[start : start + len(part)]  # a view: the splits share one array
+            start += len(part)
             y = torch.tensor([index[c] for _, c in part], dtype=torch.long)
             splits[k][domain] = ByteImageSplit(x, {domain: y}, MEAN, STD)
     shape = (3, size, size)

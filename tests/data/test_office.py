@@ -179,3 +179,27 @@ def test_verify_accepts_the_published_counts_and_refuses_others(tmp_path, monkey
     assert DATASETS.build("office31", {"root": str(tmp_path), "size": 8, "verify": False}).train.sizes()["dslr"] == 9
     with pytest.raises(ConfigError, match=r"domain dslr has \(9, 3, 3\)"):
         DATASETS.build("office31", {"root": str(tmp_path), "size": 8})
+
+
+def test_large_folders_are_cached_and_rebuilt_when_an_image_changes(tmp_path, monkeypatch):
+    from mtlrun.data import office
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("MTLRUN_DATA", raising=False)
+    monkeypatch.setattr(office, "CACHE_MIN_IMAGES", 10)
+    write_office31(tmp_path / "data", lists=True)
+    first = build(tmp_path / "data")
+    cached = list((tmp_path / "cache" / "mtlrun" / "office31").glob("images_8_*.npy"))
+    assert len(cached) == 1
+    calls = []
+    monkeypatch.setattr(office, "load_images", lambda *a: calls.append(a) or pytest.fail("decoded again"))
+    again = build(tmp_path / "data")
+    assert all(torch.equal(first.test.splits[d].x, again.test.splits[d].x) for d in DOMAINS)
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("MTLRUN_DATA", raising=False)
+    monkeypatch.setattr(office, "CACHE_MIN_IMAGES", 10)
+    Image.new("RGB", (8, 8), (255, 255, 255)).save(tmp_path / "data" / "dslr" / "images" / "mug" / "frame_0004.jpg")
+    changed = build(tmp_path / "data")
+    assert len(list((tmp_path / "cache" / "mtlrun" / "office31").glob("images_8_*.npy"))) == 2
+    assert int(changed.test.splits["dslr"].x[-1].min()) > 240  # the new white image, not the cached one
