@@ -172,6 +172,9 @@ def read_list(
             raise _error(spec, root, f"{where}: label {label} must be >= 0")
         if libmtl_ids.setdefault(label, name) != name:
             raise _error(spec, root, f"{where}: label {label} names class {name}, earlier {libmtl_ids[label]}")
+        other = next((i for i, c in libmtl_ids.items() if c == name and i != label), None)
+        if other is not None:
+            raise _error(spec, root, f"{where}: class {name} has label {label}, earlier {other}")
         out.append((folder / rest[0] / rest[1], name))
     if not out:
         raise _error(spec, root, f"list file {path.name} is empty")

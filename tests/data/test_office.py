@@ -125,6 +125,12 @@ def test_inconsistent_libmtl_label_is_an_error(tmp_path):
     (tmp_path / "amazon_val.txt").write_text(text)
     with pytest.raises(ConfigError, match="label 0 names class mug, earlier back_pack"):
         build(tmp_path)
+    (tmp_path / "amazon_val.txt").write_text(text.replace("mug/frame_0003.jpg 0", "mug/frame_0003.jpg 23"))
+    with pytest.raises(ConfigError, match="class mug has label 23, earlier 22"):
+        build(tmp_path)
+    (tmp_path / "amazon_val.txt").write_text(text.replace("mug/frame_0003.jpg 0", "mug/frame_0099.jpg 22"))
+    with pytest.raises(ConfigError, match="missing image amazon/images/mug/frame_0099.jpg"):
+        build(tmp_path)
 
 
 def test_unreadable_image_names_its_path(tmp_path):
