@@ -136,6 +136,24 @@ class DatasetNyuv2Options:
 
 
 @dataclass
+class DatasetOffice31Options:
+    name: str = "office31"
+    root: Optional[str] = None
+    verify: bool = True
+    size: int = 64
+    seed: int = 0
+
+
+@dataclass
+class DatasetOfficeHomeOptions:
+    name: str = "office_home"
+    root: Optional[str] = None
+    verify: bool = True
+    size: int = 64
+    seed: int = 0
+
+
+@dataclass
 class DatasetPenguinsOptions:
     name: str = "penguins"
     root: Optional[str] = None
@@ -643,6 +661,8 @@ OPTIONS: dict[tuple[str, str], type] = {
     ("dataset", "multi_mnist"): DatasetMultiMnistOptions,
     ("dataset", "npy_folder"): DatasetNpyFolderOptions,
     ("dataset", "nyuv2"): DatasetNyuv2Options,
+    ("dataset", "office31"): DatasetOffice31Options,
+    ("dataset", "office_home"): DatasetOfficeHomeOptions,
     ("dataset", "penguins"): DatasetPenguinsOptions,
     ("dataset", "qm9"): DatasetQm9Options,
     ("dataset", "synthetic"): DatasetSyntheticOptions,

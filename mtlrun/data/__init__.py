@@ -10,6 +10,7 @@ from mtlrun.data import (  # noqa: F401  (registration)
     multi_mnist,
     npy_folder,
     nyuv2,
+    office,
     penguins,
     qm9,
     synthetic,
