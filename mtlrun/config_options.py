@@ -247,6 +247,7 @@ class EncoderResnet18Options:
     name: str = "resnet18"
     width: int = 64
     blocks: List[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    weights: Optional[str] = None
 
 
 @dataclass

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from mtlrun.errors import ConfigError
 from mtlrun.models.encoders import ENCODERS, StagedEncoder
+from mtlrun.models.pretrained import load_weights
 from mtlrun.registry import positive
 
 
@@ -73,10 +74,14 @@ class BasicBlock(nn.Module):
 
 
 @ENCODERS.register("resnet18")
-def resnet18(input_shape: tuple[int, ...], width: int = 64, blocks: list[int] = (2, 2, 2, 2)) -> StagedEncoder:
+def resnet18(
+    input_shape: tuple[int, ...], width: int = 64, blocks: list[int] = (2, 2, 2, 2), weights: str | None = None
+) -> StagedEncoder:
     """The ResNet-18 trunk of Sener & Koltun's CelebA model (``multi_faces_resnet.py``): a 3x3 stem,
     four stages of basic blocks with widths ``width`` x (1, 2, 4, 8) and strides (1, 2, 2, 2), 4x4
-    average pooling, flattened (2,048 features for 64x64 images). One stage per block group."""
+    average pooling, flattened (2,048 features for 64x64 images). One stage per block group.
+    ``weights``: a local state-dict file of this encoder to start from (e.g. saved from an earlier
+    run); a file that does not fit is a one-line error naming the first mismatching tensor."""
     c, h, w = _need_image("resnet18", input_shape)
     positive("encoder", width=width, **{f"blocks[{i}]": b for i, b in enumerate(blocks)})
     if len(blocks) != 4:
@@ -98,7 +103,10 @@ def resnet18(input_shape: tuple[int, ...], width: int = 64, blocks: list[int] = 
     pool = min(4, h, w)  # Sener & Koltun's 4x4 average pooling: 2x2x512 = 2048 features at 64x64
     stages[-1] = nn.Sequential(*stages[-1], nn.AvgPool2d(pool), nn.Flatten())
     shapes[-1] = (c_in * (h // pool) * (w // pool),)
-    return StagedEncoder(stages, shapes)
+    encoder = StagedEncoder(stages, shapes)
+    if weights is not None:
+        load_weights(encoder, weights)
+    return encoder
 
 
 class TabularEmbedding(nn.Module):

@@ -92,3 +92,18 @@ def test_mpnn_is_invariant_to_atom_order_and_padding():
     stretched = padded.clone()
     stretched[0, 1, 1] = 2.0
     assert not torch.allclose(out, encoder(stretched), atol=1e-3)
+
+
+def test_resnet18_starts_from_a_local_weights_file(tmp_path):
+    torch.manual_seed(0)
+    source = ENCODERS.build("resnet18", {"width": 4}, input_shape=(3, 16, 16))
+    path = tmp_path / "trunk.pt"
+    torch.save(source.state_dict(), path)
+    torch.manual_seed(1)
+    loaded = ENCODERS.build("resnet18", {"width": 4, "weights": str(path)}, input_shape=(3, 16, 16))
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(ConfigError, match="does not fit"):
+        ENCODERS.build("resnet18", {"width": 8, "weights": str(path)}, input_shape=(3, 16, 16))
+    with pytest.raises(ConfigError, match="no such file"):
+        ENCODERS.build("resnet18", {"weights": str(tmp_path / "nope.pt")}, input_shape=(3, 16, 16))
