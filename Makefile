@@ -23,10 +23,10 @@ run: install
 
 # the suite runs on every core (pytest-xdist); tests use one torch thread each
 test: install
-	$(PY) -m pytest -q -n auto
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 test-all: install
-	$(PY) -m pytest -q -n auto -m "slow or not slow"
+	$(PY) -m pytest -q -n auto --dist worksteal -m "slow or not slow"
 
 lint: install
 	$(VENV)/bin/ruff check mtlrun tests bench
