@@ -17,6 +17,9 @@ from mtlrun.errors import ConfigError, choices_error
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: ``report.correction`` (mtlrun.report.stats) and ``report.pool`` (mtlrun.report.pooling)
+CORRECTIONS = ("holm", "none")
+POOL_MODES = ("sweep", "folder", "none")
 
 
 @dataclass
@@ -54,6 +57,10 @@ class ReportConf:
     alpha: float = 0.05
     groups: int = 2
     batched: str = "auto"  # auto | grouped | separate
+    correction: str = "holm"  # holm | none: multiple-testing correction across the run's tasks
+    min_seeds: int = 3  # seeds needed on each side (MTL and STL) for a verdict
+    pool: str = "sweep"  # sweep | folder | none: which runs are pooled as seeds
+    pool_from: List[str] = field(default_factory=list)  # more folders to pool seeds from
 
 
 @dataclass
@@ -149,6 +156,12 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"report.groups={r.groups} must be >= 1")
     if r.batched not in ("auto", "grouped", "separate"):
         raise choices_error("report.batched", r.batched, ["auto", "grouped", "separate"])
+    if r.correction not in CORRECTIONS:
+        raise choices_error("report.correction", r.correction, CORRECTIONS)
+    if r.min_seeds < 2:
+        raise ConfigError(f"report.min_seeds={r.min_seeds} must be >= 2 (a test needs two seeds on each side)")
+    if r.pool not in POOL_MODES:
+        raise choices_error("report.pool", r.pool, POOL_MODES)
     t = cfg.trainer
     if t.epochs < 1:
         raise ConfigError(f"trainer.epochs={t.epochs} must be >= 1")

@@ -38,6 +38,7 @@ LAST_CHECKPOINT = f"{CHECKPOINTS}/last.pt"
 HYDRA_DIR = ".hydra"
 CONFIG = f"{HYDRA_DIR}/config.yaml"
 HYDRA_CONFIG = f"{HYDRA_DIR}/hydra.yaml"
+OVERRIDES = f"{HYDRA_DIR}/overrides.yaml"
 SWEEP_SUMMARY = "sweep_summary.json"
 SWEEP_REPORT = "sweep_report.md"
 
@@ -225,6 +226,26 @@ class RunFolder:
         except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
             return {}
         return {str(k): str(v) for k, v in (choices or {}).items() if v is not None}
+
+    def read_hydra(self) -> dict[str, Any]:
+        """Hydra's own settings of the run (``hydra:`` in ``.hydra/hydra.yaml``: mode, runtime...), or {}."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(self.path(HYDRA_CONFIG).read_text(encoding="utf-8"))["hydra"]
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def read_overrides(self) -> list[str]:
+        """The command-line overrides of the run (``.hydra/overrides.yaml``), or []."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(self.path(OVERRIDES).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return []
+        return [str(x) for x in data] if isinstance(data, list) else []
 
     # -- metrics.jsonl --
     def write_metrics(self, rows: list[MetricRow]) -> None:

@@ -49,7 +49,7 @@ def test_sweep_over_groups_writes_summary_and_report(cli, tmp_path):
     assert all(r["metrics"]["t1/mae"]["std"] is not None for r in summary["rows"])
     assert summary["problems"] == []
     report = (sweep / "sweep_report.md").read_text()
-    assert "| rank | arch | balancer |" in report and "± " in report and "Pareto-optimal" in report
+    assert "| rank (score) | arch | balancer |" in report and "± " in report and "Pareto-optimal" in report
 
 
 def test_failed_job_is_listed_and_sweep_exits_non_zero(cli, tmp_path):

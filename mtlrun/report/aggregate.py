@@ -5,10 +5,11 @@ default the keys whose values differ between the compared runs (``seed`` excepte
 pooled); with ``by``, the keys given. Statistics use the completed runs of a row; the sample
 standard deviation (ddof=1) needs two of them.
 
-Ranking: by Δm (``transfer.json``'s ``delta_m``, higher is better) when every row with results
-has one, else by the mean relative primary score: for each task's primary metric, the row's
-signed relative difference from the mean over rows, ``d * (m - mean) / |mean|`` (``d = +1`` if
-higher is better), averaged over tasks; higher is better.
+Ranking follows one rule: by default Δm (each run's own-seed Δm from ``transfer.json``, higher is
+better) when every row with results has one, else the mean relative primary score; ``rank_by``
+picks one explicitly (rows without that value rank last). The mean relative primary score is,
+for each task's primary metric, the row's signed relative difference from the mean over rows,
+``d * (m - mean) / |mean|`` (``d = +1`` if higher is better), averaged over tasks; higher is better.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from mtlrun.objective import defined_mean, signed_relative_change
 from mtlrun.report.folders import RunRecord
+from mtlrun.report.pooling import affects_results
 
 #: config keys pooled by default: rows average over them
 POOLED_BY_DEFAULT = ("seed",)
@@ -102,10 +104,13 @@ class Comparison:
     columns: list[Column]
     ranked_by: str
     problems: list[RunRecord]
+    #: keys that change results and differ within a row (the row averages them)
+    mixed: dict[str, list[str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ranked_by": self.ranked_by,
+            "mixed": self.mixed,
             "label_keys": self.label_keys,
             "differences": self.differences,
             "pooled": self.pooled,
@@ -161,7 +166,11 @@ def _interpolation(value: Any) -> bool:
 
 
 def config_differences(runs: Iterable[RunRecord]) -> dict[str, list[str]]:
-    """Config keys whose values differ between runs, each with its sorted distinct values."""
+    """Config keys whose values differ between runs, each with its sorted distinct values.
+
+    An option of a group choice that takes one value per choice (``balancer.gamma``: set by famo,
+    absent from ew) is a constant of that choice, not a difference of its own.
+    """
     with_config = [r for r in runs if r.config]
     keys = sorted({k for r in with_config for k in r.config})
     differences = {}
@@ -170,9 +179,34 @@ def config_differences(runs: Iterable[RunRecord]) -> dict[str, list[str]]:
         if all(_interpolation(v) for v in present):
             continue  # e.g. balancer.weights: ${tasks.weights}; the key it points to is compared itself
         values = {text(r.config.get(key)) for r in with_config}
-        if len(values) > 1:
+        if len(values) > 1 and not _constant_of_choice(key, with_config):
             differences[key] = sorted(values)
     return differences
+
+
+def _constant_of_choice(key: str, runs: Sequence[RunRecord]) -> bool:
+    """``key`` is an option of a group (``balancer.gamma``) whose value is fixed by the group's choice."""
+    group, _, option = key.partition(".")
+    choice = f"{group}.name"
+    if not option or key == choice or any(choice not in r.config for r in runs):
+        return False
+    values: dict[str, set[str]] = {}
+    for run in runs:
+        values.setdefault(text(run.config[choice]), set()).add(text(run.config.get(key)))
+    return len(values) > 1 and all(len(v) == 1 for v in values.values())
+
+
+def mixed_keys(rows: Sequence[Row], label_keys: Sequence[str]) -> dict[str, list[str]]:
+    """Keys that change results (not the seed) and differ between the runs of one row: the row
+    averages them. Each with its distinct values over those rows."""
+    mixed: dict[str, set[str]] = {}
+    for row in rows:
+        for key, values in config_differences(row.runs).items():
+            if key in POOLED_BY_DEFAULT or key in label_keys or short_key(key) in label_keys:
+                continue
+            if affects_results(key):
+                mixed.setdefault(key, set()).update(values)
+    return {k: sorted(v) for k, v in sorted(mixed.items())}
 
 
 def matches(run: RunRecord, filters: dict[str, str]) -> bool:
@@ -185,8 +219,10 @@ def compare(
     filters: dict[str, str] | None = None,
     all_metrics: bool = False,
     sort: str | None = None,
+    rank_by: str | None = None,
 ) -> Comparison:
-    """Group ``runs`` into rows, pool their results and rank them."""
+    """Group ``runs`` into rows, pool their results and rank them (``rank_by``: ``delta_m`` or
+    ``score``; default Δm when every row has one, else the score)."""
     runs = [r for r in runs if matches(r, filters or {})]
     differences = config_differences(runs)
     if by:
@@ -201,11 +237,12 @@ def compare(
     columns = _columns(rows, all_metrics)
     for row in rows:
         _pool(row, columns)
-    ranked_by = _rank(rows, columns)
+    ranked_by = _rank(rows, columns, rank_by)
     _mark_pareto(rows, columns)
     rows = sort_rows(rows, columns, sort)
     problems = [r for r in runs if r.status != "completed"]
-    return Comparison(rows, label_keys, differences, pooled, columns, ranked_by, problems)
+    mixed = mixed_keys(rows, label_keys)
+    return Comparison(rows, label_keys, differences, pooled, columns, ranked_by, problems, mixed)
 
 
 def _columns(rows: list[Row], all_metrics: bool) -> list[Column]:
@@ -238,7 +275,10 @@ def _primary_columns(row: Row, columns: list[Column]) -> list[Column]:
     return [c for c in columns if c.primary and c.name in row.metrics]
 
 
-def _rank(rows: list[Row], columns: list[Column]) -> str:
+RANK_RULES = ("delta_m", "score")
+
+
+def _rank(rows: list[Row], columns: list[Column], rank_by: str | None = None) -> str:
     with_results = [r for r in rows if r.metrics]
     primary = [c for c in columns if c.primary]
     means = {}
@@ -251,11 +291,14 @@ def _rank(rows: list[Row], columns: list[Column]) -> str:
             signed_relative_change(row.metrics[c.name].mean, means[c.name], c.higher_is_better)
             for c in _primary_columns(row, columns)
         )
-    use_delta = bool(with_results) and all(r.delta_m is not None for r in with_results)
+    if rank_by is None:
+        use_delta = bool(with_results) and all(r.delta_m is not None for r in with_results)
+    else:
+        use_delta = rank_by == "delta_m"
     ranked_by = "delta_m" if use_delta else "score"
 
     def merit(row: Row) -> float:
-        value = row.delta_m.mean if use_delta and row.delta_m else row.score
+        value = (row.delta_m.mean if row.delta_m else None) if use_delta else row.score
         return value if value is not None else -math.inf
 
     for position, row in enumerate(sorted(with_results, key=merit, reverse=True), start=1):

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mtlrun.report.aggregate import Comparison, Row, Stat, compare, short_key
+from mtlrun.report.aggregate import RANK_RULES, Comparison, Row, Stat, compare, short_key
 from mtlrun.report.folders import read_runs
 from mtlrun.report.markdown import md_table
 
@@ -38,14 +38,18 @@ def _score(row: Row) -> str:
     return f"{row.score * 100:+.2f}%" if row.score is not None else "—"
 
 
+#: the ranking rule's column name; the table shows the rule it ranks by, and only that one
+RULE_NAMES = {"delta_m": "Δm", "score": "score"}
+
+
 def _header(comparison: Comparison) -> list[str]:
     arrows = {True: "↑", False: "↓"}
+    rule = RULE_NAMES[comparison.ranked_by]
     return [
-        "rank",
+        f"rank ({rule})",
         *(short_key(k) for k in comparison.label_keys),
         *(f"{c.task} {c.metric} {arrows[c.higher_is_better]}" for c in comparison.columns),
-        "Δm ↑",
-        "score ↑",
+        f"{rule} ↑",
         "pareto",
         "status",
     ]
@@ -56,19 +60,35 @@ def _cells(comparison: Comparison, row: Row) -> list[str]:
         str(row.rank) if row.rank is not None else "—",
         *(row.label[k] for k in comparison.label_keys),
         *(cell(row.metrics.get(c.name)) for c in comparison.columns),
-        cell(row.delta_m, 2),
-        _score(row),
+        cell(row.delta_m, 2) if comparison.ranked_by == "delta_m" else _score(row),
         "yes" if row.pareto else "",
         row.status_text(),
     ]
 
 
 def _notes(comparison: Comparison) -> list[str]:
-    ranked = "Δm (transfer.json)" if comparison.ranked_by == "delta_m" else "mean relative primary score"
-    notes = [f"ranked by {ranked}; test metrics, mean ± std over the completed runs of each row"]
+    if comparison.ranked_by == "delta_m":
+        ranked = "Δm: each seed's Δm against its own-seed single-task baselines, mean ± std over seeds"
+    else:
+        ranked = "score: mean relative primary score against the mean over rows"
+    other = "score" if comparison.ranked_by == "delta_m" else "delta_m"
+    notes = [
+        f"ranked by {ranked} (--rank-by {other} for the other rule); "
+        "test metrics, mean ± std over the completed runs of each row"
+    ]
     if comparison.pooled:
         notes.append("pooled over: " + ", ".join(comparison.pooled))
+    if comparison.mixed:
+        notes.append(mixed_warning(comparison))
     return notes
+
+
+def mixed_warning(comparison: Comparison) -> str:
+    """One line naming the keys that rows average over although they change results."""
+    return (
+        f"rows average runs that differ in {', '.join(comparison.mixed)} "
+        "(add them to --by to split the rows, or --strict to refuse)"
+    )
 
 
 def _difference_rows(comparison: Comparison) -> list[tuple[str, str, str]]:
@@ -213,6 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.png",
         help="also draw per-task bars (and the 2-task trade-off with its Pareto front)",
     )
+    parser.add_argument(
+        "--rank-by",
+        choices=RANK_RULES,
+        default=None,
+        help="the ranking rule: delta_m (each seed against its own-seed baselines) or score (mean relative "
+        "primary score); default: delta_m when every row has it, else score",
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse (exit 2) to average runs whose configs differ in keys that change results (epochs, lr, tasks...)",
+    )
     parser.add_argument("--all-metrics", action="store_true", help="a column for every metric, not only primaries")
     parser.add_argument(
         "--at",
@@ -237,8 +269,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
     comparison = compare(
-        runs, by=by, filters=_filters(args.filter, parser), all_metrics=args.all_metrics, sort=args.sort
+        runs,
+        by=by,
+        filters=_filters(args.filter, parser),
+        all_metrics=args.all_metrics,
+        sort=args.sort,
+        rank_by=args.rank_by,
     )
+    if comparison.mixed:
+        if args.strict:
+            print(f"mtlrun-compare: error: {mixed_warning(comparison)}", file=sys.stderr)
+            return 2
+        print(f"mtlrun-compare: warning: {mixed_warning(comparison)}", file=sys.stderr)
     # piped output (a file, a pager) gets wide rows instead of rich's 80-column default
     console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=200)
     if args.out is not None:

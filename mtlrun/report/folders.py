@@ -129,9 +129,20 @@ def read_run(path: Path, at: str = "best") -> RunRecord:
             record.status, record.reason = "incomplete", f"{SUMMARY} has no test metrics at '{at}'"
     transfer = folder.read_transfer()
     if transfer is not None:
-        delta = number(transfer.get("delta_m"))
+        delta = number(own_delta_m(transfer))
         record.delta_m = delta if delta is not None and math.isfinite(delta) else None
     return record
+
+
+def own_delta_m(transfer: dict[str, Any]) -> Any:
+    """The run's own Δm (its seed against its own-seed baselines), not the report's pooled Δm, so
+    that rows pooling several seeds show the seed-to-seed spread. A report that pooled no other
+    seed (or was written before ``own`` existed and pooled one run) has only the one value."""
+    own = transfer.get("own")
+    if isinstance(own, dict):
+        return own.get("delta_m")
+    seeds = transfer.get("seeds")
+    return transfer.get("delta_m") if not isinstance(seeds, list) or len(seeds) <= 1 else None
 
 
 def read_runs(paths: Iterable[Path], at: str = "best") -> list[RunRecord]:

@@ -23,8 +23,16 @@ VERDICT_COLORS = {
     "negative transfer": "#c0392b",
     "positive transfer": "#27ae60",
     "no significant difference": "#95a5a6",
-    "untested (1 seed)": "#5d8aa8",
 }
+#: every ``untested (n seeds)`` verdict
+UNTESTED_COLOR = "#5d8aa8"
+
+
+def verdict_color(verdict: str) -> str:
+    if verdict.startswith("untested"):
+        return UNTESTED_COLOR
+    return VERDICT_COLORS.get(verdict, "#7f8c8d")
+
 
 Rows = Iterable[Mapping[str, Any]]
 StlCurves = Mapping[str, Mapping[str, Sequence[float]]]
@@ -140,8 +148,13 @@ def plot_weights(metrics_rows: Rows, out_path: Path) -> Path | None:
 # --------------------------------------------------------------------------------------------
 
 
-def plot_delta_bars(deltas: Mapping[str, tuple[float, str]], out_path: Path) -> Path | None:
-    """Bars of Δ_t (% relative to the single-task baseline) per task, coloured by verdict."""
+def plot_delta_bars(
+    deltas: Mapping[str, tuple[float, str]],
+    out_path: Path,
+    intervals: Mapping[str, tuple[float, float]] | None = None,
+) -> Path | None:
+    """Bars of Δ_t (% relative to the single-task baseline) per task, coloured by verdict, with the
+    95% confidence interval of each Δ_t as an error bar where it is known."""
     if not deltas:
         return None
     from matplotlib.patches import Patch
@@ -151,19 +164,26 @@ def plot_delta_bars(deltas: Mapping[str, tuple[float, str]], out_path: Path) -> 
     verdicts = [deltas[t][1] for t in tasks]
     fig = _figure(max(5.0, 1.1 * len(tasks) + 2.5), 4.2)
     ax = fig.subplots()
-    bars = ax.bar(tasks, values, color=[VERDICT_COLORS.get(v, "#7f8c8d") for v in verdicts], edgecolor="black")
+    bars = ax.bar(tasks, values, color=[verdict_color(v) for v in verdicts], edgecolor="black")
+    intervals = intervals or {}
+    for i, task in enumerate(tasks):
+        if task in intervals:
+            low, high = intervals[task]
+            yerr = [[max(0.0, values[i] - low)], [max(0.0, high - values[i])]]
+            ax.errorbar(i, values[i], yerr=yerr, color="black", capsize=5, lw=1.2)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.bar_label(bars, labels=[f"{v:+.2f}" for v in values], padding=2, fontsize="small")
     ax.margins(y=0.2)
     ax.set(
-        title="Per-task transfer Δ_t (MTL vs single-task; > 0: sharing helped)",
+        title="Per-task transfer Δ_t (MTL vs single-task; > 0: sharing helped)"
+        + ("\nerror bars: 95% confidence interval over seeds" if intervals else ""),
         xlabel="task",
         ylabel="Δ_t (% relative to single-task)",
     )
     ax.grid(axis="y", alpha=0.3)
     present = [v for v in VERDICT_COLORS if v in verdicts] + sorted(set(verdicts) - set(VERDICT_COLORS))
     ax.legend(
-        handles=[Patch(facecolor=VERDICT_COLORS.get(v, "#7f8c8d"), edgecolor="black", label=v) for v in present],
+        handles=[Patch(facecolor=verdict_color(v), edgecolor="black", label=v) for v in present],
         title="verdict",
         loc="best",
         fontsize="small",

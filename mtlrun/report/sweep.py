@@ -41,19 +41,19 @@ def summarize_sweep(sweep_dir: Path, console: Console | None = None) -> Comparis
 
 def refresh_transfer_reports(sweep_dir: Path, config: DictConfig) -> None:
     """Rebuild each job's negative-transfer report now that every seed of the sweep has finished,
-    so the reports pool all seeds (a job only sees the seeds that finished before it)."""
+    so the reports pool all seeds of the sweep (a job only sees the seeds that finished before it)."""
     from mtlrun.baseline_cache import BaselineCache
-    from mtlrun.report.negative_transfer import build_report
+    from mtlrun.report.negative_transfer import ReportOptions, build_report
 
     report = config.get("report")
     if report is None or report.baselines is False:
         return
     launch = Path.cwd()
     cache = BaselineCache((launch / str(report.cache_dir)).resolve())
-    roots = [sweep_dir, launch / "outputs", launch / "multirun"]
+    options = ReportOptions.from_config(report, launch)
     for transfer in sorted(sweep_dir.glob(f"*/{TRANSFER}")):
         try:
-            build_report(transfer.parent, cache, roots, float(report.alpha), int(report.groups))
+            build_report(transfer.parent, cache, options)
         except Exception as ex:  # one unreadable job must not hide the others
             log.warning("could not refresh the report of %s: %s", transfer.parent, ex)
 

@@ -11,8 +11,13 @@ with direction d (+1 if higher is better, else -1):
 - A metric whose STL value is exactly 0 has no relative change; it is left out of Δ_t and Δm
   and listed under ``excluded`` (an absolute difference would mix units into a percentage).
 
-Verdicts need seed statistics: each seed's metrics are mapped to the same relative score against
-the mean STL value, and a one-sided Welch t-test compares the MTL seeds with the STL seeds.
+Verdicts need seed statistics: each seed's metrics (MTL and STL alike) are mapped to the same
+relative score against the mean STL value, so the MTL scores average to Δ_t and the STL scores to
+0. A two-sided Welch t-test at ``alpha`` compares the two sets of scores; the sign of Δ_t gives the
+direction of a significant difference. The 95% confidence interval of Δ_t is Welch's interval of
+the difference of the score means (the mean STL value taken as the fixed reference of the relative
+form). The p-values of a run's tasks are then adjusted together (Holm by default, :func:`decide`),
+and a task needs ``min_seeds`` seeds on each side for a verdict.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from mtlrun.objective import signed_relative_change
 NEGATIVE = "negative transfer"
 POSITIVE = "positive transfer"
 NO_DIFFERENCE = "no significant difference"
-UNTESTED = "untested (1 seed)"
+UNTESTED = "untested"
 
 Metrics = Mapping[str, float]  # {metric: value}
 
@@ -73,28 +78,23 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
-def welch_p_value(a: Sequence[float], b: Sequence[float], alternative: str) -> float:
-    """One-sided Welch t-test of mean(a) > mean(b) (``greater``) or < (``less``)."""
-    from scipy import stats
-
-    if len(set(a)) <= 1 and len(set(b)) <= 1:  # zero variance on both sides: the test is degenerate
-        ma, mb = a[0], b[0]
-        if ma == mb:
-            return 1.0
-        return 0.0 if (ma > mb) == (alternative == "greater") else 1.0
-    return float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
-
-
 @dataclass
 class TaskVerdict:
     task: str
     delta: float | None
     verdict: str
-    p_value: float | None
+    p_value: float | None  # raw two-sided Welch p
     n_mtl: int
     n_stl: int
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     excluded: list[str] = field(default_factory=list)
+    ci: tuple[float, float] | None = None  # 95% interval of Δ_t (percent)
+    p_adjusted: float | None = None  # after the correction across the run's tasks
+
+
+def untested(n: int) -> str:
+    """The verdict of a task with too few seeds: ``untested (2 seeds)``."""
+    return f"{UNTESTED} ({n} seed{'' if n == 1 else 's'})"
 
 
 def judge_task(
@@ -103,8 +103,15 @@ def judge_task(
     stl_runs: Sequence[Metrics],
     directions: Mapping[str, bool],
     alpha: float = 0.05,
+    min_seeds: int = 3,
 ) -> TaskVerdict:
-    """Δ_t from the seed means, and the verdict from a one-sided Welch test on per-seed scores."""
+    """Δ_t from the seed means, its 95% interval and a two-sided Welch test on per-seed scores.
+
+    The verdict uses the raw p-value; :func:`decide` redoes it with the p-values adjusted across
+    tasks. Fewer than ``min_seeds`` seeds on either side: no test, verdict ``untested (n seeds)``.
+    """
+    from mtlrun.report.stats import welch
+
     metric_names = [m for m in directions if all(m in r for r in mtl_runs) and all(m in r for r in stl_runs)]
     stl_mean = {m: mean_std([r[m] for r in stl_runs])[0] for m in metric_names}
     usable = [m for m in metric_names if stl_mean[m] != 0]
@@ -125,20 +132,35 @@ def judge_task(
             "higher_is_better": directions[m],
             "delta": relative_change(mtl_mean, s_mean, directions[m]),
         }
+    n_mtl, n_stl = len(mtl_runs), len(stl_runs)
     if not usable:
-        return TaskVerdict(task, None, NO_DIFFERENCE, None, len(mtl_runs), len(stl_runs), metrics, excluded)
+        return TaskVerdict(task, None, NO_DIFFERENCE, None, n_mtl, n_stl, metrics, excluded)
     mtl_scores = [score(r) for r in mtl_runs]
     stl_scores = [score(r) for r in stl_runs]
     delta = mean_std(mtl_scores)[0]
-    if len(mtl_runs) < 2 or len(stl_runs) < 2:
-        return TaskVerdict(task, delta, UNTESTED, None, len(mtl_runs), len(stl_runs), metrics, excluded)
-    alternative = "less" if delta < 0 else "greater"
-    p = welch_p_value(mtl_scores, stl_scores, alternative)
+    result = welch(mtl_scores, stl_scores) if n_mtl >= 2 and n_stl >= 2 else None
+    ci = (result.ci_low, result.ci_high) if result is not None else None
+    if result is None or min(n_mtl, n_stl) < max(2, min_seeds):
+        return TaskVerdict(task, delta, untested(min(n_mtl, n_stl)), None, n_mtl, n_stl, metrics, excluded, ci)
+    verdict = _verdict(delta, result.p_value, alpha)
+    return TaskVerdict(task, delta, verdict, result.p_value, n_mtl, n_stl, metrics, excluded, ci, result.p_value)
+
+
+def _verdict(delta: float, p: float, alpha: float) -> str:
     if p < alpha:
-        verdict = NEGATIVE if delta < 0 else POSITIVE
-    else:
-        verdict = NO_DIFFERENCE
-    return TaskVerdict(task, delta, verdict, p, len(mtl_runs), len(stl_runs), metrics, excluded)
+        return NEGATIVE if delta < 0 else POSITIVE
+    return NO_DIFFERENCE
+
+
+def decide(verdicts: Mapping[str, TaskVerdict], alpha: float, correction: str = "holm") -> None:
+    """Adjust the p-values of the tested tasks together (``holm`` or ``none``) and redo their verdicts."""
+    from mtlrun.report.stats import adjust
+
+    tested = {t: v.p_value for t, v in verdicts.items() if v.p_value is not None and v.delta is not None}
+    for task, p in adjust(tested, correction).items():
+        verdict = verdicts[task]
+        verdict.p_adjusted = p
+        verdict.verdict = _verdict(verdict.delta, p, alpha)  # type: ignore[arg-type]
 
 
 def set_partitions(items: Sequence[str], groups: int) -> Iterable[list[list[str]]]:
@@ -173,12 +195,21 @@ def grouping_score(partition: Sequence[Sequence[str]], affinity: Mapping[str, Ma
 
 
 def best_grouping(tasks: Sequence[str], affinity: Mapping[str, Mapping[str, float]], groups: int) -> dict[str, Any]:
-    """The split of ``tasks`` into ``groups`` groups with the highest total affinity.
+    """The split of ``tasks`` into at most ``groups`` groups with the highest total affinity, and the runner-up.
 
-    Exhaustive for up to 8 tasks (at most 4,140 partitions); beyond that a greedy search that
-    moves one task at a time while the score improves, from the exhaustive best of the first 8.
+    Exhaustive for up to 8 tasks (at most 4,140 partitions per group count); beyond that a greedy
+    search into exactly ``groups`` groups that moves one task at a time while the score improves,
+    from the exhaustive best of the first 8, and the runner-up is the best split one move away.
     """
     groups = max(1, min(groups, len(tasks)))
+    if len(tasks) <= 8:
+        ranked = sorted(
+            ([list(g) for g in p] for k in range(1, groups + 1) for p in set_partitions(list(tasks), k)),
+            key=lambda p: grouping_score(p, affinity),
+            reverse=True,
+        )
+        best, runner_up = ranked[0], ranked[1] if len(ranked) > 1 else None
+        return _grouping_result(best, runner_up, affinity, exhaustive=True)
     head, tail = list(tasks[:8]), list(tasks[8:])
     best = max(set_partitions(head, min(groups, len(head))), key=lambda p: grouping_score(p, affinity))
     best = [list(g) for g in best]
@@ -187,20 +218,43 @@ def best_grouping(tasks: Sequence[str], affinity: Mapping[str, Mapping[str, floa
             ([*best[:i], [*g, task], *best[i + 1 :]] for i, g in enumerate(best)),
             key=lambda p: grouping_score(p, affinity),
         )
-    improved = bool(tail)
+    improved = True
     while improved:
         improved = False
         current = grouping_score(best, affinity)
-        for src, dst in itertools.permutations(range(len(best)), 2):
-            for task in list(best[src]):
-                if len(best[src]) == 1:
-                    continue
-                trial = [list(g) for g in best]
-                trial[src].remove(task)
-                trial[dst].append(task)
-                if grouping_score(trial, affinity) > current + 1e-12:
-                    best, improved = trial, True
-                    break
-            if improved:
+        for trial in _one_move(best):
+            if grouping_score(trial, affinity) > current + 1e-12:
+                best, improved = trial, True
                 break
-    return {"groups": best, "score": grouping_score(best, affinity), "exhaustive": not tail}
+    runner_up = max(_one_move(best), key=lambda p: grouping_score(p, affinity), default=None)
+    return _grouping_result(best, runner_up, affinity, exhaustive=False)
+
+
+def _one_move(partition: list[list[str]]) -> Iterable[list[list[str]]]:
+    """Every partition that moves one task to another group (no group left empty)."""
+    for src, dst in itertools.permutations(range(len(partition)), 2):
+        if len(partition[src]) == 1:
+            continue
+        for task in partition[src]:
+            trial = [list(g) for g in partition]
+            trial[src].remove(task)
+            trial[dst].append(task)
+            yield trial
+
+
+def _grouping_result(
+    best: list[list[str]],
+    runner_up: list[list[str]] | None,
+    affinity: Mapping[str, Mapping[str, float]],
+    exhaustive: bool,
+) -> dict[str, Any]:
+    score = grouping_score(best, affinity)
+    second = grouping_score(runner_up, affinity) if runner_up is not None else None
+    return {
+        "groups": best,
+        "score": score,
+        "exhaustive": exhaustive,
+        "runner_up": runner_up,
+        "runner_up_score": second,
+        "margin": score - second if second is not None else None,
+    }

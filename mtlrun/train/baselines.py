@@ -99,8 +99,16 @@ def train_baselines(
                 "val": [r.val[name][metric] for r in result.epochs],
             },
             "trained_with": {"tasks": list(tasks), "layout": layout, "train_s": round(seconds, 3)},
+            "parameters": task_network_size(model, name),
         }
     return records
+
+
+def task_network_size(model: MultiTaskModel, task: str) -> int:
+    """Parameters of task ``task``'s own single-task network within the K trained together (its
+    head, its input adapter, and its slice of the grouped layers or its own encoder copy)."""
+    counts = model.parameter_counts()
+    return int(counts["per_task"][task] + counts["shared"] // len(model.task_names))
 
 
 def resolve_baselines(

@@ -284,7 +284,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
 def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) -> dict[str, Any] | None:
     """Make sure the single-task baselines exist (train the missing ones), then write the report."""
     from mtlrun.baseline_cache import BaselineCache
-    from mtlrun.report.negative_transfer import build_report
+    from mtlrun.report.negative_transfer import ReportOptions, build_report
     from mtlrun.train.baselines import resolve_baselines
 
     launch = Path.cwd()
@@ -294,12 +294,7 @@ def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) ->
     _, _, trained = resolve_baselines(
         cfg, c.data, c.tasks, c.primary, c.encoder, c.device, cache, policy, batched=cfg.report.batched
     )
-    roots = [launch / "outputs", launch / "multirun"]
-    try:
-        roots.insert(0, launch / output_dir.resolve().relative_to(launch).parts[0])
-    except ValueError:
-        roots.insert(0, output_dir.parent)
-    report = build_report(output_dir, cache, list(dict.fromkeys(roots)), cfg.report.alpha, cfg.report.groups)
+    report = build_report(output_dir, cache, ReportOptions.from_config(cfg.report, launch))
     seconds = time.perf_counter() - started
     log.info("negative-transfer report written (%d baseline(s) trained, %.1f s)", len(trained), seconds)
     return report

@@ -186,7 +186,7 @@ def test_cli_json_markdown_and_out_file(sweep, tmp_path, capsys):
     code, _, err = run_main([str(sweep), "--format", "md", "--out", str(target)], capsys)
     text = target.read_text()
     assert code == 0 and "wrote" in err
-    assert text.startswith("# Comparison") and "| rank | arch |" in text and "## Pareto-optimal" in text
+    assert text.startswith("# Comparison") and "| rank (score) | arch |" in text and "## Pareto-optimal" in text
 
 
 def test_cli_plot_writes_png(sweep, tmp_path, capsys):

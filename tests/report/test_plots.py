@@ -98,7 +98,7 @@ def test_delta_bars_colour_by_verdict(tmp_path):
         "left": (-3.2, "negative transfer"),
         "right": (4.1, "positive transfer"),
         "sum": (0.3, "no significant difference"),
-        "parity": (-0.8, "untested (1 seed)"),
+        "parity": (-0.8, "untested (2 seeds)"),
     }
     path = plots.plot_delta_bars(deltas, tmp_path / "delta.png")
     png_size(path)
@@ -107,8 +107,8 @@ def test_delta_bars_colour_by_verdict(tmp_path):
     import numpy as np
 
     pixels = (matplotlib.image.imread(path)[..., :3] * 255).round().astype(int).reshape(-1, 3)
-    for verdict in ("negative transfer", "positive transfer", "no significant difference", "untested (1 seed)"):
-        colour = plots.VERDICT_COLORS[verdict]
+    for verdict in ("negative transfer", "positive transfer", "no significant difference", "untested (2 seeds)"):
+        colour = plots.verdict_color(verdict)
         rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
         painted = int((np.abs(pixels - rgb).sum(axis=1) <= 3).sum())
         assert painted > 200, f"no bar painted in the colour of {verdict!r}"
@@ -117,6 +117,20 @@ def test_delta_bars_colour_by_verdict(tmp_path):
         px = (matplotlib.image.imread(only)[..., :3] * 255).round().astype(int).reshape(-1, 3)
         rgb = np.array([int(plots.VERDICT_COLORS[absent][i : i + 2], 16) for i in (1, 3, 5)])
         assert int((np.abs(px - rgb).sum(axis=1) <= 3).sum()) == 0
+
+
+def test_delta_bars_draw_the_confidence_intervals(tmp_path):
+    import matplotlib.image
+
+    deltas = {"left": (1.0, "no significant difference"), "right": (2.0, "no significant difference")}
+    bare = plots.plot_delta_bars(deltas, tmp_path / "bare.png", {"left": (1.0, 1.0), "right": (2.0, 2.0)})
+    wide = plots.plot_delta_bars(deltas, tmp_path / "ci.png", {"left": (-15.0, 20.0), "right": (2.0, 2.0)})
+
+    def dark(path):
+        pixels = (matplotlib.image.imread(path)[..., :3] * 255).round().astype(int).reshape(-1, 3)
+        return int((pixels.sum(axis=1) < 60).sum())
+
+    assert dark(wide) > dark(bare) + 100  # the long black error bar of "left"
 
 
 def test_cosine_heatmap_and_evolution(tmp_path):

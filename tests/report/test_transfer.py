@@ -94,7 +94,17 @@ def test_verdict_no_difference_for_equal_distributions():
 
 def test_verdict_untested_with_one_seed():
     v = judge_task("t", [{"acc": 0.5}], [{"acc": 0.9}], {"acc": True})
-    assert v.verdict == UNTESTED and v.p_value is None and v.delta < 0
+    assert v.verdict == "untested (1 seed)" and v.p_value is None and v.delta < 0 and v.ci is None
+
+
+def test_two_seeds_are_not_enough_for_a_verdict():
+    """Two seeds on each side with a large drop: today's test called it negative transfer."""
+    mtl = [{"acc": v} for v in (0.70, 0.71)]
+    stl = [{"acc": v} for v in (0.90, 0.91)]
+    v = judge_task("t", mtl, stl, {"acc": True})
+    assert v.verdict == "untested (2 seeds)" and v.verdict.startswith(UNTESTED) and v.p_value is None
+    assert v.ci is not None and v.ci[1] < 0  # the interval is still reported
+    assert judge_task("t", mtl, stl, {"acc": True}, min_seeds=2).verdict == NEGATIVE
 
 
 def test_set_partitions_count_stirling_numbers():
