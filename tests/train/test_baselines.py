@@ -80,15 +80,19 @@ def test_report_baselines_false_and_only_cached(cli, tmp_path):
     assert report["missing_baselines"] == ["left", "right"] and not (tmp_path / "outputs" / "baselines").exists()
 
 
-def test_seeds_are_pooled_with_p_values(cli):
+def test_single_runs_pool_seeds_on_request_with_p_values(cli):
+    """Separate single runs pool only with ``report.pool=folder`` (the default pools a run's own sweep)."""
     for seed in (0, 1):
-        result = cli(*TINY, *SMALL, "tasks=digits_left_right", f"seed={seed}")
+        result = cli(*TINY, *SMALL, "tasks=digits_left_right", f"seed={seed}", "report.min_seeds=2")
         assert result.code == 0, result.err
-    report = json.loads((result.run_dirs()[-1] / "transfer.json").read_text())
-    assert report["seeds"] == [0, 1]
+    assert json.loads((result.run_dirs()[-1] / "transfer.json").read_text())["seeds"] == [1]
+    again = cli(*TINY, *SMALL, "tasks=digits_left_right", "seed=1", "report.min_seeds=2", "report.pool=folder")
+    report = json.loads((again.run_dirs()[-1] / "transfer.json").read_text())
+    assert report["seeds"] == [0, 1] and len(report["pool"]["dropped"]) == 1  # the earlier seed-1 run
     for task in ("left", "right"):
         entry = report["tasks"][task]
         assert entry["n_mtl"] == 2 and entry["n_stl"] == 2 and entry["p_value"] is not None
+        assert entry["p_adjusted"] >= entry["p_value"] and entry["ci95"] is not None
         assert entry["verdict"] in ("negative transfer", "positive transfer", "no significant difference")
 
 
