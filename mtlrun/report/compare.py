@@ -73,7 +73,7 @@ def _notes(comparison: Comparison) -> list[str]:
         ranked = "score: mean relative primary score against the mean over rows"
     other = "score" if comparison.ranked_by == "delta_m" else "delta_m"
     notes = [
-        f"ranked by {ranked} (--rank-by {other} for the other rule); "
+        f"ranked by {ranked} (mtlrun-compare --rank-by {other} for the other rule); "
         "test metrics, mean ± std over the completed runs of each row"
     ]
     if comparison.pooled:

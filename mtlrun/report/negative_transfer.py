@@ -352,9 +352,12 @@ def _grouping_lines(grouping: dict[str, Any] | None) -> list[str]:
         return ["No affinity measured (diagnostics off, fewer than two tasks, or no shared parameters)."]
     groups = " | ".join("{" + ", ".join(g) + "}" for g in grouping["groups"])
     how = "exhaustive search" if grouping["exhaustive"] else "greedy search"
+    count = len(grouping["groups"])
+    split = "one group (all tasks together)" if count == 1 else f"{count} groups"
     lines = [
-        f"Best split into {len(grouping['groups'])} groups by total inter-task affinity (TAG, Fifty et al. 2021; "
-        f"{how}, affinity averaged over {grouping['seeds']} seed(s)): **{groups}**, score {grouping['score']:.4f}."
+        f"Best split into at most {grouping['requested_groups']} groups by total inter-task affinity (TAG, "
+        f"Fifty et al. 2021; {how}, affinity averaged over {grouping['seeds']} seed(s)): {split}, **{groups}**, "
+        f"score {grouping['score']:.4f}."
     ]
     if grouping["runner_up"] is None:
         lines.append("There is no other split to compare with: no stable grouping to suggest.")
@@ -367,6 +370,9 @@ def _grouping_lines(grouping: dict[str, Any] | None) -> list[str]:
     )
     if not grouping["stable"]:
         lines += ["", "**No stable grouping**: the margin does not exceed the seed-to-seed spread."]
+        return lines
+    if count == 1:
+        lines += ["", "The margin exceeds the seed-to-seed spread: train all tasks together, as this run does."]
         return lines
     lines += ["", "The margin exceeds the seed-to-seed spread. To train the suggested groups:", ""]
     for entry in grouping["commands"]:

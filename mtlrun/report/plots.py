@@ -162,9 +162,9 @@ def plot_delta_bars(
     tasks = list(deltas)
     values = [float(deltas[t][0]) for t in tasks]
     verdicts = [deltas[t][1] for t in tasks]
-    fig = _figure(max(5.0, 1.1 * len(tasks) + 2.5), 4.2)
+    fig = _figure(max(6.0, 1.1 * len(tasks) + 4.0), 4.2)
     ax = fig.subplots()
-    bars = ax.bar(tasks, values, color=[verdict_color(v) for v in verdicts], edgecolor="black")
+    ax.bar(tasks, values, color=[verdict_color(v) for v in verdicts], edgecolor="black")
     intervals = intervals or {}
     for i, task in enumerate(tasks):
         if task in intervals:
@@ -172,20 +172,29 @@ def plot_delta_bars(
             yerr = [[max(0.0, values[i] - low)], [max(0.0, high - values[i])]]
             ax.errorbar(i, values[i], yerr=yerr, color="black", capsize=5, lw=1.2)
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.bar_label(bars, labels=[f"{v:+.2f}" for v in values], padding=2, fontsize="small")
+    for i, value in enumerate(values):  # beside the error bar, not on it
+        ax.annotate(
+            f"{value:+.2f}",
+            (i, value),
+            xytext=(6, 3 if value >= 0 else -3),
+            textcoords="offset points",
+            ha="left",
+            va="bottom" if value >= 0 else "top",
+            fontsize="small",
+        )
     ax.margins(y=0.2)
     ax.set(
-        title="Per-task transfer Δ_t (MTL vs single-task; > 0: sharing helped)"
-        + ("\nerror bars: 95% confidence interval over seeds" if intervals else ""),
-        xlabel="task",
-        ylabel="Δ_t (% relative to single-task)",
+        title="Per-task transfer Δ_t (> 0: sharing helped)",
+        xlabel="task" + ("\nerror bars: 95% confidence interval over seeds" if intervals else ""),
+        ylabel="Δ_t (% vs single-task)",
     )
     ax.grid(axis="y", alpha=0.3)
     present = [v for v in VERDICT_COLORS if v in verdicts] + sorted(set(verdicts) - set(VERDICT_COLORS))
     ax.legend(
         handles=[Patch(facecolor=verdict_color(v), edgecolor="black", label=v) for v in present],
         title="verdict",
-        loc="best",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
         fontsize="small",
     )
     return _save(fig, out_path)
