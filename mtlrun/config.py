@@ -8,6 +8,7 @@ cross-field rules by :func:`validate`, which raises one-line :class:`ConfigError
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -162,6 +163,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"report.min_seeds={r.min_seeds} must be >= 2 (a test needs two seeds on each side)")
     if r.pool not in POOL_MODES:
         raise choices_error("report.pool", r.pool, POOL_MODES)
+    for folder in r.pool_from or []:
+        if not Path(str(folder)).is_dir():  # relative to the launch folder, like report.cache_dir
+            raise ConfigError(f"report.pool_from: no such folder '{folder}' (paths are relative to the launch folder)")
     t = cfg.trainer
     if t.epochs < 1:
         raise ConfigError(f"trainer.epochs={t.epochs} must be >= 1")
