@@ -20,7 +20,7 @@ from rich.table import Table
 from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
 from mtlrun.report.grouping import affinity_of, command, suggest_grouping, without
 from mtlrun.report.markdown import md_table
-from mtlrun.report.pooling import find_pool, relative
+from mtlrun.report.pooling import find_pool, relative, sweep_folder
 from mtlrun.report.transfer import (
     NEGATIVE,
     POSITIVE,
@@ -140,7 +140,12 @@ def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | N
         "correction": options.correction,
         "min_seeds": options.min_seeds,
         "seeds": [p["seed"] for p in pooled_info],
-        "pool": {"mode": options.pool, "from": list(options.pool_from), "dropped": pool.dropped},
+        "pool": {
+            "mode": options.pool,
+            "from": list(options.pool_from),
+            "dropped": pool.dropped,
+            "sweep_job": sweep_folder(run_dir) is not None,
+        },
         "pooled_runs": pooled_info,
         "baseline_cache": relative(cache.root, base),
         "tasks": {
@@ -481,6 +486,8 @@ def verdict_table(report: dict[str, Any]) -> Table:
 
 
 def print_verdicts(report: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(verdict_table(report))
-    if report.get("how_to_get_verdicts"):
-        (console or Console()).print(f"for verdicts: {report['how_to_get_verdicts']}")
+    console = console or Console()
+    console.print(verdict_table(report))
+    # a sweep job's report is rebuilt with the sweep's other seeds when the sweep ends
+    if report.get("how_to_get_verdicts") and not report["pool"].get("sweep_job"):
+        console.print(f"for verdicts: {report['how_to_get_verdicts']}")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from mtlrun.baseline_cache import BaselineCache
 from mtlrun.report.aggregate import compare
 from mtlrun.report.folders import read_runs
-from mtlrun.report.negative_transfer import ReportOptions, build_report
+from mtlrun.report.negative_transfer import ReportOptions, build_report, print_verdicts
 from tests.report.report_folders import make_job, store_baselines
 
 MTL = {0: (0.60, 1.30), 1: (0.66, 1.20), 2: (0.57, 1.45)}  # seed: (acc, mae)
@@ -91,7 +93,22 @@ def test_lone_seed_report_says_how_to_get_verdicts(tmp_path):
     assert report["how_to_get_verdicts"] == "mtlrun -m arch=hps balancer=ew seed=0,1,2"
     text = (job / "report.md").read_text()
     assert "## How to get verdicts" in text and "mtlrun -m arch=hps balancer=ew seed=0,1,2" in text
+    assert "for verdicts: mtlrun -m arch=hps balancer=ew seed=0,1,2" in printed(report)
     assert "**No stable grouping**" in text and "unknown (one seed)" in text
+
+
+def printed(report: dict) -> str:
+    console = Console(file=io.StringIO(), width=200, no_color=True)
+    print_verdicts(report, console)
+    return console.file.getvalue()
+
+
+def test_a_sweep_job_does_not_print_the_seed_command_its_sweep_is_running(tmp_path):
+    cache = BaselineCache(tmp_path / "baselines")
+    job = make_job(tmp_path / "multirun/d/s/0", seed=0, acc=0.6, mae=1.3, overrides=("seed=0,1,2",))
+    store_baselines(cache, job, 0.8, 1.0)
+    report = build_report(job, cache, ReportOptions(base=tmp_path))
+    assert report["how_to_get_verdicts"] is not None and "for verdicts" not in printed(report)
 
 
 def test_noisy_affinity_gives_no_stable_grouping(tmp_path):
