@@ -21,7 +21,7 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "encoder": ("mtlrun.models:ENCODERS", ("input_shape", "numeric", "cardinalities")),
     "arch": ("mtlrun.models:ARCHS", ("encoder", "tasks")),
     "balancer": ("mtlrun.balancers:BALANCERS", ("tasks",)),
-    "schedule": ("mtlrun.train.schedule:SCHEDULES", ("tasks",)),
+    "schedule": ("mtlrun.train.schedule:SCHEDULES", ("tasks", "epochs")),
     "logger": ("mtlrun.loggers:LOGGERS", ("output_dir", "run_name")),
 }
 #: group choices that are not registered components (resolved by the run itself)

@@ -611,8 +611,8 @@ class BalancerUwOptions:
 class ScheduleCurriculumOptions:
     name: str = "curriculum"
     start_epochs: Any = None
-    order: str = "epochs"
-    stagger: int = 1
+    order: str = "auto"
+    stagger: Any = "auto"
     ramp_epochs: int = 0
     warmup_steps: int = 20
 

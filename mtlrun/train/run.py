@@ -153,7 +153,9 @@ def build(cfg: DictConfig) -> Components:
             f"which arch={cfg.arch.name} lacks"
         )
     schedule_cfg = plain(cfg.get("schedule")) or {"name": "none"}
-    schedule = SCHEDULES.build(schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks)
+    schedule = SCHEDULES.build(
+        schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks, epochs=int(cfg.trainer.epochs)
+    )
     model.to(device)
     balancer.to(device)
     data.info = {**data.info, "loader": place_splits(data, *loader_options(plain(cfg.get("loader"))), device)}

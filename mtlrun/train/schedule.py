@@ -7,13 +7,16 @@ and no balancer knows about it. Multipliers are constant within an epoch and log
 
 - ``none``: every task from the start, the trainer does not scale anything.
 - ``curriculum``: tasks enter at given epochs (``start_epochs``), or easiest first by a short
-  single-task warm-up (``order=difficulty``), each ramped in linearly over ``ramp_epochs``.
+  single-task warm-up (``order=difficulty``, what ``order=auto`` does when no entry epochs are
+  given), each ramped in linearly over ``ramp_epochs``. Its defaults schedule something: a
+  curriculum in which every task starts at epoch 1 would be ``none`` under another name.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -44,10 +47,14 @@ class ScheduleProbe:
 
 
 class TaskSchedule:
-    """Base class: every task fully weighted from the first epoch."""
+    """Base class: every task fully weighted from the first epoch.
 
-    def __init__(self, tasks: Sequence[str]) -> None:
+    ``epochs`` is the run's ``trainer.epochs``, for schedules that spread themselves over training.
+    """
+
+    def __init__(self, tasks: Sequence[str], *, epochs: int | None = None) -> None:
         self.tasks = list(tasks)
+        self.epochs = epochs
 
     def prepare(self, probe: ScheduleProbe) -> None:
         """Called once before the first epoch (e.g. to measure task difficulty)."""
@@ -92,15 +99,26 @@ class Curriculum(TaskSchedule):
         self,
         tasks: Sequence[str],
         start_epochs: Mapping[str, int] | None = None,
-        order: Literal["epochs", "difficulty"] = "epochs",
-        stagger: int = 1,
+        order: Literal["auto", "epochs", "difficulty"] = "auto",
+        stagger: int | Literal["auto"] = "auto",
         ramp_epochs: int = 0,
         warmup_steps: int = 20,
+        *,
+        epochs: int | None = None,
     ) -> None:
-        super().__init__(tasks)
+        super().__init__(tasks, epochs=epochs)
         start_epochs = dict(start_epochs or {})
-        if order not in ("epochs", "difficulty"):
-            raise ConfigError(f"schedule.order={order} is not valid; choose one of: difficulty, epochs")
+        if order not in ("auto", "epochs", "difficulty"):
+            raise ConfigError(f"schedule.order={order} is not valid; choose one of: auto, difficulty, epochs")
+        if order == "auto":
+            order = "epochs" if start_epochs else "difficulty"
+        if order == "difficulty" and len(self.tasks) > 1 and epochs == 1:
+            raise ConfigError(
+                "schedule=curriculum with trainer.epochs=1 schedules nothing (every task must start at epoch 1); "
+                "use trainer.epochs >= 2 or schedule=none"
+            )
+        if stagger != "auto" and (not isinstance(stagger, int) or isinstance(stagger, bool)):
+            raise ConfigError(f"schedule.stagger={stagger!r} must be a positive integer or auto")
         unknown = sorted(set(start_epochs) - set(self.tasks))
         if unknown:
             raise ConfigError(
@@ -112,7 +130,7 @@ class Curriculum(TaskSchedule):
                 raise ConfigError(f"schedule.start_epochs.{task}={epoch!r} must be an integer >= 1")
         if order == "difficulty" and start_epochs:
             raise ConfigError("schedule.start_epochs cannot be combined with schedule.order=difficulty")
-        positive("schedule", stagger=stagger, warmup_steps=warmup_steps)
+        positive("schedule", warmup_steps=warmup_steps, **({} if stagger == "auto" else {"stagger": stagger}))
         if ramp_epochs < 0:
             raise ConfigError(f"schedule.ramp_epochs={ramp_epochs} must be >= 0")
         self.order = order
@@ -128,13 +146,22 @@ class Curriculum(TaskSchedule):
             return
         self.difficulty = warmup_loss_decrease(probe, self.tasks, self.warmup_steps)
         ranked = sorted(self.tasks, key=lambda t: -self.difficulty[t])  # stable: ties keep task order
-        self.start = {t: 1 + k * self.stagger for k, t in enumerate(ranked)}
+        self.start = dict(zip(ranked, self.entry_epochs(len(ranked))))
         log.info(
             "curriculum: relative loss decrease after %d warm-up steps %s; entry epochs %s",
             self.warmup_steps,
             ", ".join(f"{t}={self.difficulty[t]:.3f}" for t in ranked),
             ", ".join(f"{t}={self.start[t]}" for t in ranked),
         )
+
+    def entry_epochs(self, count: int) -> list[int]:
+        """The entry epoch of the k-th easiest of ``count`` tasks (k = 0, 1, ...)."""
+        if self.stagger != "auto":
+            return [1 + k * int(self.stagger) for k in range(count)]
+        if count < 2:
+            return [1] * count
+        span = max(1, (self.epochs or 2) // 2)
+        return [1 + math.ceil(k * span / (count - 1)) for k in range(count)]
 
     def multipliers(self, epoch: int) -> dict[str, float]:
         # tasks present from the first epoch enter nothing, so they are not ramped

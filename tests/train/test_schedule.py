@@ -145,7 +145,9 @@ def test_curriculum_composes_with_a_gradient_balancer_through_the_cli(cli):
 
 
 def test_difficulty_curriculum_through_the_cli(cli):
-    result = cli("schedule=curriculum", "schedule.order=difficulty", "schedule.warmup_steps=5", *FAST)
+    result = cli(
+        "schedule=curriculum", "schedule.order=difficulty", "schedule.stagger=1", "schedule.warmup_steps=5", *FAST
+    )
     assert result.code == 0, result.err
     rows = schedule_rows(result)
     assert sorted(rows[(1, t)] for t in TASKS) == [0.0, 0.0, 0.0, 1.0]  # only the easiest task in epoch 1
@@ -156,3 +158,34 @@ def test_bad_schedule_option_is_a_one_line_error(cli):
     result = cli("schedule=curriculum", "schedule.start_epochs={nope:2}", *FAST)
     assert result.code == 2
     assert "schedule.start_epochs" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_auto_stagger_spreads_entries_over_the_first_half_of_training():
+    assert Curriculum(TASKS, epochs=2).entry_epochs(4) == [1, 2, 2, 2]
+    assert Curriculum(TASKS, epochs=20).entry_epochs(4) == [1, 5, 8, 11]
+    assert Curriculum(TASKS, epochs=20, stagger=3).entry_epochs(4) == [1, 4, 7, 10]
+    assert Curriculum(TASKS).order == "difficulty"  # order=auto without entry epochs
+    assert Curriculum(TASKS, start_epochs={"sum": 2}).order == "epochs"
+
+
+def test_curriculum_in_a_single_epoch_is_refused():
+    with pytest.raises(ConfigError, match="trainer.epochs=1"):
+        Curriculum(TASKS, epochs=1)
+
+
+def epoch_losses(result) -> dict[str, float]:
+    rows = [json.loads(line) for line in (result.run_dirs()[-1] / "metrics.jsonl").read_text().splitlines()]
+    return {r["task"]: r["value"] for r in rows if r["metric"] == "loss" and r["split"] == "train" and r["epoch"] == 1}
+
+
+@pytest.mark.slow
+def test_curriculum_with_its_defaults_changes_the_first_epoch(cli):
+    none = cli("schedule=none", *FAST, "trainer.epochs=2")
+    assert none.code == 0, none.err
+    first = epoch_losses(none)  # read before the second run: both share the working folder
+    curriculum = cli("schedule=curriculum", *FAST, "trainer.epochs=2")
+    assert curriculum.code == 0, curriculum.err
+    assert sorted(schedule_rows(curriculum)[(1, t)] for t in TASKS) == [0.0, 0.0, 0.0, 1.0]
+    scheduled = epoch_losses(curriculum)
+    assert set(first) == set(TASKS)
+    assert any(abs(first[t] - scheduled[t]) > 1e-6 for t in TASKS), (first, scheduled)
