@@ -19,11 +19,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mtlrun.report.aggregate import RANK_RULES, Comparison, Row, Stat, compare, short_key
+from mtlrun.errors import ConfigError
+from mtlrun.report.aggregate import RANK_RULES, Comparison, Row, Stat, compare, short_key, text
+from mtlrun.report.compare_keys import check_config_keys, check_filter_values, check_sort_key
 from mtlrun.report.folders import read_runs
 from mtlrun.report.markdown import md_table
 
 FORMATS = ("table", "md", "csv", "json")
+#: how a missing value reads in the table and Markdown (the CSV leaves the cell empty)
+MISSING = text(None)
 
 
 def cell(stat: Stat | None, digits: int = 4) -> str:
@@ -157,7 +161,9 @@ def render_csv(comparison: Comparison) -> str:
         return [repr(stat.mean), repr(stat.std) if stat.std is not None else ""]
 
     for row in comparison.rows:
-        values = [row.rank if row.rank is not None else "", *(row.label[k] for k in comparison.label_keys)]
+        # a run without the key has the label "—" on screen; a spreadsheet wants an empty cell
+        labels = ("" if row.label[k] == MISSING else row.label[k] for k in comparison.label_keys)
+        values = [row.rank if row.rank is not None else "", *labels]
         for c in comparison.columns:
             values += numbers(row.metrics.get(c.name))
         values += [
@@ -268,14 +274,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mtlrun-compare: error: no run folders under {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
     by = [k.strip() for k in args.by.split(",") if k.strip()] if args.by else None
-    comparison = compare(
-        runs,
-        by=by,
-        filters=_filters(args.filter, parser),
-        all_metrics=args.all_metrics,
-        sort=args.sort,
-        rank_by=args.rank_by,
-    )
+    filters = _filters(args.filter, parser)
+    try:
+        check_config_keys("--by", by or [], runs)
+        check_config_keys("--filter", filters, runs)
+        check_filter_values(filters, runs)
+        comparison = compare(
+            runs, by=by, filters=filters, all_metrics=args.all_metrics, sort=args.sort, rank_by=args.rank_by
+        )
+        check_sort_key(args.sort, runs, comparison.columns)
+    except ConfigError as ex:
+        print(f"mtlrun-compare: error: {ex}", file=sys.stderr)
+        return 2
     if comparison.mixed:
         if args.strict:
             print(f"mtlrun-compare: error: {mixed_warning(comparison)}", file=sys.stderr)
