@@ -2,10 +2,11 @@
 
 Hydra creates the run folder and writes ``.hydra/`` before the task starts, so the check runs as a
 Hydra callback at ``on_run_start`` / ``on_multirun_start``: after the config is composed and
-before Hydra creates or writes anything. A folder that holds a run is refused with one line
-(exit 2) unless ``run.overwrite=true``, which moves the old folder aside under a visible name
-instead of deleting it. A run folder this invocation created is removed again when the run stops
-on a configuration error, so a bad option leaves nothing behind.
+before Hydra creates or writes anything. The config checks that need no data run there too
+(unknown ``+keys``, ranges, settings that would do nothing), so they leave no folder. A folder
+that holds a run is refused with one line (exit 2) unless ``run.overwrite=true``, which moves the
+old folder aside under a visible name instead of deleting it. A run folder this invocation created
+is removed again when the run stops on a configuration error, so a bad option leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -97,10 +98,26 @@ class RunFolderGuard(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_bad_settings(config)
         _claim_or_exit(Path(str(config.hydra.run.dir)), _overwrite(config), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _claim_or_exit(Path(str(config.hydra.sweep.dir)), _overwrite(config), "hydra.sweep.dir")
+
+
+def _refuse_bad_settings(config: DictConfig) -> None:
+    """The config checks that need no data (unknown ``+keys``, ranges, settings that would do nothing)
+    stop the run before its folder exists: one line, exit 2. The run repeats them (``validate``)."""
+    import sys
+
+    from mtlrun.config import validate
+
+    job = OmegaConf.masked_copy(config, [str(k) for k in config.keys() if k != "hydra"])
+    try:
+        validate(job)
+    except ConfigError as ex:
+        print(f"mtlrun: error: {ex}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _claim_or_exit(path: Path, overwrite: bool, key: str) -> None:
