@@ -293,13 +293,36 @@ def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) ->
     cache = BaselineCache((launch / cfg.report.cache_dir).resolve())
     started = time.perf_counter()
     policy = "only_cached" if cfg.report.baselines == "only_cached" else "train"
-    _, _, trained = resolve_baselines(
+    records, _, trained = resolve_baselines(
         cfg, c.data, c.tasks, c.primary, c.encoder, c.device, cache, policy, batched=cfg.report.batched
     )
+    if not records:  # only_cached and nothing cached: a report of n/a everywhere would answer nothing
+        log.warning(
+            "report.baselines=only_cached: no single-task baseline of %s is cached in %s, so no report was "
+            "written; train them (and get the report) with: %s",
+            ", ".join(c.tasks),
+            cfg.report.cache_dir,
+            training_command(),
+        )
+        return None
     report = build_report(output_dir, cache, ReportOptions.from_config(cfg.report, launch))
     seconds = time.perf_counter() - started
     log.info("negative-transfer report written (%d baseline(s) trained, %.1f s)", len(trained), seconds)
     return report
+
+
+def training_command() -> str:
+    """This run's command line with ``report.baselines=only_cached`` replaced by training the baselines."""
+    import shlex
+
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except Exception:  # not under Hydra (a test calling run() directly)
+        overrides = []
+    kept = [o for o in overrides if not o.lstrip("+~").startswith("report.baselines=")]
+    return " ".join(["mtlrun", *(shlex.quote(o) for o in kept), "report.baselines=true"])
 
 
 def run_from_hydra(cfg: DictConfig) -> float | None:

@@ -76,8 +76,14 @@ def test_report_baselines_false_and_only_cached(cli, tmp_path):
     off = cli(*TINY, *SMALL, "tasks=digits_left_right", "report.baselines=false")
     assert off.code == 0 and not (off.run_dirs()[-1] / "transfer.json").exists()
     cached = cli(*TINY, *SMALL, "tasks=digits_left_right", "report.baselines=only_cached")
-    report = json.loads((cached.run_dirs()[-1] / "transfer.json").read_text())
-    assert report["missing_baselines"] == ["left", "right"] and not (tmp_path / "outputs" / "baselines").exists()
+    assert cached.code == 0, cached.err
+    assert not (cached.run_dirs()[-1] / "transfer.json").exists()
+    assert not (tmp_path / "outputs" / "baselines").exists()
+    log = (cached.run_dirs()[-1] / "run.log").read_text()
+    said = [line for line in log.splitlines() if "no report was written" in line]
+    assert len(said) == 1 and "WARNING" in said[0], log
+    assert "mtlrun trainer.epochs=2" in said[0] and said[0].rstrip().endswith("report.baselines=true")
+    assert "report.baselines=only_cached" not in said[0].split("with: ")[1]
 
 
 def test_single_runs_pool_seeds_on_request_with_p_values(cli):
