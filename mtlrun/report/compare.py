@@ -11,7 +11,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mtlrun.console import UNLIMITED, make_console
 from mtlrun.errors import ConfigError
 from mtlrun.report.aggregate import RANK_RULES, Comparison, Row, Stat, compare, short_key, text
 from mtlrun.report.compare_keys import check_config_keys, check_filter_values, check_sort_key
@@ -186,7 +186,7 @@ def render(comparison: Comparison, fmt: str, console: Console | None = None) -> 
         return render_csv(comparison)
     if fmt == "json":
         return json.dumps(comparison.as_dict(), indent=2) + "\n"
-    capture = Console(file=io.StringIO(), width=console.width if console else 200, no_color=True, highlight=False)
+    capture = Console(file=io.StringIO(), width=console.width if console else UNLIMITED, no_color=True, highlight=False)
     render_table(comparison, capture)
     return capture.file.getvalue()
 
@@ -291,8 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mtlrun-compare: error: {mixed_warning(comparison)}", file=sys.stderr)
             return 2
         print(f"mtlrun-compare: warning: {mixed_warning(comparison)}", file=sys.stderr)
-    # piped output (a file, a pager) gets wide rows instead of rich's 80-column default
-    console = Console() if sys.stdout.isatty() or "COLUMNS" in os.environ else Console(width=200)
+    # piped output (a file, a pager, a batch log) gets rows as wide as they need, never a cut number
+    console = make_console()
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(render(comparison, args.format, console), encoding="utf-8")

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
+from mtlrun.console import make_console
 from mtlrun.report.grouping import affinity_of, command, suggest_grouping, without
 from mtlrun.report.markdown import md_table
 from mtlrun.report.pooling import find_pool, relative, sweep_folder
@@ -486,7 +487,7 @@ def verdict_table(report: dict[str, Any]) -> Table:
 
 
 def print_verdicts(report: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     console.print(verdict_table(report))
     # a sweep job's report is rebuilt with the sweep's other seeds when the sweep ends
     if report.get("how_to_get_verdicts") and not report["pool"].get("sweep_job"):

@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
+from mtlrun.console import make_console
 from mtlrun.outputs import write_json, write_text
 from mtlrun.report.aggregate import Comparison, compare
 from mtlrun.report.compare import render_markdown, render_table
@@ -72,7 +73,7 @@ class SweepSummary(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir():
             return
-        console = Console()
+        console = make_console()
         refresh_transfer_reports(sweep_dir, config)
         comparison = summarize_sweep(sweep_dir, console)
         console.print(f"sweep summary: {sweep_dir / 'sweep_report.md'}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mtlrun.console import make_console
 from mtlrun.runfolder import Summary
 
 
@@ -30,7 +31,7 @@ def run_table(summary: Summary) -> Table:
 
 
 def print_run_summary(summary: Summary, folder: Path, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     if summary.completed:
         console.print(run_table(summary))
         timings = summary.timings

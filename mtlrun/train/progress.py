@@ -13,9 +13,9 @@ class Progress:
     """Shows training progress; ``live`` only when the console is an interactive terminal."""
 
     def __init__(self, total_epochs: int, steps_per_epoch: int, enabled: bool = True) -> None:
-        from rich.console import Console
+        from mtlrun.console import is_terminal
 
-        self.live = enabled and Console().is_terminal
+        self.live = enabled and is_terminal()
         self.total_epochs = total_epochs
         self.steps_per_epoch = steps_per_epoch
         self._bar: Any = None
