@@ -61,7 +61,10 @@ def main() -> None:
     if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
         from mtlrun.help import render_help
 
-        print(render_help())
+        try:
+            print(render_help(), flush=True)
+        except BrokenPipeError:  # mtlrun --help | head: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we print one line below

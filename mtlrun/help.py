@@ -1,7 +1,8 @@
 """``mtlrun --help``: every config group, its choices and a one-line description of each.
 
-The description is the first comment line of the choice's YAML file, so adding a method (one
-module plus one YAML) documents itself here. Reads the packaged configs only; no torch import.
+The description is the first sentence of the comment at the top of the choice's YAML file (whole,
+however many lines it spans), and a dataset's ``# Tasks:`` line names its tasks, so adding a method
+(one module plus one YAML) documents itself here. Reads the packaged configs only; no torch import.
 """
 
 from __future__ import annotations
@@ -36,25 +37,68 @@ Examples:
 Set HYDRA_FULL_ERROR=1 for full tracebacks; --hydra-help lists Hydra's own flags."""
 
 
-def _description(text: str) -> str:
+#: words whose trailing period does not end a sentence
+ABBREVIATIONS = ("e.g.", "i.e.", "al.", "vs.", "cf.", "etc.")
+
+
+def _header(text: str) -> tuple[list[str], str]:
+    """The description paragraph (the leading comment lines) and the ``# Tasks:`` line of a YAML.
+
+    The paragraph ends at the first non-comment, empty-comment or indented-comment line (option
+    lists, commands) and at ``Options``/``Tasks:`` lines.
+    """
+    paragraph: list[str] = []
+    tasks = ""
+    ended = False
     for line in text.splitlines():
         stripped = line.strip()
-        if stripped.startswith("#") and not stripped.startswith("# @package"):
-            return stripped.lstrip("#").strip()
-        if stripped and not stripped.startswith("#"):
+        if not stripped.startswith("#"):
             break
-    return ""
+        if stripped.startswith("# @package"):
+            continue
+        body = stripped[1:]
+        content = body.strip()
+        if content.startswith("Tasks:"):
+            tasks = content[len("Tasks:") :].strip()
+            ended = True
+        elif not content or body.startswith("  ") or content.startswith("Options"):
+            ended = True
+        elif not ended:
+            paragraph.append(content)
+    return paragraph, tasks
+
+
+def first_sentence(text: str) -> str:
+    """``text`` up to the end of its first sentence (a period, ! or ? before a space or the end)."""
+    words = text.split()
+    for i, word in enumerate(words):
+        if word.endswith((".", "!", "?")) and not word.lower().endswith(ABBREVIATIONS):
+            return " ".join(words[: i + 1])
+    return " ".join(words)
+
+
+def _description(text: str) -> str:
+    return first_sentence(" ".join(_header(text)[0]))
+
+
+def _yaml_files(group: str) -> list:
+    folder = resources.files("mtlrun.conf").joinpath(group)
+    if not folder.is_dir():
+        return []
+    return [e for e in sorted(folder.iterdir(), key=lambda e: e.name) if e.name.endswith(".yaml")]
 
 
 def group_choices(group: str) -> dict[str, str]:
-    """``{choice: description}`` for a packaged config group."""
-    folder = resources.files("mtlrun.conf").joinpath(group)
-    if not folder.is_dir():
-        return {}
+    """``{choice: description}`` for a packaged config group: the first sentence of its YAML's header."""
     return {
-        entry.name[: -len(".yaml")]: _description(entry.read_text(encoding="utf-8"))
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
-        if entry.name.endswith(".yaml")
+        entry.name[: -len(".yaml")]: _description(entry.read_text(encoding="utf-8")) for entry in _yaml_files(group)
+    }
+
+
+def dataset_tasks() -> dict[str, str]:
+    """``{dataset: its tasks}`` from the ``# Tasks:`` line of each dataset YAML."""
+    return {
+        entry.name[: -len(".yaml")]: _header(entry.read_text(encoding="utf-8"))[1] for entry in _yaml_files("dataset")
     }
 
 
@@ -72,13 +116,18 @@ def render_help() -> str:
             continue
         lines.append(f"  {group}: {what}")
         width = max(len(c) for c in choices)
-        lines += [f"    {name.ljust(width)}  {desc}" for name, desc in choices.items()]
+        tasks = dataset_tasks() if group == "dataset" else {}
+        for name, desc in choices.items():
+            lines.append(f"    {name.ljust(width)}  {desc}")
+            if tasks.get(name):
+                lines.append(f"    {' ' * width}  tasks: {tasks[name]}")
     lines += [
         "",
         "Top-level keys:",
         "  seed                 the run's seed (the dataset's split has its own, dataset.seed)",
         "  trainer.*            epochs, batch_size, optimizer, lr, weight_decay, momentum, grad_clip, device, ...",
-        "  report.*             baselines (true | false | only_cached), cache_dir, alpha, groups, batched",
+        "  report.*             baselines (true | false | only_cached), cache_dir, alpha, correction, min_seeds,",
+        "                       pool, pool_from, groups, batched",
         "  diagnostics.*        every (steps between samples; 0 = off), affinity (true | false)",
         "",
         EXAMPLES,
