@@ -19,9 +19,16 @@ def _front(rows: list[Row], x: Column, y: Column) -> list[tuple[float, float]]:
 
 
 def plot_comparison(comparison: Comparison, path: Path) -> bool:
-    """Write the figure to ``path``; False when no row has results to draw."""
+    """Write the figure to ``path``; False when no row has results to draw.
+
+    Each task's primary metric is drawn as points with error bars (mean ± std over seeds) on an axis
+    fitted to the values, so differences between configurations stay visible (bars from zero would
+    flatten them); configurations are labelled by their settings, Pareto-optimal ones as filled
+    diamonds, and legends sit outside the data.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     columns = [c for c in comparison.columns if c.primary]
     rows = [r for r in comparison.rows if r.metrics]
@@ -29,31 +36,32 @@ def plot_comparison(comparison: Comparison, path: Path) -> bool:
         return False
     scatter = len(columns) == 2 and any(all(c.name in r.metrics for c in columns) for r in rows)
     panels = len(columns) + int(scatter)
-    figure = Figure(figsize=(max(4.5 * panels, 6.0), 4.5 + 0.15 * len(rows)), layout="constrained")
+    names = [r.title() for r in rows]
+    label_room = 0.09 * max(len(n) for n in names)  # rotated configuration labels under the axes
+    figure = Figure(figsize=(max(4.2 * panels + 3.0, 7.0), 4.2 + label_room), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, panels, squeeze=False)[0]
     colours = [f"C{i % 10}" for i in range(len(rows))]
-    names = [r.title() for r in rows]
     for ax, column in zip(axes, columns):
         for i, row in enumerate(rows):
             stat = row.metrics.get(column.name)
             if stat is None:
                 continue
-            ax.bar(
+            ax.errorbar(
                 i,
                 stat.mean,
                 yerr=stat.std or 0.0,
+                fmt="D" if row.pareto else "o",
                 color=colours[i],
+                markersize=8 if row.pareto else 6,
                 capsize=4,
-                edgecolor="black" if row.pareto else colours[i],
-                linewidth=1.5 if row.pareto else 0.5,
-                label=names[i],
             )
         ax.set_title(f"{column.task}: {column.metric} (test, mean ± std)")
-        ax.set_xlabel("configuration")
         ax.set_ylabel(_axis_label(column))
-        ax.set_xticks(range(len(rows)), [str(r.rank or "—") for r in rows])
-    axes[0].legend(title="configuration (tick = rank; outlined = Pareto)", fontsize="small", loc="best")
+        ax.set_xticks(range(len(rows)), names, rotation=35, ha="right", fontsize="small")
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.margins(y=0.15)
+        ax.grid(axis="y", alpha=0.3)
     if scatter:
         x, y = columns
         ax = axes[-1]
@@ -66,28 +74,31 @@ def plot_comparison(comparison: Comparison, path: Path) -> bool:
                 sy.mean,
                 xerr=sx.std or 0.0,
                 yerr=sy.std or 0.0,
-                fmt="o",
+                fmt="D" if row.pareto else "o",
                 color=colours[i],
                 capsize=3,
                 markersize=8 if row.pareto else 6,
-                label=names[i],
             )
         front = _front([r for r in rows if x.name in r.metrics and y.name in r.metrics], x, y)
         if front:
-            ax.plot(
-                [p[0] for p in front],
-                [p[1] for p in front],
-                "k--",
-                linewidth=1,
-                marker="s",
-                markersize=13,
-                fillstyle="none",
-                label="Pareto front",
-            )
+            ax.plot([p[0] for p in front], [p[1] for p in front], "k--", linewidth=1)
         ax.set_title(f"trade-off: {x.task} vs {y.task}")
         ax.set_xlabel(_axis_label(x))
         ax.set_ylabel(_axis_label(y))
-        ax.legend(fontsize="small", loc="best")
+        ax.margins(0.15)
+        ax.grid(alpha=0.3)
+    handles = [
+        Line2D([], [], marker="D" if r.pareto else "o", color=colours[i], linestyle="", label=names[i])
+        for i, r in enumerate(rows)
+    ]
+    if scatter:
+        handles.append(Line2D([], [], color="black", linestyle="--", label="Pareto front"))
+    figure.legend(
+        handles=handles,
+        title="configuration (◆ Pareto-optimal)",
+        loc="outside right upper",
+        fontsize="small",
+    )
     figure.suptitle(f"{len(rows)} configurations, {sum(len(r.completed) for r in rows)} completed runs")
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

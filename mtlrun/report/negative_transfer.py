@@ -254,16 +254,18 @@ def verdict_command(
 
 
 def _plot(run_dir: Path, report: dict[str, Any], summary: Summary, stl_curves: dict[str, Any]) -> None:
-    """The Δ_t chart (with its 95% intervals), and the learning curves with the single-task curves overlaid."""
+    """The Δ_t chart (with its 95% intervals), the trade-off against the single-task point, and the
+    learning curves with the single-task curves overlaid."""
     import logging
 
     try:
-        from mtlrun.report.plots import plot_delta_bars, plot_learning_curves, read_metrics
+        from mtlrun.report.plots import plot_delta_bars, plot_learning_curves, plot_tradeoff, read_metrics
 
         deltas = {t: (v["delta"], v["verdict"]) for t, v in report["tasks"].items() if v["delta"] is not None}
         intervals = {t: tuple(v["ci95"]) for t, v in report["tasks"].items() if v.get("ci95") and t in deltas}
         if deltas:
             plot_delta_bars(deltas, run_dir / PLOTS / "delta.png", intervals)
+        plot_tradeoff(report["tasks"], summary.primary, run_dir / PLOTS / "tradeoff.png")
         if stl_curves:
             plot_learning_curves(
                 read_metrics(run_dir),

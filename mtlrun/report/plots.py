@@ -127,10 +127,19 @@ def plot_learning_curves(
     return _save(fig, out_path)
 
 
+def constant_weights(weights: Mapping[str, tuple[Sequence[int], Sequence[float]]]) -> bool:
+    """Whether every task's weight stays the same over the epochs (ew, fixed): a flat line says nothing."""
+    for _, values in weights.values():
+        if values and max(values) - min(values) > 1e-9 * max(1.0, max(abs(v) for v in values)):
+            return False
+    return True
+
+
 def plot_weights(metrics_rows: Rows, out_path: Path) -> Path | None:
-    """The balancer's task weights per epoch (epoch means of ``metric == "weight"`` rows)."""
+    """The balancer's task weights per epoch (epoch means of ``metric == "weight"`` rows); nothing for a
+    balancer whose weights never change (ew, fixed), whose plot would be flat lines."""
     weights = _series(list(metrics_rows), "train", "weight")
-    if not weights:
+    if not weights or constant_weights(weights):
         return None
     fig = _figure(7.0, 4.0)
     ax = fig.subplots()
@@ -201,26 +210,136 @@ def plot_delta_bars(
 
 
 # --------------------------------------------------------------------------------------------
+# Trade-off against the single-task baselines
+# --------------------------------------------------------------------------------------------
+
+#: at most this many task pairs get a panel (the first tasks' pairs)
+MAX_PAIRS = 15
+
+
+def _better(higher_is_better: bool) -> str:
+    return "↑ better" if higher_is_better else "↓ better"
+
+
+def plot_tradeoff(tasks: Mapping[str, Mapping[str, Any]], primary: Mapping[str, str], out_path: Path) -> Path | None:
+    """``tradeoff.png``: per pair of tasks, the run's primary test metrics (mean ± std over the pooled
+    seeds) against the single-task point (both baselines), an arrow from one to the other, and the
+    region better than the single-task point on both tasks shaded.
+
+    ``tasks`` is ``transfer.json``'s ``tasks`` (each metric's ``mtl``, ``mtl_std``, ``stl``, ``stl_std``,
+    ``higher_is_better``). Nothing for fewer than two tasks with a baseline.
+    """
+    from itertools import combinations
+
+    from matplotlib.patches import Rectangle
+
+    usable = [t for t in tasks if primary.get(t) in (tasks[t].get("metrics") or {})]
+    pairs = list(combinations(usable, 2))[:MAX_PAIRS]
+    if not pairs:
+        return None
+    cols = min(3, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig = _figure(4.4 * cols + 0.6, 3.9 * rows + 1.4)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (tx, ty) in zip(axes, pairs):
+        mx, my = tasks[tx]["metrics"][primary[tx]], tasks[ty]["metrics"][primary[ty]]
+        ax.errorbar(
+            mx["stl"], my["stl"], xerr=mx.get("stl_std") or 0.0, yerr=my.get("stl_std") or 0.0,
+            fmt="s", color="#555555", markersize=8, capsize=4, label="single-task baselines (STL)",
+        )  # fmt: skip
+        ax.errorbar(
+            mx["mtl"], my["mtl"], xerr=mx.get("mtl_std") or 0.0, yerr=my.get("mtl_std") or 0.0,
+            fmt="o", color="C0", markersize=8, capsize=4, label="multi-task (this configuration)",
+        )  # fmt: skip
+        ax.annotate(
+            "",
+            xy=(mx["mtl"], my["mtl"]),
+            xytext=(mx["stl"], my["stl"]),
+            arrowprops={"arrowstyle": "->", "color": "C0", "lw": 1.2, "shrinkA": 6, "shrinkB": 6},
+        )
+        ax.margins(0.35)
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        far_x = x1 if mx["higher_is_better"] else x0
+        far_y = y1 if my["higher_is_better"] else y0
+        ax.add_patch(
+            Rectangle(
+                (mx["stl"], my["stl"]),
+                far_x - mx["stl"],
+                far_y - my["stl"],
+                color="#27ae60",
+                alpha=0.12,
+                linewidth=0,
+                label="better than STL on both tasks",
+            )
+        )
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set(
+            xlabel=f"{tx}: {primary[tx]} ({_better(mx['higher_is_better'])})",
+            ylabel=f"{ty}: {primary[ty]} ({_better(my['higher_is_better'])})",
+            title=f"{tx} vs {ty}",
+        )
+        ax.grid(alpha=0.3)
+    for ax in axes[len(pairs) :]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3 if cols > 1 else 1, fontsize="small")
+    fig.suptitle("Trade-off against the single-task baselines\n(test metrics, mean ± std over seeds)")
+    return _save(fig, out_path)
+
+
+# --------------------------------------------------------------------------------------------
 # Diagnostics
 # --------------------------------------------------------------------------------------------
 
 
-def _heatmap(ax, matrix: Sequence[Sequence[float]], tasks: Sequence[str], limit: float, colorbar_label: str) -> None:
-    """An annotated heatmap with a diverging colormap centred at 0 (range ±``limit``)."""
-    import numpy as np
+#: the colour of a masked cell (a heatmap's diagonal)
+MASKED_COLOR = "#d9d9d9"
 
-    data = np.asarray(matrix, dtype=float)
-    image = ax.imshow(data, cmap="RdBu_r", vmin=-limit, vmax=limit)
+
+def _heatmap(ax, matrix: Sequence[Sequence[float]], tasks: Sequence[str], limit: float, colorbar_label: str) -> None:
+    """An annotated heatmap, diagonal masked (grey, no number), on the diverging RdBu scale
+    symmetric about 0 (``±limit``): red is conflict or harm, blue agreement or help."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    data = np.array(matrix, dtype=float)
+    np.fill_diagonal(data, np.nan)
+    cmap = colormaps["RdBu"].with_extremes(bad=MASKED_COLOR)
+    image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=-limit, vmax=limit)
     ax.set_xticks(range(len(tasks)), labels=tasks, rotation=30, ha="right")
     ax.set_yticks(range(len(tasks)), labels=tasks)
     small = limit < 0.1  # e.g. affinities of a few thousandths: show significant digits
     for i in range(data.shape[0]):
         for j in range(data.shape[1]):
+            if i == j:
+                continue
             value = data[i, j]
             text = f"{value:.2g}" if small else f"{value:.2f}"
             strong = abs(value) > 0.6 * limit
             ax.text(j, i, text, ha="center", va="center", fontsize="small", color="white" if strong else "black")
     ax.figure.colorbar(image, ax=ax, label=colorbar_label, shrink=0.85)
+
+
+def _off_diagonal(matrix: Sequence[Sequence[float]]) -> list[float]:
+    return [v for i, row in enumerate(matrix) for j, v in enumerate(row) if i != j]
+
+
+def cosine_figure(diagnostics: Mapping[str, Any]):
+    """The mean task-gradient cosine as a T x T heatmap on the fixed scale [-1, 1] (diagonal masked:
+    a task's cosine with itself is 1 by definition)."""
+    tasks = list(diagnostics.get("tasks") or [])
+    n = diagnostics.get("steps_sampled", 0)
+    size = 1.1 * len(tasks) + 2.8
+    fig = _figure(size + 1.0, size)
+    ax = fig.subplots()
+    _heatmap(ax, diagnostics["cosine"]["matrix"], tasks, 1.0, "cosine similarity")
+    ax.set(
+        title=f"Task-gradient cosine on shared parameters\n(mean of {n} sampled steps; < 0 (red): conflict)",
+        xlabel="task",
+        ylabel="task",
+    )
+    return fig
 
 
 def plot_cosine(diagnostics: Mapping[str, Any], out_dir: Path) -> list[Path]:
@@ -231,17 +350,7 @@ def plot_cosine(diagnostics: Mapping[str, Any], out_dir: Path) -> list[Path]:
     if not cosine or len(tasks) < 2:
         return []
     out_dir = Path(out_dir)
-    n = diagnostics.get("steps_sampled", 0)
-    size = 1.1 * len(tasks) + 2.8
-    fig = _figure(size + 1.0, size)
-    ax = fig.subplots()
-    _heatmap(ax, cosine["matrix"], tasks, 1.0, "cosine similarity")
-    ax.set(
-        title=f"Task-gradient cosine on shared parameters\n(mean of {n} sampled steps; < 0: conflict)",
-        xlabel="task",
-        ylabel="task",
-    )
-    written = [_save(fig, out_dir / "cosine.png")]
+    written = [_save(cosine_figure(diagnostics), out_dir / "cosine.png")]
 
     by_epoch = cosine.get("by_epoch") or []
     if by_epoch:
@@ -266,24 +375,33 @@ def plot_cosine(diagnostics: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return written
 
 
+def affinity_figure(diagnostics: Mapping[str, Any]):
+    """The inter-task affinity Z(i→j) heatmap; the diagonal (a task's step on its own loss, which
+    is plain training progress, not transfer) is masked, and the scale is symmetric about 0 over
+    the off-diagonal values."""
+    tasks = list(diagnostics.get("tasks") or [])
+    matrix = diagnostics["affinity"]["matrix"]
+    limit = max((abs(v) for v in _off_diagonal(matrix)), default=0.0) or 1e-12
+    size = 1.1 * len(tasks) + 2.8
+    fig = _figure(size + 1.0, size + 0.3)
+    ax = fig.subplots()
+    _heatmap(ax, matrix, tasks, limit, "Z(i→j) (relative loss decrease)")
+    ax.set(
+        title="Inter-task affinity Z(i→j) = 1 − L_j(θ after a step on i) / L_j(θ)\n"
+        "> 0 (blue): a step on i lowers j's loss; diagonal (i on itself) masked",
+        xlabel="target task j (loss measured)",
+        ylabel="source task i (step taken)",
+    )
+    return fig
+
+
 def plot_affinity(diagnostics: Mapping[str, Any], out_path: Path) -> Path | None:
-    """The inter-task affinity matrix Z(i→j) (TAG; row: task stepped on, column: task measured)."""
+    """``affinity.png``: the inter-task affinity matrix Z(i→j) (TAG; row: task stepped on, column: task measured)."""
     affinity = diagnostics.get("affinity")
     tasks = list(diagnostics.get("tasks") or [])
     if not affinity or not affinity.get("matrix") or len(tasks) < 2:
         return None
-    matrix = affinity["matrix"]
-    limit = max((abs(v) for row in matrix for v in row), default=0.0) or 1e-12
-    size = 1.1 * len(tasks) + 2.8
-    fig = _figure(size + 1.0, size)
-    ax = fig.subplots()
-    _heatmap(ax, matrix, tasks, limit, "Z(i→j) (relative loss decrease)")
-    ax.set(
-        title="Inter-task affinity Z(i→j) = 1 − L_j(θ after a step on i) / L_j(θ)\n(> 0: a step on i lowers j's loss)",
-        xlabel="target task j (loss measured)",
-        ylabel="source task i (step taken)",
-    )
-    return _save(fig, out_path)
+    return _save(affinity_figure(diagnostics), out_path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -188,3 +188,62 @@ def test_a_plotting_failure_never_fails_the_run(cli, monkeypatch):
     assert result.summary()["status"] == "completed"
     log = (result.run_dirs()[-1] / "run.log").read_text()
     assert "could not draw plots" in log and "no canvas today" in log
+
+
+def pixel(fig, ax, x: float, y: float) -> tuple[int, int, int]:
+    """The RGB colour of the figure at data point (x, y) of ``ax``."""
+    import numpy as np
+
+    fig.canvas.draw()
+    buffer = np.asarray(fig.canvas.buffer_rgba())
+    px, py = ax.transData.transform((x, y))
+    return tuple(int(v) for v in buffer[int(round(buffer.shape[0] - py)), int(round(px)), :3])
+
+
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def test_cosine_heatmap_masks_its_diagonal_on_a_fixed_diverging_scale():
+    fig = plots.cosine_figure(diagnostics())
+    ax = fig.axes[0]
+    image = ax.images[0]
+    assert image.get_clim() == (-1.0, 1.0) and image.get_cmap().name.startswith("RdBu")
+    assert pixel(fig, ax, 0, 0) == hex_rgb(plots.MASKED_COLOR)  # (a, a): masked
+    off = pixel(fig, ax, 2, 0)  # (a, c) = -0.4: conflict, red side
+    assert off != hex_rgb(plots.MASKED_COLOR) and off[0] > off[2]
+    assert all(text.get_text() != "1.00" for text in ax.texts)  # no number on the diagonal
+
+
+def test_affinity_masks_self_affinity_and_scales_to_the_off_diagonal():
+    fig = plots.affinity_figure(diagnostics())
+    ax = fig.axes[0]
+    assert ax.images[0].get_clim() == (-0.004, 0.004)  # the diagonal's 0.03 does not set the scale
+    assert pixel(fig, ax, 1, 1) == hex_rgb(plots.MASKED_COLOR)
+    assert "masked" in ax.get_title()
+
+
+def test_no_weights_plot_for_constant_weights(tmp_path):
+    rows = [{**r, "value": 1.0 + 0.5 * (r["task"] == "sum")} if r["metric"] == "weight" else r for r in metric_rows()]
+    assert plots.plot_weights(rows, tmp_path / "w.png") is None
+    assert not (tmp_path / "w.png").exists()
+
+
+TRANSFER_TASKS = {
+    "left": {
+        "metrics": {"accuracy": {"mtl": 0.62, "mtl_std": 0.02, "stl": 0.66, "stl_std": 0.01, "higher_is_better": True}}
+    },
+    "sum": {"metrics": {"mae": {"mtl": 1.1, "mtl_std": 0.05, "stl": 1.25, "stl_std": 0.04, "higher_is_better": False}}},
+    "parity": {
+        "metrics": {"accuracy": {"mtl": 0.8, "mtl_std": None, "stl": 0.8, "stl_std": None, "higher_is_better": True}}
+    },
+}
+TRANSFER_PRIMARY = {"left": "accuracy", "sum": "mae", "parity": "accuracy"}
+
+
+def test_tradeoff_plot_for_two_or_more_tasks(tmp_path):
+    two = plots.plot_tradeoff({t: TRANSFER_TASKS[t] for t in ("left", "sum")}, TRANSFER_PRIMARY, tmp_path / "2.png")
+    three = plots.plot_tradeoff(TRANSFER_TASKS, TRANSFER_PRIMARY, tmp_path / "3.png")
+    assert png_size(three)[0] > png_size(two)[0]  # one panel per pair
+    assert plots.plot_tradeoff({"left": TRANSFER_TASKS["left"]}, TRANSFER_PRIMARY, tmp_path / "1.png") is None
+    assert not (tmp_path / "1.png").exists()

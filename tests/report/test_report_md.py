@@ -70,6 +70,10 @@ def test_report_md_of_a_three_seed_sweep(sweep):
     assert "- seed 2: `multirun/2026-12-01/10-00-00/2`" in text
     assert str(sweep) not in text  # relative paths only
     assert "How to get verdicts" not in text
+    assert (
+        "- [tradeoff](plots/tradeoff.png)" in text
+        and (sweep / "multirun/2026-12-01/10-00-00/1/plots/tradeoff.png").is_file()
+    )
     # a and b hurt each other on every seed: keep them apart, by a margin far above the spread
     assert "**{a} | {b}**" in text and "margin exceeds the seed-to-seed spread" in text
     assert "mtlrun dataset=synthetic arch=branched 'arch.branch_at={a:0,b:0}'" in text
