@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="FILE.png",
-        help="also draw per-task bars (and the 2-task trade-off with its Pareto front)",
+        help="also draw per-task points with error bars (and the 2-task trade-off with its Pareto front)",
     )
     parser.add_argument(
         "--rank-by",

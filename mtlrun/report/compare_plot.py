@@ -1,4 +1,4 @@
-"""The comparison as a figure: per-task primary-metric bars and, for two tasks, the trade-off plot.
+"""The comparison as a figure: per-task primary-metric points with error bars and, for two tasks, the trade-off.
 
 Drawn with matplotlib's Agg canvas (no display, no global pyplot state), so it works on servers.
 """
