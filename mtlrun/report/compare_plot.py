@@ -18,13 +18,25 @@ def _front(rows: list[Row], x: Column, y: Column) -> list[tuple[float, float]]:
     return sorted((r.metrics[x.name].mean, r.metrics[y.name].mean) for r in rows if r.pareto)
 
 
+def single_task_points(rows: list[Row], x: Column, y: Column) -> list[tuple[float, float]]:
+    """The distinct single-task points (both tasks' STL values from the runs' reports) of the rows."""
+    points = set()
+    for row in rows:
+        for run in row.completed:
+            sx, sy = run.stl.get(x.task, {}).get(x.metric), run.stl.get(y.task, {}).get(y.metric)
+            if sx is not None and sy is not None:
+                points.add((round(sx, 12), round(sy, 12)))
+    return sorted(points)
+
+
 def plot_comparison(comparison: Comparison, path: Path) -> bool:
     """Write the figure to ``path``; False when no row has results to draw.
 
     Each task's primary metric is drawn as points with error bars (mean ± std over seeds) on an axis
     fitted to the values, so differences between configurations stay visible (bars from zero would
     flatten them); configurations are labelled by their settings, Pareto-optimal ones as filled
-    diamonds, and legends sit outside the data.
+    diamonds, and legends sit outside the data. The two-task trade-off also shows the single-task
+    point (both baselines, from the runs' ``transfer.json``) where the runs have reports.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -79,6 +91,9 @@ def plot_comparison(comparison: Comparison, path: Path) -> bool:
                 capsize=3,
                 markersize=8 if row.pareto else 6,
             )
+        single = single_task_points(rows, x, y)
+        for base_x, base_y in single:
+            ax.plot(base_x, base_y, "s", color="#555555", markersize=9, zorder=4)
         front = _front([r for r in rows if x.name in r.metrics and y.name in r.metrics], x, y)
         if front:
             ax.plot([p[0] for p in front], [p[1] for p in front], "k--", linewidth=1)
@@ -93,6 +108,10 @@ def plot_comparison(comparison: Comparison, path: Path) -> bool:
     ]
     if scatter:
         handles.append(Line2D([], [], color="black", linestyle="--", label="Pareto front"))
+        if single_task_points(rows, *columns):
+            handles.append(
+                Line2D([], [], marker="s", color="#555555", linestyle="", label="single-task baselines (STL)")
+            )
     figure.legend(
         handles=handles,
         title="configuration (◆ Pareto-optimal)",

@@ -32,6 +32,8 @@ class RunRecord:
     primary: dict[str, str] = field(default_factory=dict)
     directions: dict[str, dict[str, bool]] = field(default_factory=dict)  # True: higher is better
     delta_m: float | None = None
+    #: the single-task baselines' test metrics from transfer.json (pooled over its seeds): {task: {metric: value}}
+    stl: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def has_metrics(self) -> bool:
@@ -131,7 +133,21 @@ def read_run(path: Path, at: str = "best") -> RunRecord:
     if transfer is not None:
         delta = number(own_delta_m(transfer))
         record.delta_m = delta if delta is not None and math.isfinite(delta) else None
+        record.stl = baseline_metrics(transfer)
     return record
+
+
+def baseline_metrics(transfer: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{task: {metric: STL mean}}`` of a report (the single-task point of a trade-off plot)."""
+    found: dict[str, dict[str, float]] = {}
+    tasks = transfer.get("tasks")
+    for task, entry in tasks.items() if isinstance(tasks, dict) else ():
+        metrics = entry.get("metrics") if isinstance(entry, dict) else None
+        for metric, values in metrics.items() if isinstance(metrics, dict) else ():
+            value = number(values.get("stl")) if isinstance(values, dict) else None
+            if value is not None and math.isfinite(value):
+                found.setdefault(str(task), {})[str(metric)] = value
+    return found
 
 
 def own_delta_m(transfer: dict[str, Any]) -> Any:

@@ -56,3 +56,22 @@ def test_csv_writes_missing_values_as_empty_cells(runs, capsys):
     assert "—" not in out
     rows = list(csv.DictReader(io.StringIO(out)))
     assert sorted(row["balancer.gamma"] for row in rows) == ["", "0.01"]
+
+
+def test_the_two_task_tradeoff_shows_the_single_task_point(runs, tmp_path):
+    import json
+
+    from mtlrun.report.aggregate import compare
+    from mtlrun.report.compare_plot import plot_comparison, single_task_points
+    from mtlrun.report.folders import read_runs
+
+    report = {
+        "own": {"delta_m": 1.0},
+        "tasks": {"a": {"metrics": {"acc": {"stl": 0.7}}}, "b": {"metrics": {"mae": {"stl": 0.9}}}},
+    }
+    for run in ("0", "1"):
+        (runs / run / "transfer.json").write_text(json.dumps(report))
+    comparison = compare(read_runs([runs]))
+    x, y = (c for c in comparison.columns if c.primary)
+    assert single_task_points(comparison.rows, x, y) == [(0.7, 0.9)]
+    assert plot_comparison(comparison, tmp_path / "cmp.png") and (tmp_path / "cmp.png").stat().st_size > 5000
