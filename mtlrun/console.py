@@ -44,9 +44,13 @@ class PlainHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__(sys.stdout)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.setStream(sys.stdout)
-        super().emit(record)
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        """The stream is always the current stdout; what logging sets is ignored."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Warnings and errors keep their level in front, as rich's level column shows it on a terminal."""

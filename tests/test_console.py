@@ -39,6 +39,7 @@ def test_log_records_off_a_terminal_are_plain_whole_lines(capsys):
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("mtlrun.test_console")
     logger.addHandler(handler)
+    logger.propagate = False  # the root's handlers (from an earlier run in this process) stay out of it
     try:
         message = "x" * 150 + " 0.123456789"
         logger.warning(message)
