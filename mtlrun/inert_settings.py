@@ -63,17 +63,23 @@ def inert_settings(cfg: DictConfig) -> Iterator[str]:
                 )
     loader = cfg.get("loader")
     if loader is not None and loader.get("mode") == "memory":
-        for key, value in _changed(loader, LoaderConf):
-            if key != "mode":
-                yield (
-                    f"loader.{key}={_show(value)} does nothing with loader.mode=memory (batches are sliced from "
-                    "tensors, no DataLoader); use loader.mode=dataloader or drop it"
-                )
+        yield from inert_loader_settings(loader, "loader.mode=memory")
     diagnostics = cfg.get("diagnostics")
     if diagnostics is not None and diagnostics.get("every") == 0:
         for key, value in _changed(diagnostics, DiagnosticsConf, ("affinity",)):
             yield f"diagnostics.{key}={_show(value)} does nothing with diagnostics.every=0 (diagnostics are off)"
     yield from _inert_schedule(cfg.get("schedule"))
+
+
+def inert_loader_settings(loader: Any, why: str) -> Iterator[str]:
+    """DataLoader options of a run whose batches are sliced from tensors in memory (``why`` says how
+    that path was chosen: ``loader.mode=memory``, or ``auto`` finding that the data fits)."""
+    for key, value in _changed(loader, LoaderConf):
+        if key != "mode":
+            yield (
+                f"loader.{key}={_show(value)} does nothing with {why} (batches are sliced from tensors, "
+                "no DataLoader); use loader.mode=dataloader or drop it"
+            )
 
 
 def _inert_schedule(schedule: Any) -> Iterator[str]:

@@ -20,6 +20,7 @@ INERT = [
         "schedule.warmup_steps=5",
         "schedule.order=difficulty",
     ),
+    (["loader.prefetch_factor=4"], "loader.prefetch_factor=4", "loader.mode=auto, which keeps this data in memory"),
     # caught while composing, before the inert check: a key no schema has, weights nothing reads
     (["+trainer.amp=true"], "trainer.amp", "valid keys"),
     (["tasks.weights={sum:0.5}"], "tasks.weights", "balancer=fixed"),

@@ -159,6 +159,11 @@ def build(cfg: DictConfig) -> Components:
     model.to(device)
     balancer.to(device)
     data.info = {**data.info, "loader": place_splits(data, *loader_options(plain(cfg.get("loader"))), device)}
+    if data.info["loader"] == "memory" and cfg.get("loader") is not None:
+        from mtlrun.inert_settings import inert_loader_settings
+
+        for message in inert_loader_settings(cfg.loader, "loader.mode=auto, which keeps this data in memory"):
+            raise ConfigError(message)
     data.train, data.val, data.test = (s.to(device) for s in (data.train, data.val, data.test))
     return Components(data, tasks, primary, spec, model, balancer, device, schedule)
 
