@@ -36,9 +36,17 @@ def baseline_settings(
         "primary": primary,
         "encoder": dict(encoder),
         "head": "default",
-        "trainer": {k: v for k, v in dict(trainer).items() if k not in _TRAINER_IGNORED},
+        "trainer": {k: v for k, v in dict(trainer).items() if k not in _ignored(trainer)},
         "seed": seed,
     }
+
+
+def _ignored(trainer: Mapping[str, Any]) -> tuple[str, ...]:
+    """Trainer keys left out of a baseline's settings: the NaN policy only when it is the default
+    (a baseline that stops on NaN never records one), so keys from before it existed stay valid."""
+    if trainer.get("on_nan", "stop") == "stop":
+        return (*_TRAINER_IGNORED, "on_nan", "max_nan_skips")
+    return _TRAINER_IGNORED
 
 
 def baseline_key(settings: Mapping[str, Any]) -> str:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from mtlrun.errors import ConfigError, choices_error
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+ON_NAN = ("stop", "skip")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: ``report.correction`` (mtlrun.report.stats) and ``report.pool`` (mtlrun.report.pooling)
 CORRECTIONS = ("holm", "none")
@@ -35,6 +36,8 @@ class TrainerConf:
     device: str = "auto"
     checkpoint_every: int = 1
     deterministic: bool = True
+    on_nan: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does (mtlrun.train.nan_guard)
+    max_nan_skips: int = 10  # with on_nan=skip: the run stops as diverged after this many skipped steps
 
 
 @dataclass
@@ -178,6 +181,10 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"trainer.{key}={t[key]} must be >= 0")
     if t.checkpoint_every < 0:
         raise ConfigError(f"trainer.checkpoint_every={t.checkpoint_every} must be >= 0 (0 = only at the end)")
+    if t.on_nan not in ON_NAN:
+        raise choices_error("trainer.on_nan", t.on_nan, ON_NAN)
+    if t.max_nan_skips < 1:
+        raise ConfigError(f"trainer.max_nan_skips={t.max_nan_skips} must be >= 1")
     if t.optimizer not in OPTIMIZERS:
         raise choices_error("trainer.optimizer", t.optimizer, OPTIMIZERS)
     if t.device not in DEVICES and not str(t.device).startswith("cuda:"):

@@ -98,6 +98,10 @@ class Summary:
     timings: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     report_error: str | None = None
+    #: where a ``diverged`` run went non-finite: step, epoch, tasks, gradient, policy
+    divergence: dict[str, Any] | None = None
+    #: steps skipped for a non-finite loss or gradient (``trainer.on_nan=skip``)
+    skipped_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k == "git_commit"}

@@ -38,6 +38,7 @@ class RunFolderWriter(Callback):
         self.rows += epoch_rows(record)
         self.folder.write_metrics(self.rows)
         self.summary.epochs_completed = record.epoch
+        self.summary.skipped_steps = trainer.nan_guard.skipped
         self.folder.write_summary(self.summary)
 
     def on_fit_end(self, trainer: Trainer, status: str, result: FitResult | None) -> None:
@@ -54,12 +55,15 @@ class RunFolderWriter(Callback):
             }
         if status != "completed":
             self.summary.status = status
+        self.summary.skipped_steps = trainer.nan_guard.skipped
         self.folder.write_summary(self.summary)
 
 
 class Checkpointer(Callback):
     """``checkpoints/last.pt`` every ``every`` epochs (0: only at the end), at the end, and on an
-    interrupt: model, optimizer, balancer, RNG states, epoch and step (``weights_only``-loadable)."""
+    interrupt: model, optimizer, balancer, RNG states, epoch and step (``weights_only``-loadable).
+    Never over a good checkpoint with weights that went non-finite: the divergence flags are read
+    before every write, and a diverged run keeps its last good checkpoint."""
 
     def __init__(self, path: Path, every: int) -> None:
         self.path, self.every = path, every
@@ -67,6 +71,8 @@ class Checkpointer(Callback):
         self.epoch = 0
 
     def save(self, trainer: Trainer, epoch: int) -> None:
+        if trainer.nan_guard.tripped():
+            return
         save_checkpoint(
             self.path,
             model=trainer.model.state_dict(),

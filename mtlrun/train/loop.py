@@ -1,8 +1,9 @@
 """The training loop: as close to a bare PyTorch loop as the features allow.
 
 Per step it does one forward, hands the task losses to the balancer (which fills ``.grad``),
-clips and steps. Nothing in the step synchronises with the host: losses and balancer weights are
-summed on the device and read once per epoch, where divergence is also checked.
+checks losses and gradients for NaN/inf, clips and steps. Nothing in the step synchronises with the
+host: losses, balancer weights and the divergence flags are kept on the device and read once per
+epoch (``mtlrun.train.nan_guard`` explains the delay this implies and the ``skip`` policy's cost).
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from mtlrun.models.base import MultiTaskModel
 from mtlrun.objective import primary_score
 from mtlrun.train.diagnostics import Diagnostics
 from mtlrun.train.evaluate import Metrics, TaskEvaluator
+from mtlrun.train.nan_guard import Diverged, NanGuard
 from mtlrun.train.progress import Progress
 from mtlrun.train.schedule import ScheduleProbe, TaskSchedule
 
 log = logging.getLogger("mtlrun")
 
 
-class Diverged(RuntimeError):
-    """A task loss became NaN or infinite."""
+__all__ = ["Callback", "Diverged", "EpochRecord", "FitResult", "Trainer"]
 
 
 @dataclass
@@ -110,6 +111,8 @@ class Trainer:
         diagnostics: Diagnostics | None = None,
         schedule: TaskSchedule | None = None,
         test_each_epoch: bool = False,
+        on_nan: str = "stop",
+        max_nan_skips: int = 10,
     ) -> None:
         self.model, self.balancer, self.data = model, balancer, data
         self.optimizer = optimizer
@@ -130,6 +133,9 @@ class Trainer:
         #: evaluate the test split after every epoch (single-task baselines pick their best epoch per
         #: task); otherwise the test split is evaluated once, at the end, with the last and best weights
         self.test_each_epoch = test_each_epoch
+        #: every step's losses and gradients are checked for NaN/inf (``trainer.on_nan``)
+        self.nan_guard = NanGuard(self.tasks, device, on_nan, max_nan_skips)
+        self.last_step_skipped = False
 
         # task schedule, and the closures of lookahead/bilevel balancers
         self.seed = seed
@@ -168,6 +174,8 @@ class Trainer:
             diagnostics=diagnostics,
             schedule=schedule,
             test_each_epoch=test_each_epoch,
+            on_nan=trainer.get("on_nan", "stop"),
+            max_nan_skips=trainer.get("max_nan_skips", 10),
         )
 
     def scheduled(self, losses: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -224,6 +232,9 @@ class Trainer:
         self._multipliers = self.schedule.multipliers(epoch) if self.schedule is not None else None
         for group in self._grouped_batches():
             losses, info, extra = self.training_step(group, epoch, lr)
+            if self.last_step_skipped:  # trainer.on_nan=skip: the step made no update and counts for nothing
+                progress.advance()
+                continue
             for k, v in extra.items():
                 extra_sum[k] = extra_sum.get(k, 0.0) + v.detach()
             loss_sum += torch.stack([losses[t].detach() for t in self.tasks])
@@ -244,6 +255,7 @@ class Trainer:
         task losses, what the balancer decided, and the model's extra losses."""
         model, balancer, specs = self.model, self.balancer, self.data.tasks
         self.optimizer.zero_grad(set_to_none=True)
+        self.last_step_skipped = False
         ctx = StepContext(
             model=model,
             shared_params=self.shared,
@@ -278,6 +290,13 @@ class Trainer:
         if diag is not None:
             jacobian = own_jacobian if own_jacobian is not None else info.jacobian
             diag.observe(self.step, epoch, group[0], jacobian, losses)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        bad = self.nan_guard.observe(self.step, epoch, losses, grads)
+        if self.nan_guard.policy == "skip" and self.nan_guard.skip(bad, self.step, epoch):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            self.last_step_skipped = True
+            return losses, info, extra
         if self.grad_clip > 0:
             model.clip_gradients(self.grad_clip)
         self.optimizer.step()
@@ -325,9 +344,7 @@ class Trainer:
                 train_loss = dict(zip(self.tasks, loss.tolist()))  # the epoch's one host sync
                 t1 = time.perf_counter()
                 train_s += t1 - t0
-                if not all(math.isfinite(v) for v in train_loss.values()):
-                    bad = [t for t, v in train_loss.items() if not math.isfinite(v)]
-                    raise Diverged(f"loss of task(s) {', '.join(bad)} became non-finite at epoch {epoch}")
+                self.nan_guard.check()  # raises Diverged before anything of this epoch is saved
                 val, val_loss = self.evaluator.evaluate(self.model, self.data.val, self.batch_size)
                 test = (
                     self.evaluator.evaluate(self.model, self.data.test, self.batch_size)[0]

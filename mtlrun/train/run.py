@@ -29,7 +29,7 @@ from mtlrun.errors import ConfigError, choices_error
 from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
-from mtlrun.runfolder import DIAGNOSTICS, LAST_CHECKPOINT, RunFolder, RunIdentity, Summary
+from mtlrun.runfolder import DIAGNOSTICS, LAST_CHECKPOINT, SUMMARY, RunFolder, RunIdentity, Summary
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
 from mtlrun.train.diagnostics import diagnostics_for_run
 from mtlrun.train.loop import Diverged, Trainer
@@ -37,6 +37,9 @@ from mtlrun.train.schedule import SCHEDULES, TaskSchedule
 from mtlrun.train.seeding import seed_everything
 
 log = logging.getLogger("mtlrun")
+
+#: exit status of a single run that diverged (2 is a configuration error, 1 any other failure)
+DIVERGED_EXIT = 3
 
 
 def pick_device(name: str) -> torch.device:
@@ -256,10 +259,11 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
     try:
         result = trainer.fit(callbacks)
     except Diverged as ex:
-        summary.error = str(ex)
+        summary.status, summary.error = "diverged", str(ex)
+        summary.divergence = ex.divergence or None
+        summary.skipped_steps = trainer.nan_guard.skipped
         folder.write_summary(summary)
-        log.error("run diverged: %s", ex)
-        return summary, None
+        raise
     summary.status = "completed"
     summary.timings = {
         "total_s": round(time.perf_counter() - started, 3),
@@ -349,6 +353,17 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
         summary, report = run(cfg, output_dir)
     except KeyboardInterrupt:
         raise
+    except Diverged as ex:
+        kept = "the last good checkpoint is kept" if (output_dir / LAST_CHECKPOINT).is_file() else "no checkpoint"
+        if in_sweep:  # a result, not a failure: the other jobs go on and the sweep summary lists it
+            log.error("run diverged: %s (%s)", ex, output_dir)
+            return None
+        print(
+            f"mtlrun: run diverged: {ex}; {kept} ({output_dir / SUMMARY}); "
+            "try a lower trainer.lr, trainer.grad_clip or trainer.on_nan=skip",
+            file=sys.stderr,
+        )
+        sys.exit(DIVERGED_EXIT)
     except ConfigError as ex:
         if in_sweep:
             log.error("job failed: %s", ex)

@@ -1,0 +1,114 @@
+"""Divergence policy: what a run does when a task loss or the gradient stops being finite.
+
+``trainer.on_nan=stop`` (the default) ends the run with status ``diverged``; ``skip`` drops the
+offending step (no optimizer update) and ends the run only after ``trainer.max_nan_skips`` skipped
+steps.
+
+Every step is checked, but with ``stop`` nothing in the step waits for the device: the check only
+updates a few flags that stay on the device (which step was first bad, in which epoch, which task
+losses were non-finite, whether the gradient was). The host reads them at the epoch's one sync and
+before every checkpoint. The price is a delay: a run that diverges mid-epoch trains on (with NaN
+weights) until the end of that epoch before it stops; the last checkpoint written before that is
+the last good one and is never overwritten with the bad state. ``skip`` must decide before the
+optimizer step, so it reads one flag per step (as ``torch.amp.GradScaler`` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+POLICIES = ("stop", "skip")
+
+
+class Diverged(RuntimeError):
+    """A task loss or the gradient became NaN or infinite (``divergence`` says where)."""
+
+    def __init__(self, message: str, divergence: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.divergence = divergence or {}
+
+
+@dataclass
+class NanGuard:
+    """Per-step finiteness checks that accumulate on ``device``; see the module docstring."""
+
+    tasks: Sequence[str]
+    device: torch.device
+    policy: str = "stop"
+    max_skips: int = 10
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"on_nan={self.policy} is not valid; choose one of: {', '.join(POLICIES)}")
+        self.skipped = 0
+        self._first_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._first_epoch = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._bad_tasks = torch.zeros(len(self.tasks), dtype=torch.bool, device=self.device)
+        self._bad_grad = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.last_skip: dict[str, Any] | None = None
+
+    def observe(self, step: int, epoch: int, losses: dict[str, Tensor], grads: Sequence[Tensor]) -> Tensor:
+        """Check one step's task losses and gradients; returns the step's "bad" flag (on the device,
+        not read). With ``stop`` the first bad step is remembered for :meth:`check`."""
+        loss_bad = ~torch.isfinite(torch.stack([losses[t].detach().float().reshape(()) for t in self.tasks]))
+        if grads:
+            norms = torch._foreach_norm(list(grads))
+            grad_bad = ~torch.isfinite(torch.stack(list(norms)).sum())
+        else:
+            grad_bad = torch.zeros((), dtype=torch.bool, device=self.device)
+        bad = loss_bad.any() | grad_bad
+        if self.policy == "stop":
+            first = bad & (self._first_step < 0)
+            self._first_step = torch.where(first, step, self._first_step)
+            self._first_epoch = torch.where(first, epoch, self._first_epoch)
+            self._bad_tasks = torch.where(first, loss_bad, self._bad_tasks)
+            self._bad_grad = torch.where(first, grad_bad, self._bad_grad)
+        else:
+            self._last = (loss_bad, grad_bad)
+        return bad
+
+    def skip(self, bad: Tensor, step: int, epoch: int) -> bool:
+        """``skip`` policy: whether this step must be skipped (reads the flag: one host sync). Raises
+        :class:`Diverged` once more than ``max_skips`` steps were skipped."""
+        if not bool(bad):
+            return False
+        self.skipped += 1
+        loss_bad, grad_bad = self._last
+        self.last_skip = self._describe(step, epoch, loss_bad.tolist(), bool(grad_bad))
+        if self.skipped > self.max_skips:
+            where = self.last_skip
+            raise Diverged(
+                f"{self._what(where)} at step {step} (epoch {epoch}); stopped after "
+                f"{self.max_skips} skipped step(s) (trainer.max_nan_skips={self.max_skips})",
+                {**where, "skipped_steps": self.skipped},
+            )
+        return True
+
+    def check(self) -> None:
+        """Raise :class:`Diverged` if any step so far was bad (``stop``; reads the device flags)."""
+        if self.policy != "stop":
+            return
+        step = int(self._first_step)
+        if step < 0:
+            return
+        where = self._describe(step, int(self._first_epoch), self._bad_tasks.tolist(), bool(self._bad_grad))
+        raise Diverged(f"{self._what(where)} at step {step} (epoch {where['epoch']})", where)
+
+    def tripped(self) -> bool:
+        """Whether a bad step happened under ``stop`` since the start (reads the device flags)."""
+        return self.policy == "stop" and int(self._first_step) >= 0
+
+    def _describe(self, step: int, epoch: int, bad_tasks: list[bool], bad_grad: bool) -> dict[str, Any]:
+        tasks = [t for t, b in zip(self.tasks, bad_tasks) if b]
+        return {"step": step, "epoch": epoch, "tasks": tasks, "gradient": bad_grad, "policy": self.policy}
+
+    @staticmethod
+    def _what(where: dict[str, Any]) -> str:
+        if where["tasks"]:
+            return f"loss of task(s) {', '.join(where['tasks'])} became non-finite"
+        return "the gradient became non-finite"
