@@ -1,0 +1,171 @@
+"""Reliability: nothing read from disk is unpickled or evaluated, and a diverging run says so.
+
+The audit walks the AST of every module of the package, so a new ``pickle.load`` or a
+``torch.load`` without ``weights_only=True`` fails here before it ships.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mtlrun
+from tests.conftest import TINY
+
+PACKAGE = Path(mtlrun.__file__).parent
+
+#: module.function calls that unpickle (or otherwise run code from) their input
+UNSAFE_CALLS = {
+    ("pickle", "load"),
+    ("pickle", "loads"),
+    ("pickle", "Unpickler"),
+    ("cPickle", "load"),
+    ("dill", "load"),
+    ("dill", "loads"),
+    ("cloudpickle", "load"),
+    ("cloudpickle", "loads"),
+    ("joblib", "load"),
+    ("marshal", "load"),
+    ("marshal", "loads"),
+    ("shelve", "open"),
+    ("pd", "read_pickle"),
+    ("pandas", "read_pickle"),
+    ("yaml", "unsafe_load"),
+    ("yaml", "full_load"),
+    ("yaml", "unsafe_load_all"),
+}
+SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
+
+
+def _dotted(node: ast.AST) -> tuple[str, ...]:
+    """``a.b.c`` as ``("a", "b", "c")``; () for anything that is not a plain name chain."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return (node.id, *reversed(parts))
+    return ()
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def unsafe_calls(source: str) -> list[str]:
+    """Every call in ``source`` that could unpickle or evaluate data, as ``line: what``."""
+    problems = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func)
+        where = f"{node.lineno}: {'.'.join(name) or '<call>'}"
+        if name in (("eval",), ("exec",), ("builtins", "eval"), ("builtins", "exec"), ("compile",)):
+            problems.append(where)
+        elif name[-2:] in UNSAFE_CALLS:
+            problems.append(where)
+        elif name[-2:] == ("torch", "load"):
+            flag = _keyword(node, "weights_only")
+            if not (isinstance(flag, ast.Constant) and flag.value is True):
+                problems.append(f"{where} without weights_only=True")
+        elif name[-2:] in (("yaml", "load"), ("yaml", "load_all")):
+            loader = _keyword(node, "Loader") or (node.args[1] if len(node.args) > 1 else None)
+            if loader is None or _dotted(loader)[-1:] not in {(s,) for s in SAFE_YAML_LOADERS}:
+                problems.append(f"{where} without a safe Loader")
+        elif name[-2:] in (("np", "load"), ("numpy", "load")):
+            flag = _keyword(node, "allow_pickle")
+            if flag is not None and not (isinstance(flag, ast.Constant) and flag.value is False):
+                problems.append(f"{where} with allow_pickle")
+    return problems
+
+
+def test_the_audit_catches_each_kind_of_unsafe_call():
+    source = "\n".join(
+        [
+            "pickle.load(f)",
+            "torch.load(p)",
+            "torch.load(p, weights_only=False)",
+            "eval(text)",
+            "exec(text)",
+            "yaml.load(text)",
+            "yaml.load(text, Loader=yaml.FullLoader)",
+            "yaml.unsafe_load(text)",
+            "np.load(p, allow_pickle=True)",
+            "pd.read_pickle(p)",
+        ]
+    )
+    assert len(unsafe_calls(source)) == 10
+    safe = "torch.load(p, weights_only=True)\nyaml.load(t, Loader=yaml.SafeLoader)\nnp.load(p)\nmodel.eval()\n"
+    assert unsafe_calls(safe) == []
+
+
+def test_nothing_in_the_package_unpickles_or_evaluates():
+    found = {
+        str(path.relative_to(PACKAGE)): problems
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if (problems := unsafe_calls(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}
+
+
+class _Trap:
+    """Unpickling this creates the file ``marker``: proof that something unpickled it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_compare_reads_only_json_and_yaml(tmp_path):
+    run = tmp_path / "runs" / "a"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    marker = tmp_path / "unpickled"
+    trap = pickle.dumps(_Trap(marker))
+    for name in ("checkpoints/last.pt", "summary.pkl", "metrics.pkl"):
+        (run / name).write_bytes(trap)
+    (run / ".hydra" / "config.yaml").write_text("seed: 0\nx: !!python/object/apply:os.system ['touch unpickled']\n")
+    (run / "summary.json").write_text(json.dumps({"status": "completed", "run": {"seed": 0}}))
+    code = (
+        "import sys\nfrom mtlrun.report.compare import cli\n"
+        f"sys.argv = ['mtlrun-compare', {str(tmp_path / 'runs')!r}]\n"
+        "try:\n    cli()\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "NO-TORCH" in proc.stdout, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not marker.exists() and not (tmp_path / "unpickled").exists()
+
+
+def test_a_diverging_run_ends_diverged_with_one_line(cli):
+    result = cli(*TINY, "trainer.lr=1e8", "trainer.optimizer=sgd", "report.baselines=false", "diagnostics.every=0")
+    assert result.code == 3
+    lines = [line for line in result.err.splitlines() if line.startswith("mtlrun:")]
+    assert len(lines) == 1 and "run diverged:" in lines[0] and "non-finite at step" in lines[0], result.err
+    assert "Traceback" not in result.err
+    summary = result.summary()
+    assert summary["status"] == "diverged"
+    assert set(summary["divergence"]) == {"step", "epoch", "tasks", "gradient", "policy"}
+    assert summary["divergence"]["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_a_diverged_job_does_not_stop_its_sweep(tmp_path):
+    from tests.conftest import run_subprocess
+
+    result = run_subprocess(
+        "-m", *TINY, "trainer.optimizer=sgd", "trainer.lr=1e8,1e-2", "report.baselines=false", cwd=tmp_path
+    )
+    statuses = sorted(json.loads(p.read_text())["status"] for p in tmp_path.glob("multirun/*/*/*/summary.json"))
+    assert statuses == ["completed", "diverged"], result.err
+    sweep = json.loads(next(tmp_path.glob("multirun/*/*/sweep_summary.json")).read_text())
+    assert "diverged" in json.dumps(sweep)
