@@ -2,16 +2,24 @@
 
 Training writes it (``mtlrun.train.baselines``); the report reads it. Kept free of torch and of
 the training code so that ``mtlrun.report`` can read baselines without importing either.
+
+Runs share the cache (sweeps with parallel workers, two shells, array jobs on one filesystem), so
+each file is written atomically (temp + rename) and training a missing baseline happens under a
+per-key file lock (``.<key>.lock``, ``filelock``): the second run waits, then finds the first one's
+file and reuses it, so a baseline is trained once. A cache file that is not a JSON object is
+refused with one :class:`CacheFileError` line naming it; it is never overwritten.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from mtlrun.errors import ConfigError
 from mtlrun.outputs import write_json
 
 #: trainer keys that do not change what a baseline learns
@@ -54,6 +62,10 @@ def baseline_key(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+class CacheFileError(ConfigError):
+    """A baseline cache file that cannot be read (one line, naming the file)."""
+
+
 class BaselineCache:
     """Baselines as ``<root>/<key>.json`` files, each written atomically."""
 
@@ -64,11 +76,39 @@ class BaselineCache:
         return self.root / f"{key}.json"
 
     def load(self, key: str) -> dict[str, Any] | None:
+        """The completed baseline ``key``, or None if there is none; :class:`CacheFileError` if its
+        file is corrupt (half a file, not JSON, not an object)."""
+        path = self.path(key)
+        if self.root.exists() and not self.root.is_dir():
+            raise CacheFileError(f"report.cache_dir={self.root} is a file, not a folder; choose another folder")
         try:
-            record = json.loads(self.path(key).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as ex:
+            raise CacheFileError(f"baseline cache file {path}: unreadable ({type(ex).__name__})") from None
+        try:
+            record = json.loads(text)
+        except ValueError:
+            raise CacheFileError(
+                f"baseline cache file {path}: not valid JSON (corrupt or cut short); delete it to train it again"
+            ) from None
+        if not isinstance(record, dict):
+            kind = type(record).__name__
+            raise CacheFileError(f"baseline cache file {path}: holds a JSON {kind}, not a baseline record")
         return record if record.get("status") == "completed" else None
 
     def store(self, key: str, record: Mapping[str, Any]) -> None:
         write_json(self.path(key), dict(record))
+
+    @contextmanager
+    def locked(self, keys: Iterable[str], timeout: float = -1) -> Iterator[None]:
+        """Hold the file locks of ``keys`` (in sorted order, so two runs never deadlock); another
+        process asking for any of them waits until they are released."""
+        from filelock import FileLock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            for key in sorted(set(keys)):
+                stack.enter_context(FileLock(str(self.root / f".{key}.lock"), timeout=timeout))
+            yield

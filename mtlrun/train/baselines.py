@@ -126,12 +126,7 @@ def resolve_baselines(
 
     Returns ``(records, keys, trained)``; a task without a baseline is absent from ``records``.
     """
-    keys = {
-        name: baseline_key(
-            baseline_settings(plain(cfg.dataset), name, primary[name], encoder.as_dict(), plain(cfg.trainer), cfg.seed)
-        )
-        for name in tasks
-    }
+    keys = baseline_keys(cfg, tasks, primary, encoder)
     records = {name: rec for name in tasks if (rec := cache.load(keys[name])) is not None}
     missing = [name for name in tasks if name not in records]
     if records:
@@ -139,14 +134,43 @@ def resolve_baselines(
     if missing and policy == "only_cached":
         log.info("no cached baseline for %s (report.baselines=only_cached)", ", ".join(missing))
         missing = []
-    if missing:
-        log.info("training single-task baselines for %s together", ", ".join(missing))
-        trained = train_baselines(cfg, data, missing, primary, encoder, device, mode=batched)
-        for name, record in trained.items():
-            record["key"] = keys[name]
-            record["settings"] = baseline_settings(
-                plain(cfg.dataset), name, primary[name], encoder.as_dict(), plain(cfg.trainer), cfg.seed
-            )
-            cache.store(keys[name], record)
-            records[name] = record
+    if not missing:
+        return records, keys, missing
+    with cache.locked(keys[name] for name in missing):  # a concurrent run training them: wait for it
+        done = {name: rec for name in missing if (rec := cache.load(keys[name])) is not None}
+        records.update(done)
+        missing = [name for name in missing if name not in done]
+        if done:
+            log.info("another run trained the baselines of %s meanwhile; reusing them", ", ".join(done))
+        if missing:
+            log.info("training single-task baselines for %s together", ", ".join(missing))
+            trained = train_baselines(cfg, data, missing, primary, encoder, device, mode=batched)
+            for name, record in trained.items():
+                record["key"] = keys[name]
+                record["settings"] = baseline_settings(
+                    plain(cfg.dataset), name, primary[name], encoder.as_dict(), plain(cfg.trainer), cfg.seed
+                )
+                cache.store(keys[name], record)
+                records[name] = record
     return records, keys, missing
+
+
+def baseline_keys(
+    cfg: DictConfig, tasks: Sequence[str], primary: Mapping[str, str], encoder: EncoderSpec
+) -> dict[str, str]:
+    """The cache key of each task's single-task baseline under ``cfg``."""
+    return {
+        name: baseline_key(
+            baseline_settings(plain(cfg.dataset), name, primary[name], encoder.as_dict(), plain(cfg.trainer), cfg.seed)
+        )
+        for name in tasks
+    }
+
+
+def check_cache(
+    cfg: DictConfig, tasks: Sequence[str], primary: Mapping[str, str], encoder: EncoderSpec, cache: BaselineCache
+) -> None:
+    """Read the run's baseline cache files before training, so that a corrupt one is reported
+    (:class:`~mtlrun.baseline_cache.CacheFileError`) before hours of training, not after."""
+    for key in baseline_keys(cfg, tasks, primary, encoder).values():
+        cache.load(key)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 import mtlrun
 from mtlrun.balancers import BALANCERS, Balancer
+from mtlrun.baseline_cache import BaselineCache
 from mtlrun.config import plain, validate
 from mtlrun.data import MultiTaskDataset, build_dataset
 from mtlrun.data.loader import loader_options, place_splits
@@ -213,6 +214,10 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
     folder.write_summary(summary)
     try:
         c = build(cfg)
+        if cfg.report.baselines is not False:  # a corrupt cache file is reported now, not after training
+            from mtlrun.train.baselines import check_cache
+
+            check_cache(cfg, c.tasks, c.primary, c.encoder, baseline_cache(cfg))
         tracker = build_logger(plain(cfg.get("logger")), output_dir)
     except Exception as ex:
         summary.status, summary.error = "failed", str(ex).splitlines()[0] if str(ex) else type(ex).__name__
@@ -284,6 +289,10 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
     if cfg.report.baselines is not False:
         try:
             report = negative_transfer_stage(cfg, c, output_dir)
+        except ConfigError as ex:  # e.g. a cache file that went bad meanwhile: one line, no traceback
+            log.error("the negative-transfer report failed: %s", ex)
+            summary.report_error = str(ex).splitlines()[0]
+            folder.write_summary(summary)
         except Exception as ex:  # the run itself completed; a failed report must not hide that
             log.exception("the negative-transfer report failed: %s", ex)
             summary.report_error = f"{type(ex).__name__}: {ex}".splitlines()[0]
@@ -292,14 +301,18 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
     return summary, report
 
 
+def baseline_cache(cfg: DictConfig) -> BaselineCache:
+    """The baseline cache of ``report.cache_dir`` (relative to the launch folder)."""
+    return BaselineCache((Path.cwd() / cfg.report.cache_dir).resolve())
+
+
 def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) -> dict[str, Any] | None:
     """Make sure the single-task baselines exist (train the missing ones), then write the report."""
-    from mtlrun.baseline_cache import BaselineCache
     from mtlrun.report.negative_transfer import ReportOptions, build_report
     from mtlrun.train.baselines import resolve_baselines
 
     launch = Path.cwd()
-    cache = BaselineCache((launch / cfg.report.cache_dir).resolve())
+    cache = baseline_cache(cfg)
     started = time.perf_counter()
     policy = "only_cached" if cfg.report.baselines == "only_cached" else "train"
     records, _, trained = resolve_baselines(
