@@ -7,10 +7,16 @@ before Hydra creates or writes anything. The config checks that need no data run
 that holds a run is refused with one line (exit 2) unless ``run.overwrite=true``, which moves the
 old folder aside under a visible name instead of deleting it. A run folder this invocation created
 is removed again when the run stops on a configuration error, so a bad option leaves nothing behind.
+
+Two processes that pick the same folder (started in the same microsecond, or given the same
+``hydra.run.dir``) cannot both take it: the folder is claimed by creating ``.mtlrun-claim`` with
+``O_CREAT | O_EXCL``, which exactly one of them wins on any POSIX filesystem; the other is refused
+with one line. A config with a truthy ``resume`` key re-enters its own run folder and skips the claim.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -22,10 +28,14 @@ from omegaconf import DictConfig, OmegaConf
 from mtlrun.errors import ConfigError
 from mtlrun.runfolder import CHECKPOINTS, HYDRA_DIR, METRICS, SUMMARY
 
+#: created with O_EXCL by the one process that takes a run or sweep folder
+CLAIM = ".mtlrun-claim"
 #: what marks a folder as holding a run (or a sweep's job)
-RUN_MARKERS = (HYDRA_DIR, SUMMARY, METRICS, CHECKPOINTS, "multirun.yaml")
+RUN_MARKERS = (HYDRA_DIR, SUMMARY, METRICS, CHECKPOINTS, "multirun.yaml", CLAIM)
 #: run folders this process created (removed again on a configuration error)
 _created: set[Path] = set()
+#: folders this process claimed (``CLAIM`` written)
+_claimed: set[Path] = set()
 
 
 def holds_run(path: Path) -> bool:
@@ -66,6 +76,23 @@ def claim(path: Path, *, overwrite: bool, key: str) -> None:
         logging.getLogger("mtlrun").warning("moved the previous run in %s aside to %s", path, moved)
     if not path.exists():
         _created.add(path.resolve())
+    take(path, key)
+
+
+def take(path: Path, key: str) -> None:
+    """Create ``path`` and its claim marker exclusively; refuse if another process got there first."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise ConfigError(
+            f"{path} was just taken by another mtlrun process; choose another {key} (or start again)"
+        ) from None
+    except OSError as ex:
+        raise ConfigError(f"{key}={path} cannot be created ({ex.strerror or type(ex).__name__})") from None
+    _claimed.add(path.resolve())
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{os.getpid()}\n")
 
 
 def release_if_created(path: Path, stop_at: Path) -> bool:
@@ -73,6 +100,9 @@ def release_if_created(path: Path, stop_at: Path) -> bool:
     left empty); return whether it was removed."""
     resolved = path.resolve()
     if resolved not in _created:
+        if resolved in _claimed:  # a folder that existed before: give back only the claim
+            (resolved / CLAIM).unlink(missing_ok=True)
+            _claimed.discard(resolved)
         return False
     shutil.rmtree(resolved, ignore_errors=True)
     _created.discard(resolved)
@@ -90,6 +120,11 @@ def _overwrite(config: DictConfig) -> bool:
     return bool(OmegaConf.select(config, "run.overwrite", default=False))
 
 
+def _resuming(config: DictConfig) -> bool:
+    """A config that continues an existing run (a truthy ``resume`` key) re-enters its folder."""
+    return bool(OmegaConf.select(config, "resume", default=None, throw_on_missing=False))
+
+
 class RunFolderGuard(Callback):
     """Hydra callback: check the run or sweep folder before Hydra writes into it.
 
@@ -99,9 +134,13 @@ class RunFolderGuard(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_bad_settings(config)
+        if _resuming(config):
+            return
         _claim_or_exit(Path(str(config.hydra.run.dir)), _overwrite(config), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if _resuming(config):
+            return
         _claim_or_exit(Path(str(config.hydra.sweep.dir)), _overwrite(config), "hydra.sweep.dir")
 
 

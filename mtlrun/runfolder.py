@@ -174,7 +174,11 @@ def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None, f"{path.name} missing"
-    except (OSError, UnicodeDecodeError, ValueError) as ex:
+    except UnicodeDecodeError:
+        return None, f"{path.name} is not text (a foreign or corrupt file)"
+    except ValueError:
+        return None, f"{path.name} is not valid JSON (cut short or corrupt)"
+    except OSError as ex:
         return None, f"{path.name} unreadable ({type(ex).__name__})"
     if not isinstance(data, dict):
         return None, f"{path.name} is not a JSON object"

@@ -1,0 +1,118 @@
+"""Runs that start together: never one folder for two runs, one baseline trained once, no torn cache file."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from mtlrun.baseline_cache import BaselineCache, CacheFileError
+from mtlrun.errors import ConfigError
+from mtlrun.folder_guard import CLAIM, RunFolderGuard, claim, release_if_created
+from mtlrun.models import EncoderSpec
+from mtlrun.train import baselines
+
+
+def _together(n: int, work) -> list[object]:
+    """Run ``work()`` in ``n`` threads released at the same moment; each result or exception."""
+    barrier = threading.Barrier(n)
+    results: list[object] = [None] * n
+
+    def one(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work()
+        except Exception as ex:
+            results[i] = ex
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_run_and_sweep_folders_carry_microseconds():
+    conf = yaml.safe_load((resources.files("mtlrun.conf") / "config.yaml").read_text(encoding="utf-8"))
+    assert conf["hydra"]["run"]["dir"].endswith("${now:%H-%M-%S.%f}")
+    assert conf["hydra"]["sweep"]["dir"].endswith("${now:%H-%M-%S.%f}")
+
+
+def test_only_one_of_many_simultaneous_claims_wins(tmp_path):
+    target = tmp_path / "outputs" / "same"
+    results = _together(8, lambda: claim(target, overwrite=False, key="hydra.run.dir"))
+    refused = [r for r in results if isinstance(r, ConfigError)]
+    assert len(refused) == 7 and results.count(None) == 1
+    assert all("another mtlrun process" in str(r) or "already holds" in str(r) for r in refused)
+    assert (target / CLAIM).is_file()
+    assert release_if_created(target, stop_at=tmp_path)  # a bad option gives the folder back
+    assert not target.exists()
+
+
+def test_a_claimed_folder_is_refused_but_a_resume_re_enters_it(tmp_path):
+    target = tmp_path / "run"
+    claim(target, overwrite=False, key="hydra.run.dir")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        claim(target, overwrite=False, key="hydra.run.dir")
+    resume = OmegaConf.create({"resume": str(target), "hydra": {"run": {"dir": str(target)}}})
+    RunFolderGuard().on_run_start(resume)  # no SystemExit: resuming re-enters its own folder
+    fresh = OmegaConf.create({"hydra": {"run": {"dir": str(target)}}})
+    with pytest.raises(SystemExit):
+        RunFolderGuard().on_run_start(fresh)
+
+
+def _record(task: str) -> dict:
+    return {"status": "completed", "task": task, "metrics": {"best": {"test": {"mae": 1.0}}}}
+
+
+def _baseline_inputs(tmp_path: Path):
+    cfg = OmegaConf.create({"dataset": {"name": "toy"}, "trainer": {"epochs": 1}, "seed": 0})
+    encoder = EncoderSpec(name="mlp", input_shape=(4,), options={})
+    return cfg, ["a", "b"], {"a": "mae", "b": "mae"}, encoder, BaselineCache(tmp_path / "cache")
+
+
+def test_two_runs_needing_the_same_baseline_train_it_once(tmp_path, monkeypatch):
+    calls: list[list[str]] = []
+
+    def slow_training(cfg, data, tasks, primary, encoder, device, mode="auto"):
+        calls.append(list(tasks))
+        time.sleep(0.5)  # long enough for the other run to find the lock taken
+        return {t: _record(t) for t in tasks}
+
+    monkeypatch.setattr(baselines, "train_baselines", slow_training)
+    cfg, tasks, primary, encoder, cache = _baseline_inputs(tmp_path)
+
+    def resolve():
+        return baselines.resolve_baselines(cfg, None, tasks, primary, encoder, torch.device("cpu"), cache, "train")
+
+    results = _together(2, resolve)
+    assert not any(isinstance(r, Exception) for r in results), results
+    assert calls == [["a", "b"]]  # trained once; the other run waited and reused the files
+    trained = sorted(len(r[2]) for r in results)  # type: ignore[index]
+    assert trained == [0, 2]
+    for key in results[0][1].values():  # type: ignore[index]
+        assert json.loads(cache.path(key).read_text())["status"] == "completed"
+
+
+def test_a_corrupt_cache_file_is_named_and_never_overwritten(tmp_path, monkeypatch):
+    monkeypatch.setattr(baselines, "train_baselines", lambda *a, **k: pytest.fail("must not train"))
+    cfg, tasks, primary, encoder, cache = _baseline_inputs(tmp_path)
+    keys = baselines.baseline_keys(cfg, tasks, primary, encoder)
+    cache.root.mkdir(parents=True)
+    bad = cache.path(keys["b"])
+    bad.write_text('{"status": "comp')
+    with pytest.raises(CacheFileError, match=rf"{bad.name}: not valid JSON") as info:
+        baselines.resolve_baselines(cfg, None, tasks, primary, encoder, torch.device("cpu"), cache, "train")
+    assert "\n" not in str(info.value)
+    assert bad.read_text() == '{"status": "comp'
+    bad.write_text("[1, 2]")
+    with pytest.raises(CacheFileError, match="holds a JSON list"):
+        baselines.check_cache(cfg, tasks, primary, encoder, cache)
