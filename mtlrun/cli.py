@@ -76,6 +76,11 @@ def main() -> None:
     except Exception as ex:
         if user_wants_traceback:
             raise
+        from mtlrun.outputs import WriteFailed
+
+        if isinstance(ex, WriteFailed):  # disk full, no permission: the system's reason says it all
+            print(f"mtlrun: error: {ex}", file=sys.stderr)
+            sys.exit(1)
         user_error = _is_user_error(ex)
         print(f"mtlrun: error: {describe_error(ex)}", file=sys.stderr)
         if not user_error:

@@ -15,18 +15,36 @@ from pathlib import Path
 from typing import IO, Any
 
 
+class WriteFailed(OSError):
+    """Writing a file failed (disk full, no permission); its previous version is intact."""
+
+
 def _atomic(path: Path, write: Callable[[IO[Any]], None], mode: str = "w") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as ex:
+        raise _failed(path, ex) from ex
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as ex:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(ex, OSError) and not isinstance(ex, WriteFailed):
+            raise _failed(path, ex) from ex
+        if isinstance(ex, RuntimeError) and "write failed" in str(ex):  # torch.save's zip writer
+            raise _failed(path, OSError(str(ex).splitlines()[0])) from ex
         raise
+
+
+def _failed(path: Path, ex: OSError) -> WriteFailed:
+    """One line naming the file and the system's reason (``No space left on device``)."""
+    failed = WriteFailed(f"could not write {path}: {ex.strerror or ex}; its previous version is kept")
+    failed.errno = ex.errno
+    return failed
 
 
 def _jsonable(value: Any) -> Any:

@@ -169,3 +169,41 @@ def test_a_diverged_job_does_not_stop_its_sweep(tmp_path):
     assert statuses == ["completed", "diverged"], result.err
     sweep = json.loads(next(tmp_path.glob("multirun/*/*/sweep_summary.json")).read_text())
     assert "diverged" in json.dumps(sweep)
+
+
+@pytest.mark.parametrize("victim", ["checkpoints/last.pt", "metrics.jsonl"])
+def test_a_full_disk_keeps_the_previous_files_and_fails_the_run(cli, monkeypatch, victim):
+    """The second write of ``victim`` hits ENOSPC: the first version stays, the run ends ``failed``."""
+    import errno
+
+    import mtlrun.outputs as outputs
+
+    real = outputs._atomic
+    writes: dict[str, int] = {}
+    kept: dict[str, bytes] = {}
+
+    def flaky(path, write, mode="w"):
+        name = path.relative_to(path.parent.parent).as_posix() if path.parent.name == "checkpoints" else path.name
+        writes[name] = writes.get(name, 0) + 1
+        if name == victim and writes[name] == 2:
+            kept[name] = path.read_bytes()
+
+            def full(handle):
+                handle.write("x" if "b" not in mode else b"x")
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            return real(path, full, mode)
+        return real(path, write, mode)
+
+    monkeypatch.setattr(outputs, "_atomic", flaky)
+    result = cli(*TINY, "trainer.epochs=3", "report.baselines=false", "diagnostics.every=0")
+    assert result.code == 1
+    lines = [line for line in result.err.strip().splitlines() if line.startswith("mtlrun:")]
+    assert len(lines) == 1 and lines[-1].startswith("mtlrun: error: could not write") and "No space left on device" in lines[-1]
+    assert "Traceback" not in result.err
+    folder = result.run_dirs()[-1]
+    assert (folder / victim).read_bytes() == kept[victim]  # the previous version, untouched
+    assert not list(folder.rglob("*.tmp"))
+    summary = result.summary()
+    assert summary["status"] == "failed" and "No space left on device" in summary["error"]
+    assert victim.split("/")[-1] in summary["error"]

@@ -30,6 +30,7 @@ from mtlrun.errors import ConfigError, choices_error
 from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
+from mtlrun.outputs import WriteFailed
 from mtlrun.runfolder import DIAGNOSTICS, LAST_CHECKPOINT, SUMMARY, RunFolder, RunIdentity, Summary
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
 from mtlrun.train.diagnostics import diagnostics_for_run
@@ -390,8 +391,12 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
         folder = RunFolder(output_dir)
         summary = folder.read_summary() or Summary()
         if summary.status != "failed":
-            summary.status, summary.error = "failed", f"{type(ex).__name__}: {ex}".splitlines()[0]
-            folder.write_summary(summary)
+            reason = str(ex) if isinstance(ex, WriteFailed) else f"{type(ex).__name__}: {ex}"
+            summary.status, summary.error = "failed", reason.splitlines()[0]
+            try:
+                folder.write_summary(summary)
+            except WriteFailed as again:  # the disk is still full: say so, keep the original error
+                log.error("%s", again)
         if not in_sweep:
             raise
         log.exception("job failed: %s", ex)
