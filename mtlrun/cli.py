@@ -56,6 +56,81 @@ def describe_error(ex: BaseException) -> str:
     return f"{type(ex).__name__}: {text}" if not text.startswith(type(ex).__name__) else text
 
 
+#: Hydra's command-line flags: those that take no value, and those followed by one
+FLAGS = ("--multirun", "-m", "--run", "-r", "--resolve", "--version", "--hydra-help", "--shell-completion", "-sc")
+VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+VALUE_FLAGS += ("--experimental-rerun",)
+INFO_FLAGS = ("--info", "-i")
+INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def check_command_line(args: list[str]) -> list[str]:
+    """The command line with Hydra's flags moved before the overrides (Hydra's parser refuses a flag
+    after them), or :class:`ConfigError` naming the first malformed override or unknown flag.
+
+    Checked before Hydra starts, so a typo gets one line instead of a usage screen or a parser trace.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    flags: list[str] = []
+    overrides: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if arg in FLAGS or (name in VALUE_FLAGS and "=" in arg):
+            flags.append(arg)
+        elif arg in VALUE_FLAGS:
+            if i + 1 == len(args):
+                raise ConfigError(f"{arg} needs a value")
+            flags += args[i : i + 2]
+            i += 1
+        elif name in INFO_FLAGS:
+            flags.append(arg)
+            if "=" not in arg and i + 1 < len(args) and args[i + 1] in INFO_VALUES:
+                flags.append(args[i + 1])
+                i += 1
+        elif arg.startswith("-"):  # no override starts with a dash
+            valid = ", ".join(sorted({*FLAGS, *VALUE_FLAGS, *INFO_FLAGS, "--help"}))
+            raise ConfigError(f"unknown option '{arg}'; valid options: {valid}")
+        else:
+            overrides.append(arg)
+        i += 1
+    parser = OverridesParser.create()
+    for arg in overrides:
+        try:
+            parsed = parser.parse_overrides([arg])[0]
+        except OverrideParseException as ex:
+            raise ConfigError(f"malformed override '{arg}': {_parse_problem(arg, str(ex))}; {OVERRIDE_FORMS}") from None
+        if not parsed.key_or_group:
+            raise ConfigError(f"malformed override '{arg}': no key before '='; {OVERRIDE_FORMS}")
+    return [*flags, *overrides]
+
+
+OVERRIDE_FORMS = "write key=value, group=choice, +key=value or ~key (quote values with spaces or brackets)"
+
+
+def _parse_problem(arg: str, message: str) -> str:
+    """Hydra's parser message as a short phrase (its first line, without the link)."""
+    lines = [line for line in message.splitlines() if line.strip() and not line.startswith("See https://")]
+    if lines and lines[0].startswith("Error parsing override"):
+        lines = lines[1:]
+    if not lines:
+        return "cannot be parsed"
+    first = lines[0]
+    if first.startswith("LexerNoViableAltException"):
+        caret = lines[1].find("^") - (len(lines[0]) - len(arg)) if len(lines) > 1 else -1
+        return (
+            f"unexpected character '{arg[caret]}' at position {caret + 1}"
+            if 0 <= caret < len(arg)
+            else "cannot be read"
+        )
+    if "missing EQUAL" in first:
+        return "missing '='"
+    return first.replace("<EOF>", "the end")
+
+
 def main() -> None:
     """The ``mtlrun`` console script."""
     if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
@@ -66,6 +141,11 @@ def main() -> None:
         except BrokenPipeError:  # mtlrun --help | head: the reader has what it wanted
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
+    try:
+        sys.argv[1:] = check_command_line(sys.argv[1:])
+    except ConfigError as ex:
+        print(f"mtlrun: error: {ex}", file=sys.stderr)
+        sys.exit(2)
     user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we print one line below
     try:

@@ -7,6 +7,7 @@ cross-field rules by :func:`validate`, which raises one-line :class:`ConfigError
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
@@ -144,6 +145,30 @@ def reject_added_keys(cfg: DictConfig) -> None:
             check(node, schema, f"{group}.")
 
 
+def check_resolvable(cfg: DictConfig) -> None:
+    """Every ``${...}`` of the composed config resolves; else one line naming the key and the reference
+    (``trainer.lr=${nope}``), before anything reads the config."""
+    from omegaconf import ListConfig, OmegaConf
+    from omegaconf.errors import InterpolationResolutionError
+
+    def walk(node: Any, prefix: str) -> None:
+        keys = list(node.keys()) if isinstance(node, DictConfig) else list(range(len(node)))
+        for key in keys:
+            name = f"{prefix}.{key}" if isinstance(node, DictConfig) and prefix else f"{key}"
+            if isinstance(node, ListConfig):
+                name = f"{prefix}[{key}]"
+            try:
+                value = node[key]
+            except InterpolationResolutionError as ex:
+                raw = node._get_node(key)._value()  # the ${...} as written
+                reason = str(ex).splitlines()[0]
+                raise ConfigError(f"{name}={raw} cannot be resolved: {reason}") from None
+            if OmegaConf.is_config(value):
+                walk(value, name)
+
+    walk(cfg, "")
+
+
 def validate(cfg: DictConfig) -> None:
     """Range and choice checks on the composed config (types are already checked by Hydra)."""
     reject_added_keys(cfg)
@@ -166,10 +191,16 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"report.min_seeds={r.min_seeds} must be >= 2 (a test needs two seeds on each side)")
     if r.pool not in POOL_MODES:
         raise choices_error("report.pool", r.pool, POOL_MODES)
+    cache_dir = Path(str(r.cache_dir))
+    if r.baselines is not False and cache_dir.exists() and not cache_dir.is_dir():
+        raise ConfigError(f"report.cache_dir={r.cache_dir} is a file, not a folder; choose another report.cache_dir")
     for folder in r.pool_from or []:
         if not Path(str(folder)).is_dir():  # relative to the launch folder, like report.cache_dir
             raise ConfigError(f"report.pool_from: no such folder '{folder}' (paths are relative to the launch folder)")
     t = cfg.trainer
+    for key in ("lr", "weight_decay", "momentum", "grad_clip"):
+        if not math.isfinite(t[key]):
+            raise ConfigError(f"trainer.{key}={t[key]} must be a finite number")
     if t.epochs < 1:
         raise ConfigError(f"trainer.epochs={t.epochs} must be >= 1")
     if t.batch_size < 1:

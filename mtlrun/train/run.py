@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 import mtlrun
 from mtlrun.balancers import BALANCERS, Balancer
 from mtlrun.baseline_cache import BaselineCache
-from mtlrun.config import plain, validate
+from mtlrun.config import check_resolvable, plain, validate
 from mtlrun.data import MultiTaskDataset, build_dataset
 from mtlrun.data.loader import loader_options, place_splits
 from mtlrun.data.multi_input import is_multi_input
@@ -200,6 +200,7 @@ def git_commit() -> str | None:
 def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | None]:
     """Train one configuration into ``output_dir``; return its summary and its transfer report."""
     started = time.perf_counter()
+    check_resolvable(cfg)  # a bad ${...} is one line now, not an error deep inside the run
     folder = RunFolder(output_dir)
     summary = Summary(
         run=RunIdentity(
