@@ -199,7 +199,8 @@ def test_a_full_disk_keeps_the_previous_files_and_fails_the_run(cli, monkeypatch
     result = cli(*TINY, "trainer.epochs=3", "report.baselines=false", "diagnostics.every=0")
     assert result.code == 1
     lines = [line for line in result.err.strip().splitlines() if line.startswith("mtlrun:")]
-    assert len(lines) == 1 and lines[-1].startswith("mtlrun: error: could not write") and "No space left on device" in lines[-1]
+    assert len(lines) == 1 and lines[0].startswith("mtlrun: error: could not write")
+    assert "No space left on device" in lines[0]
     assert "Traceback" not in result.err
     folder = result.run_dirs()[-1]
     assert (folder / victim).read_bytes() == kept[victim]  # the previous version, untouched
