@@ -47,29 +47,29 @@ class NanGuard:
             raise ValueError(f"on_nan={self.policy} is not valid; choose one of: {', '.join(POLICIES)}")
         self.skipped = 0
         self._first_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        self._first_epoch = torch.full((), -1, dtype=torch.long, device=self.device)
-        self._bad_tasks = torch.zeros(len(self.tasks), dtype=torch.bool, device=self.device)
-        self._bad_grad = torch.zeros((), dtype=torch.bool, device=self.device)
+        #: the first bad step's flags: one per task loss, then the gradient's
+        self._first_flags = torch.zeros(len(self.tasks) + 1, dtype=torch.bool, device=self.device)
+        self._last_flags = self._first_flags
+        self._epoch_of_step: dict[int, int] = {}  # first step of each epoch (host bookkeeping only)
         self.last_skip: dict[str, Any] | None = None
 
     def observe(self, step: int, epoch: int, losses: dict[str, Tensor], grads: Sequence[Tensor]) -> Tensor:
         """Check one step's task losses and gradients; returns the step's "bad" flag (on the device,
         not read). With ``stop`` the first bad step is remembered for :meth:`check`."""
-        loss_bad = ~torch.isfinite(torch.stack([losses[t].detach().float().reshape(()) for t in self.tasks]))
-        if grads:
-            norms = torch._foreach_norm(list(grads))
-            grad_bad = ~torch.isfinite(torch.stack(list(norms)).sum())
+        self._epoch_of_step.setdefault(epoch, step)
+        values = torch.stack([losses[t] for t in self.tasks]).detach().reshape(-1).float()
+        if grads:  # one norm per gradient tensor in a fused kernel, summed: inf or NaN anywhere shows
+            values = torch.cat([values, torch.stack(torch._foreach_norm(list(grads))).sum().reshape(1)])
         else:
-            grad_bad = torch.zeros((), dtype=torch.bool, device=self.device)
-        bad = loss_bad.any() | grad_bad
+            values = torch.cat([values, values.new_zeros(1)])
+        flags = torch.isfinite(values).logical_not_()  # one per task loss, then the gradient's
+        bad = flags.any()
         if self.policy == "stop":
             first = bad & (self._first_step < 0)
             self._first_step = torch.where(first, step, self._first_step)
-            self._first_epoch = torch.where(first, epoch, self._first_epoch)
-            self._bad_tasks = torch.where(first, loss_bad, self._bad_tasks)
-            self._bad_grad = torch.where(first, grad_bad, self._bad_grad)
+            self._first_flags = torch.where(first, flags, self._first_flags)
         else:
-            self._last = (loss_bad, grad_bad)
+            self._last_flags = flags
         return bad
 
     def skip(self, bad: Tensor, step: int, epoch: int) -> bool:
@@ -78,8 +78,7 @@ class NanGuard:
         if not bool(bad):
             return False
         self.skipped += 1
-        loss_bad, grad_bad = self._last
-        self.last_skip = self._describe(step, epoch, loss_bad.tolist(), bool(grad_bad))
+        self.last_skip = self._describe(step, epoch, self._last_flags.tolist())
         if self.skipped > self.max_skips:
             where = self.last_skip
             raise Diverged(
@@ -96,16 +95,18 @@ class NanGuard:
         step = int(self._first_step)
         if step < 0:
             return
-        where = self._describe(step, int(self._first_epoch), self._bad_tasks.tolist(), bool(self._bad_grad))
+        epoch = max((e for e, first in self._epoch_of_step.items() if first <= step), default=0)
+        where = self._describe(step, epoch, self._first_flags.tolist())
         raise Diverged(f"{self._what(where)} at step {step} (epoch {where['epoch']})", where)
 
     def tripped(self) -> bool:
         """Whether a bad step happened under ``stop`` since the start (reads the device flags)."""
         return self.policy == "stop" and int(self._first_step) >= 0
 
-    def _describe(self, step: int, epoch: int, bad_tasks: list[bool], bad_grad: bool) -> dict[str, Any]:
-        tasks = [t for t, b in zip(self.tasks, bad_tasks) if b]
-        return {"step": step, "epoch": epoch, "tasks": tasks, "gradient": bad_grad, "policy": self.policy}
+    def _describe(self, step: int, epoch: int, flags: list[bool]) -> dict[str, Any]:
+        n = len(self.tasks)
+        tasks = [t for t, b in zip(self.tasks, flags[:n]) if b]
+        return {"step": step, "epoch": epoch, "tasks": tasks, "gradient": any(flags[n:]), "policy": self.policy}
 
     @staticmethod
     def _what(where: dict[str, Any]) -> str:

@@ -291,7 +291,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
     if cfg.report.baselines is not False:
         try:
             report = negative_transfer_stage(cfg, c, output_dir)
-        except ConfigError as ex:  # e.g. a cache file that went bad meanwhile: one line, no traceback
+        except (ConfigError, Diverged) as ex:  # a cache file gone bad, a diverged baseline: one line
             log.error("the negative-transfer report failed: %s", ex)
             summary.report_error = str(ex).splitlines()[0]
             folder.write_summary(summary)
