@@ -208,3 +208,28 @@ def test_a_full_disk_keeps_the_previous_files_and_fails_the_run(cli, monkeypatch
     summary = result.summary()
     assert summary["status"] == "failed" and "No space left on device" in summary["error"]
     assert victim.split("/")[-1] in summary["error"]
+
+
+def test_compare_names_damaged_run_folders_without_a_traceback(tmp_path, capsys):
+    from mtlrun.report.compare import main as compare
+
+    cut = tmp_path / "runs" / "cut"
+    (cut / ".hydra").mkdir(parents=True)
+    (cut / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (cut / "summary.json").write_text('{"status": "compl')
+    (cut / "metrics.jsonl").write_text('{"epoch": 1, "split": "train"}\n{"epoch": 2, "spl')
+    bare = tmp_path / "runs" / "no_hydra"  # a run folder without .hydra/config.yaml
+    bare.mkdir()
+    (bare / "summary.json").write_text(json.dumps({"status": "running", "run": {"seed": 1}}))
+    (bare / "run.log").write_text("")
+    before = {p: p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+    assert compare([str(tmp_path / "runs")]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    text = out + err
+    assert "not valid JSON" in text and "summary.json" in text
+    assert {p: p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()} == before
+
+    from mtlrun.runfolder import RunFolder
+
+    assert RunFolder(cut).read_metric_rows() == [{"epoch": 1, "split": "train"}]  # up to the half-written line
