@@ -233,3 +233,46 @@ def test_compare_names_damaged_run_folders_without_a_traceback(tmp_path, capsys)
     from mtlrun.runfolder import RunFolder
 
     assert RunFolder(cut).read_metric_rows() == [{"epoch": 1, "split": "train"}]  # up to the half-written line
+
+
+def _foreign_checkpoints(folder: Path) -> dict[str, tuple[Path, str]]:
+    import torch
+
+    from mtlrun.train.checkpoint import save_checkpoint
+
+    good = folder / "good.pt"
+    save_checkpoint(good, model={"w": torch.ones(3)}, optimizer={}, epoch=1)
+    data = good.read_bytes()
+    cases = {
+        "truncated": (data[: len(data) // 2], "truncated or corrupt"),
+        "empty": (b"", "truncated or corrupt"),
+        "text": (b"hello\n", "truncated or corrupt"),
+        "pickle": (pickle.dumps(_Trap(folder / "unpickled")), "not an mtlrun checkpoint"),
+    }
+    out = {}
+    for name, (content, says) in cases.items():
+        (folder / name).write_bytes(content)
+        out[name] = (folder / name, says)
+    torch.save({"state_dict": {}}, folder / "foreign")
+    torch.save([1, 2], folder / "list")
+    out["foreign"] = (folder / "foreign", "no model, optimizer, epoch")
+    out["list"] = (folder / "list", "holds a list")
+    out["missing"] = (folder / "missing", "no such file")
+    return out
+
+
+def test_a_damaged_or_foreign_checkpoint_is_one_line(tmp_path):
+    from mtlrun.errors import ConfigError
+    from mtlrun.train.checkpoint import CheckpointError, load_checkpoint
+
+    assert issubclass(CheckpointError, ConfigError)  # the CLI prints it as one line, exit 2
+    damaged = _foreign_checkpoints(tmp_path)
+    assert load_checkpoint(tmp_path / "good.pt")["epoch"] == 1
+    for name, (path, says) in damaged.items():
+        before = path.read_bytes() if path.exists() else None
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        message = str(info.value)
+        assert "\n" not in message and str(path) in message and says in message, (name, message)
+        assert (path.read_bytes() if path.exists() else None) == before
+    assert not (tmp_path / "unpickled").exists()
