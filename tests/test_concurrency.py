@@ -116,3 +116,44 @@ def test_a_corrupt_cache_file_is_named_and_never_overwritten(tmp_path, monkeypat
     bad.write_text("[1, 2]")
     with pytest.raises(CacheFileError, match="holds a JSON list"):
         baselines.check_cache(cfg, tasks, primary, encoder, cache)
+
+
+def _launch(cwd: Path, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("mtlrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.Popen(
+        [str(exe), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+QUICK = [
+    "dataset=synthetic",
+    "dataset.num_samples=300",
+    "dataset.input_dim=8",
+    "trainer.epochs=1",
+    "diagnostics.every=0",
+]
+
+
+@pytest.mark.slow
+def test_two_processes_one_folder_and_one_baseline(tmp_path):
+    """Two real processes started together: one folder each, and the shared baselines trained once."""
+    first, second = (_launch(tmp_path, *QUICK) for _ in range(2))
+    outs = [p.communicate(timeout=600) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    folders = sorted(p.parent for p in tmp_path.glob("outputs/*-*-*/*/summary.json"))
+    assert len(folders) == 2  # never one folder for both
+    logs = [(f / "run.log").read_text() for f in folders]
+    assert sum("training single-task baselines" in log for log in logs) == 1, logs
+    cache = sorted((tmp_path / "outputs" / "baselines").glob("*.json"))
+    assert len(cache) == 2 and all(json.loads(p.read_text())["status"] == "completed" for p in cache)
+
+    same = [_launch(tmp_path, *QUICK, "report.baselines=false", "hydra.run.dir=same") for _ in range(2)]
+    codes = sorted(p.wait(timeout=600) for p in same)
+    assert codes == [0, 2]  # the second process is refused with one line, the first run is intact
+    assert json.loads((tmp_path / "same" / "summary.json").read_text())["status"] == "completed"
