@@ -125,7 +125,7 @@ def render_help() -> str:
         "",
         "Top-level keys:",
         "  seed                 the run's seed (the dataset's split has its own, dataset.seed)",
-        "  trainer.*            epochs, batch_size, optimizer, lr, weight_decay, momentum, grad_clip, device, ...",
+        "  trainer.*            epochs, batch_size, optimizer, lr, grad_clip, device, on_nan (stop | skip), ...",
         "  report.*             baselines (true | false | only_cached), cache_dir, alpha, correction, min_seeds,",
         "                       pool, pool_from, groups, batched",
         "  diagnostics.*        every (steps between samples; 0 = off), affinity (true | false)",
