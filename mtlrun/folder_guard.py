@@ -149,10 +149,11 @@ def _refuse_bad_settings(config: DictConfig) -> None:
     stop the run before its folder exists: one line, exit 2. The run repeats them (``validate``)."""
     import sys
 
-    from mtlrun.config import validate
+    from mtlrun.config import check_resolvable, validate
 
     job = OmegaConf.masked_copy(config, [str(k) for k in config.keys() if k != "hydra"])
     try:
+        check_resolvable(job)  # a bad ${...} would otherwise surface inside validate as a raw error
         validate(job)
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
