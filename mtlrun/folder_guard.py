@@ -120,7 +120,7 @@ def _overwrite(config: DictConfig) -> bool:
     return bool(OmegaConf.select(config, "run.overwrite", default=False))
 
 
-def _resuming(config: DictConfig) -> bool:
+def resuming(config: DictConfig) -> bool:
     """A config that continues an existing run (a truthy ``resume`` key) re-enters its folder."""
     return bool(OmegaConf.select(config, "resume", default=None, throw_on_missing=False))
 
@@ -134,12 +134,12 @@ class RunFolderGuard(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_bad_settings(config)
-        if _resuming(config):
+        if resuming(config):
             return
         _claim_or_exit(Path(str(config.hydra.run.dir)), _overwrite(config), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if _resuming(config):
+        if resuming(config):
             return
         _claim_or_exit(Path(str(config.hydra.sweep.dir)), _overwrite(config), "hydra.sweep.dir")
 

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from mtlrun.baseline_cache import BaselineCache, CacheFileError
 from mtlrun.errors import ConfigError
-from mtlrun.folder_guard import CLAIM, RunFolderGuard, claim, release_if_created
+from mtlrun.folder_guard import CLAIM, _claim_or_exit, claim, release_if_created, resuming
 from mtlrun.models import EncoderSpec
 from mtlrun.train import baselines
 
@@ -62,11 +62,10 @@ def test_a_claimed_folder_is_refused_but_a_resume_re_enters_it(tmp_path):
     claim(target, overwrite=False, key="hydra.run.dir")
     with pytest.raises(ConfigError, match="already holds a run"):
         claim(target, overwrite=False, key="hydra.run.dir")
-    resume = OmegaConf.create({"resume": str(target), "hydra": {"run": {"dir": str(target)}}})
-    RunFolderGuard().on_run_start(resume)  # no SystemExit: resuming re-enters its own folder
-    fresh = OmegaConf.create({"hydra": {"run": {"dir": str(target)}}})
-    with pytest.raises(SystemExit):
-        RunFolderGuard().on_run_start(fresh)
+    assert resuming(OmegaConf.create({"resume": str(target)}))  # the guard skips its claim: a resume re-enters
+    assert not resuming(OmegaConf.create({"resume": None})) and not resuming(OmegaConf.create({}))
+    with pytest.raises(SystemExit):  # the guard itself refuses a fresh run there
+        _claim_or_exit(target, False, "hydra.run.dir")
 
 
 def _record(task: str) -> dict:
