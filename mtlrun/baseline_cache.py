@@ -23,7 +23,26 @@ from mtlrun.errors import ConfigError
 from mtlrun.outputs import write_json
 
 #: trainer keys that do not change what a baseline learns
-_TRAINER_IGNORED = ("device", "checkpoint_every")
+_TRAINER_IGNORED = ("device", "checkpoint_every", "compile", "threads")
+#: trainer keys that enter the key only when switched on (their "off" value), so caches written
+#: before they existed stay valid
+_TRAINER_OFF = {"precision": "32", "scheduler": "none", "early_stopping": {"patience": 0}}
+#: the options of a learning-rate schedule, which matter only when one is on
+_SCHEDULE_KEYS = ("warmup_epochs", "step_size", "gamma", "min_lr", "plateau_patience")
+
+
+def trainer_settings(trainer: Mapping[str, Any]) -> dict[str, Any]:
+    """The trainer keys that define what a baseline learns (see the constants above)."""
+    settings = {k: v for k, v in dict(trainer).items() if k not in _ignored(trainer)}
+    for key, off in _TRAINER_OFF.items():
+        if key in settings and (settings[key] == off or str(settings[key]) == str(off)):
+            del settings[key]
+    if "scheduler" not in settings:
+        for key in _SCHEDULE_KEYS:
+            settings.pop(key, None)
+    return settings
+
+
 #: bump when the meaning of a cached baseline changes
 CACHE_VERSION = 1
 
@@ -44,7 +63,7 @@ def baseline_settings(
         "primary": primary,
         "encoder": dict(encoder),
         "head": "default",
-        "trainer": {k: v for k, v in dict(trainer).items() if k not in _ignored(trainer)},
+        "trainer": trainer_settings(trainer),
         "seed": seed,
     }
 

@@ -20,6 +20,17 @@ from mtlrun.errors import ConfigError, choices_error
 OPTIMIZERS = ("adam", "adamw", "sgd")
 ON_NAN = ("stop", "skip")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+#: ``trainer.precision`` (mtlrun.train.precision) and ``trainer.scheduler`` (mtlrun.train.lr_schedule)
+PRECISIONS = ("32", "bf16", "16")
+SCHEDULERS = ("none", "cosine", "warmup_cosine", "step", "plateau")
+
+
+@dataclass
+class EarlyStoppingConf:
+    #: epochs without a better validation score before training stops; 0 = off
+    patience: int = 0
+
+
 #: ``report.correction`` (mtlrun.report.stats) and ``report.pool`` (mtlrun.report.pooling)
 CORRECTIONS = ("holm", "none")
 POOL_MODES = ("sweep", "folder", "none")
@@ -39,6 +50,16 @@ class TrainerConf:
     deterministic: bool = True
     on_nan: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does (mtlrun.train.nan_guard)
     max_nan_skips: int = 10  # with on_nan=skip: the run stops as diverged after this many skipped steps
+    precision: str = "32"  # 32 | bf16 | 16 (autocast; 16 adds a gradient scaler)
+    compile: bool = False  # torch.compile of the model's submodules
+    threads: str = "auto"  # torch intra-op threads: auto (cores / parallel sweep jobs) | N
+    scheduler: str = "none"  # none | cosine | warmup_cosine | step | plateau
+    warmup_epochs: int = 0  # warmup_cosine: epochs of linear warm-up
+    step_size: int = 10  # step: epochs between decays
+    gamma: float = 0.1  # step, plateau: decay factor
+    min_lr: float = 0.0  # cosine, warmup_cosine, plateau: the lowest learning rate
+    plateau_patience: int = 5  # plateau: epochs without improvement before a decay
+    early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
 
 
 @dataclass
@@ -220,6 +241,7 @@ def validate(cfg: DictConfig) -> None:
         raise choices_error("trainer.optimizer", t.optimizer, OPTIMIZERS)
     if t.device not in DEVICES and not str(t.device).startswith("cuda:"):
         raise choices_error("trainer.device", t.device, DEVICES)
+    validate_trainer_extras(t)
     loader = cfg.get("loader")
     if loader is not None:
         if loader.mode not in LOADER_MODES:
@@ -234,6 +256,34 @@ def validate(cfg: DictConfig) -> None:
     from mtlrun.inert_settings import check_inert
 
     check_inert(cfg)  # after the range checks, so a bad value is named as bad rather than as inert
+
+
+def validate_trainer_extras(t: Any) -> None:
+    """Precision, threads, learning-rate schedule and early stopping of a ``trainer`` node."""
+    if str(t.precision) not in PRECISIONS:
+        raise choices_error("trainer.precision", t.precision, PRECISIONS)
+    threads = str(t.threads)
+    if threads != "auto" and not (threads.isdigit() and int(threads) >= 1):
+        raise ConfigError(f"trainer.threads={threads} must be auto or a number of threads >= 1")
+    if t.scheduler not in SCHEDULERS:
+        raise choices_error("trainer.scheduler", t.scheduler, SCHEDULERS)
+    if t.warmup_epochs < 0:
+        raise ConfigError(f"trainer.warmup_epochs={t.warmup_epochs} must be >= 0")
+    if t.scheduler == "warmup_cosine" and t.warmup_epochs >= t.epochs:
+        raise ConfigError(
+            f"trainer.warmup_epochs={t.warmup_epochs} must be < trainer.epochs={t.epochs} "
+            "(the cosine part needs at least one epoch)"
+        )
+    if t.step_size < 1:
+        raise ConfigError(f"trainer.step_size={t.step_size} must be >= 1 (epochs between decays)")
+    if not 0 < t.gamma <= 1:
+        raise ConfigError(f"trainer.gamma={t.gamma} must lie in (0, 1]")
+    if t.min_lr < 0:
+        raise ConfigError(f"trainer.min_lr={t.min_lr} must be >= 0")
+    if t.plateau_patience < 0:
+        raise ConfigError(f"trainer.plateau_patience={t.plateau_patience} must be >= 0")
+    if t.early_stopping.patience < 0:
+        raise ConfigError(f"trainer.early_stopping.patience={t.early_stopping.patience} must be >= 0 (0 = off)")
 
 
 def plain(node: Any) -> Any:

@@ -93,6 +93,8 @@ class Summary:
     device: str | None = None
     dataset_info: dict[str, Any] = field(default_factory=dict)
     epochs_completed: int = 0
+    #: early stopping (``trainer.early_stopping.patience``) ended training before ``trainer.epochs``
+    stopped_early: bool = False
     #: ``{"last"|"best": {"epoch": int, "val": Metrics, "test": Metrics}}`` once completed
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)

@@ -44,6 +44,9 @@ class AutoLambda(Balancer):
     ``train`` on an independent training batch, as the authors' released code does.
     """
 
+    #: its lookahead step uses raw gradients from autograd.grad, which a loss scale would distort
+    supports_loss_scaling = False
+
     uses_task_gradients = True
 
     def __init__(

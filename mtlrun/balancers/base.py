@@ -23,6 +23,17 @@ so that ``state_dict()`` checkpoints and resumes it.
 Jacobian of the given losses on ``ctx.shared_params`` into ``BalanceInfo.jacobian``, so that
 diagnostics need not compute it again.
 
+Loss scaling (``trainer.precision=16``). The trainer calls ``backward`` inside
+:func:`~mtlrun.balancers.jacobian.loss_scaling`: the losses a balancer receives (and those of the
+trainer's closures) have their true values but back-propagate ``scale`` times their gradient, and
+``.grad`` is unscaled once, by the optimizer step. So a plain ``.backward()`` needs nothing, and
+the rule for anything that reads gradients is: **per-task gradients are unscaled before any
+aggregation, norm or projection**. It lives in one place, :mod:`mtlrun.balancers.jacobian`:
+``task_jacobian`` returns the unscaled J (raising ``GradientOverflow`` before a method sees a
+non-finite one), and ``accumulate_grad`` of a flat update (or ``rescale``) scales the result back.
+A method that reads gradients any other way (lookahead and bilevel steps taken with raw
+``autograd.grad``) sets ``supports_loss_scaling = False`` and is refused at fp16.
+
 Missing labels. ``ctx.present`` (bool, (T,)) marks the tasks with at least one label in the batch;
 an absent task's loss is an exact 0 that still has a graph. No absent task contributes a gradient,
 and every output stays finite:
@@ -80,7 +91,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, task_jacobian
+from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, rescale, task_jacobian
 from mtlrun.errors import ConfigError
 from mtlrun.registry import Registry
 
@@ -184,6 +195,8 @@ class Balancer(nn.Module, ABC):
     #: buffers whose size is known only at the first step (e.g. per-parameter statistics): on
     #: loading a checkpoint they take the checkpoint's shape instead of failing on a size mismatch
     resizable_buffers: tuple[str, ...] = ()
+    #: works under fp16 loss scaling: reads gradients only through ``task_jacobian`` (see above)
+    supports_loss_scaling: bool = True
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
@@ -383,7 +396,8 @@ class GradientAggregator(Balancer):
             direction = self.direction(present, ctx)
         if self.rep_grad:
             assert ctx.representation is not None
-            ctx.representation.backward(direction.view_as(ctx.representation))
+            rep = ctx.representation
+            rep.backward(rescale(direction).view_as(rep).to(rep.dtype))
         else:
             accumulate_grad(inputs, direction)
         self.report_failures(info)

@@ -93,6 +93,9 @@ class FORUM(Balancer):
     Defaults: rho = 0.1, inner_lr = 0.1, inner_steps = 5, Adam at 1e-3 on logits initialised uniform.
     """
 
+    #: its lookahead step uses raw gradients from autograd.grad, which a loss scale would distort
+    supports_loss_scaling = False
+
     uses_task_gradients = True
 
     def returns_jacobian(self, step: int) -> bool:

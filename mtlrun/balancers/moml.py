@@ -48,6 +48,9 @@ class MOML(Balancer):
     uses a validation batch (``upper_split=val``) or an independent training batch (``train``).
     """
 
+    #: its lookahead step uses raw gradients from autograd.grad, which a loss scale would distort
+    supports_loss_scaling = False
+
     uses_task_gradients = True
 
     def __init__(

@@ -38,6 +38,8 @@ def epoch_scalars(record: Any) -> dict[str, float]:
         scalars[f"balancer/{name}"] = value
     for task, value in (getattr(record, "schedule", None) or {}).items():
         scalars[f"train/schedule/{task}"] = value
+    if getattr(record, "lr", None) is not None:
+        scalars["train/lr"] = record.lr
     for task, value in record.val_loss.items():
         scalars[f"val/loss/{task}"] = value
     for task, metrics in record.val.items():

@@ -31,6 +31,7 @@ from mtlrun.data.multi_input import is_multi_input
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.grouped import GroupedSingleTask
 from mtlrun.models.multi_input import prepare_multi_input
+from mtlrun.train.devices import compile_model
 from mtlrun.train.loop import EpochRecord, Trainer
 from mtlrun.train.seeding import seed_everything
 
@@ -70,6 +71,8 @@ def train_baselines(
         model = ARCHS.build("single_task", {}, encoder=encoder, tasks=specs)
         prepare_multi_input(model, subset, "single_task")
     model.to(device)
+    if t.get("compile"):
+        compile_model(model)
     balancer = EqualWeighting(list(tasks)).to(device)
     trainer = Trainer.from_config(
         t, model, balancer, subset, seed=cfg.seed, device=device, primary=dict(primary), test_each_epoch=True

@@ -21,6 +21,8 @@ def epoch_rows(r: EpochRecord) -> list[MetricRow]:
     rows += [MetricRow(r.epoch, "train", None, k, v, step=r.step) for k, v in r.extra_losses.items()]
     rows += [MetricRow(r.epoch, "train", None, f"balancer/{k}", v, step=r.step) for k, v in r.balancer_extras.items()]
     rows += [MetricRow(r.epoch, "train", t, "schedule", v, step=r.step) for t, v in r.schedule.items()]
+    if r.lr is not None:
+        rows.append(MetricRow(r.epoch, "train", None, "lr", r.lr, step=r.step))
     for task, metrics in r.val.items():
         rows.append(MetricRow(r.epoch, "val", task, "loss", r.val_loss[task], step=r.step))
         rows += [MetricRow(r.epoch, "val", task, m, v, step=r.step) for m, v in metrics.items()]
@@ -53,15 +55,36 @@ class RunFolderWriter(Callback):
                 "last": {"epoch": last.epoch, "val": last.val, "test": result.test_last},
                 "best": {"epoch": best.epoch, "val": best.val, "test": result.test_best},
             }
+        if result is not None:
+            self.summary.stopped_early = result.stopped_early
         if status != "completed":
             self.summary.status = status
         self.summary.skipped_steps = trainer.nan_guard.skipped
         self.folder.write_summary(self.summary)
 
 
+def schedule_state(trainer: Trainer) -> dict[str, Any]:
+    """The optional checkpoint entries: ``lr_scheduler`` and ``grad_scaler`` state, when in use."""
+    state: dict[str, Any] = {}
+    if trainer.lr_scheduler.scheduler is not None:
+        state["lr_scheduler"] = trainer.lr_scheduler.state_dict()
+    if trainer.grad_scaler is not None:
+        state["grad_scaler"] = trainer.grad_scaler.state_dict()
+    return state
+
+
+def load_schedule_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
+    """Restore what :func:`schedule_state` saved (absent entries leave the trainer as it is)."""
+    if "lr_scheduler" in checkpoint:
+        trainer.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
+    if "grad_scaler" in checkpoint and trainer.grad_scaler is not None:
+        trainer.grad_scaler.load_state_dict(checkpoint["grad_scaler"])
+
+
 class Checkpointer(Callback):
     """``checkpoints/last.pt`` every ``every`` epochs (0: only at the end), at the end, and on an
-    interrupt: model, optimizer, balancer, RNG states, epoch and step (``weights_only``-loadable).
+    interrupt: model, optimizer, balancer, RNG states, epoch and step, and the learning-rate
+    schedule and gradient scaler when in use (``weights_only``-loadable).
     Never over a good checkpoint with weights that went non-finite: the divergence flags are read
     before every write, and a diverged run keeps its last good checkpoint."""
 
@@ -81,6 +104,7 @@ class Checkpointer(Callback):
             rng=rng_state(trainer.shuffle),
             epoch=epoch,
             step=trainer.step,
+            **schedule_state(trainer),
         )
         self.saved_epoch = epoch
 

@@ -4,6 +4,9 @@ Per step it does one forward, hands the task losses to the balancer (which fills
 checks losses and gradients for NaN/inf, clips and steps. Nothing in the step synchronises with the
 host: losses, balancer weights and the divergence flags are kept on the device and read once per
 epoch (``mtlrun.train.nan_guard`` explains the delay this implies and the ``skip`` policy's cost).
+The exceptions are the balancers that need a value on the host, and fp16's overflow check
+(BENCHMARKS.md lists them). Mixed precision (``mtlrun.train.precision``), the learning-rate
+schedule and early stopping (``mtlrun.train.lr_schedule``) plug in here.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ import torch
 from torch import Tensor, nn
 
 from mtlrun.balancers.base import BalanceInfo, Balancer, Batch, StepContext
+from mtlrun.balancers.jacobian import GradientOverflow
 from mtlrun.data.base import MultiTaskDataset, present_tasks
 from mtlrun.data.batch import batch_losses, batch_targets
 from mtlrun.models.base import MultiTaskModel
 from mtlrun.objective import primary_score
 from mtlrun.train.diagnostics import Diagnostics
 from mtlrun.train.evaluate import Metrics, TaskEvaluator
+from mtlrun.train.lr_schedule import EarlyStopping, LRSchedule
 from mtlrun.train.nan_guard import Diverged, NanGuard
+from mtlrun.train.precision import Precision, scale_gradient
 from mtlrun.train.progress import Progress
 from mtlrun.train.schedule import ScheduleProbe, TaskSchedule
 
@@ -50,6 +56,8 @@ class EpochRecord:
     balancer_extras: dict[str, float] = field(default_factory=dict)
     #: the task schedule's loss multipliers in this epoch (empty without a schedule)
     schedule: dict[str, float] = field(default_factory=dict)
+    #: the learning rate the epoch began with
+    lr: float | None = None
 
 
 @dataclass
@@ -63,6 +71,8 @@ class FitResult:
     #: test metrics with the last and with the best-validation weights (unless tested every epoch)
     test_last: Metrics | None = None
     test_best: Metrics | None = None
+    #: whether early stopping ended the fit before ``trainer.epochs``
+    stopped_early: bool = False
 
     @property
     def best_record(self) -> EpochRecord:
@@ -113,6 +123,9 @@ class Trainer:
         test_each_epoch: bool = False,
         on_nan: str = "stop",
         max_nan_skips: int = 10,
+        precision: Precision | None = None,
+        lr_scheduler: LRSchedule | None = None,
+        early_stopping: int = 0,
     ) -> None:
         self.model, self.balancer, self.data = model, balancer, data
         self.optimizer = optimizer
@@ -144,6 +157,14 @@ class Trainer:
         self.val_shuffle = torch.Generator().manual_seed(seed + 1)
         self._val_batches: Iterator[Batch] | None = None
 
+        #: autocast of the forward passes and, at fp16, the gradient scaler (``grad_scaler``)
+        self.precision = precision or Precision("32", device)
+        self.grad_scaler = self.precision.scaler
+        #: the learning-rate schedule (``state_dict``/``load_state_dict`` go into checkpoints)
+        self.lr_scheduler = lr_scheduler or LRSchedule("none", optimizer, epochs=epochs, steps_per_epoch=1)
+        self.early_stopping = EarlyStopping(early_stopping)
+        self._scale: Tensor | None = None
+
     @classmethod
     def from_config(
         cls,
@@ -159,12 +180,17 @@ class Trainer:
         schedule: TaskSchedule | None = None,
         test_each_epoch: bool = False,
     ) -> Trainer:
-        """A trainer for a ``trainer`` config group (optimizer, lr, epochs, batch size, clipping)."""
+        """A trainer for a ``trainer`` config group (optimizer, lr, epochs, batch size, clipping,
+        precision, learning-rate schedule, early stopping)."""
+        optimizer = optimizer_for(trainer, model, balancer)
+        steps = data.train.num_batches(trainer.batch_size) // max(1, balancer.batches_per_step)
+        get = trainer.get if hasattr(trainer, "get") else lambda key, default=None: getattr(trainer, key, default)
+        stopping = get("early_stopping", None)
         return cls(
             model,
             balancer,
             data,
-            optimizer=optimizer_for(trainer, model, balancer),
+            optimizer=optimizer,
             epochs=trainer.epochs,
             batch_size=trainer.batch_size,
             grad_clip=trainer.grad_clip,
@@ -176,6 +202,9 @@ class Trainer:
             test_each_epoch=test_each_epoch,
             on_nan=trainer.get("on_nan", "stop"),
             max_nan_skips=trainer.get("max_nan_skips", 10),
+            precision=Precision(get("precision", "32"), device),
+            lr_scheduler=LRSchedule.from_config(trainer, optimizer, max(1, steps)),
+            early_stopping=int(stopping.patience) if stopping is not None else 0,
         )
 
     def scheduled(self, losses: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -184,9 +213,16 @@ class Trainer:
             return losses
         return {t: losses[t] * self._multipliers[t] for t in self.tasks}
 
+    def forward_losses(self, batch: Batch, params: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The task losses on ``batch`` under the run's precision (autocast, and at fp16 carrying the
+        step's loss scale in their gradient), optionally with ``params`` substituted."""
+        with self.precision.autocast():
+            losses = batch_losses(self.model, self.loss_fns, batch, params)
+        return {t: scale_gradient(v, self._scale) for t, v in losses.items()}
+
     def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
         """The task losses of the current model on ``batch`` (used by multi-batch balancers)."""
-        return self.scheduled(batch_losses(self.model, self.loss_fns, batch))
+        return self.scheduled(self.forward_losses(batch))
 
     def functional_losses(self, params: dict[str, Tensor], batch: Batch) -> dict[str, Tensor]:
         """The task losses on ``batch`` of the model with ``params`` substituted (lookahead methods).
@@ -194,7 +230,7 @@ class Trainer:
         Buffers are passed as copies, so batch-norm statistics of the real model stay untouched.
         """
         buffers = {name: b.clone() for name, b in self.model.named_buffers()}
-        return self.scheduled(batch_losses(self.model, self.loss_fns, batch, {**buffers, **params}))
+        return self.scheduled(self.forward_losses(batch, {**buffers, **params}))
 
     def validation_batch(self) -> Batch:
         """The next validation batch in the trainer's own seeded order, reshuffled after each pass."""
@@ -228,10 +264,9 @@ class Trainer:
         extra_sum: dict[str, Tensor] = {}
         extras: dict[str, float] = {}
         n = 0
-        lr = self.optimizer.param_groups[0]["lr"]
         self._multipliers = self.schedule.multipliers(epoch) if self.schedule is not None else None
         for group in self._grouped_batches():
-            losses, info, extra = self.training_step(group, epoch, lr)
+            losses, info, extra = self.training_step(group, epoch, self.optimizer.param_groups[0]["lr"])
             if self.last_step_skipped:  # trainer.on_nan=skip: the step made no update and counts for nothing
                 progress.advance()
                 continue
@@ -256,6 +291,7 @@ class Trainer:
         model, balancer, specs = self.model, self.balancer, self.data.tasks
         self.optimizer.zero_grad(set_to_none=True)
         self.last_step_skipped = False
+        self._scale = scale = self.precision.scale()
         ctx = StepContext(
             model=model,
             shared_params=self.shared,
@@ -273,33 +309,47 @@ class Trainer:
             ctx.present = present_tasks(specs, batch_targets(group[0]), self.tasks)
         if balancer.needs_representation:  # one common input (multi-input data is refused at build)
             x, targets = group[0]
-            rep = model.encode(x)
-            rep_in = rep.detach().requires_grad_(True)
-            outputs = model.decode(rep_in)
+            with self.precision.autocast():
+                rep = model.encode(x)
+                rep_in = rep.detach().requires_grad_(True)
+                outputs = model.decode(rep_in)
+                losses = {t: specs[t].loss(outputs[t], targets[t]) for t in self.tasks}
             ctx.representation, ctx.representation_input = rep, rep_in
-            losses = {t: specs[t].loss(outputs[t], targets[t]) for t in self.tasks}
+            losses = {t: scale_gradient(v, scale) for t, v in losses.items()}
         else:
-            losses = batch_losses(model, self.loss_fns, group[0])
+            losses = self.forward_losses(group[0])
         extra = model.extra_losses()
         if extra:
-            torch.stack(list(extra.values())).sum().backward()
+            scale_gradient(torch.stack(list(extra.values())).sum(), scale).backward()
         # diagnostics, sampled steps only: J before the balancer frees the graph (unless it returns J)
         diag = self.diagnostics if self.diagnostics is not None and self.diagnostics.wants(self.step) else None
-        own_jacobian = diag.jacobian_unless_provided(losses, ctx, balancer, self._multipliers) if diag else None
-        info = balancer.backward(self.scheduled(losses), ctx)
-        if diag is not None:
-            jacobian = own_jacobian if own_jacobian is not None else info.jacobian
-            diag.observe(self.step, epoch, group[0], jacobian, losses)
-        grads = [p.grad for p in self.params if p.grad is not None]
+        overflow = False
+        try:
+            with self.precision.scaling(scale):
+                own_jacobian = diag.jacobian_unless_provided(losses, ctx, balancer, self._multipliers) if diag else None
+                info = balancer.backward(self.scheduled(losses), ctx)
+                if diag is not None:
+                    jacobian = own_jacobian if own_jacobian is not None else info.jacobian
+                    diag.observe(self.step, epoch, group[0], jacobian, losses)
+        except GradientOverflow:  # fp16 only: skip this update and lower the scale, as a scaler does
+            self.optimizer.zero_grad(set_to_none=True)
+            self.precision.skip_overflow()
+            info = BalanceInfo(extras={"overflow_skipped": 1})
+            overflow = True
+        # at fp16 the gradient scaler owns non-finite gradients (overflow: skip, lower the scale); the
+        # guard checks the losses
+        grads = [] if self.grad_scaler is not None else [p.grad for p in self.params if p.grad is not None]
         bad = self.nan_guard.observe(self.step, epoch, losses, grads)
         if self.nan_guard.policy == "skip" and self.nan_guard.skip(bad, self.step, epoch):
             self.optimizer.zero_grad(set_to_none=True)
+            self.lr_scheduler.after_step()
             self.step += 1
             self.last_step_skipped = True
             return losses, info, extra
-        if self.grad_clip > 0:
-            model.clip_gradients(self.grad_clip)
-        self.optimizer.step()
+        if not overflow:
+            clip = (lambda: model.clip_gradients(self.grad_clip)) if self.grad_clip > 0 else None
+            self.precision.step(self.optimizer, clip)
+        self.lr_scheduler.after_step()
         self.step += 1
         return losses, info, extra
 
@@ -338,7 +388,9 @@ class Trainer:
             probe = ScheduleProbe(self.model, self.data, self.batch_size, self.seed, self._fresh_optimizer)
             self.schedule.prepare(probe)
         with Progress(self.epochs - self.start_epoch + 1, max(1, steps_per_epoch)) as progress:
+            stopped_early = False
             for epoch in range(self.start_epoch, self.epochs + 1):
+                lr = self.lr_scheduler.lr
                 t0 = time.perf_counter()
                 loss, weights, extra_sum, n, extras = self.train_epoch(epoch, progress)
                 train_loss = dict(zip(self.tasks, loss.tolist()))  # the epoch's one host sync
@@ -369,12 +421,23 @@ class Trainer:
                     balancer_extras=extras,
                     test=test,
                     schedule=dict(self._multipliers or {}),
+                    lr=lr,
                 )
                 records.append(record)
                 progress.epoch_done(self._epoch_line(record))
+                self.lr_scheduler.after_epoch(score if math.isfinite(score) else 0.0)
                 for callback in callbacks:
                     callback.on_epoch_end(self, record)
-        return FitResult(records, best_epoch, best_state, train_s, eval_s, self.step)
+                if epoch < self.epochs and self.early_stopping.should_stop(epoch, best_epoch):
+                    log.info(
+                        "early stopping after epoch %d: the best validation score (epoch %d) is %d epochs old",
+                        epoch,
+                        best_epoch,
+                        epoch - best_epoch,
+                    )
+                    stopped_early = True
+                    break
+        return FitResult(records, best_epoch, best_state, train_s, eval_s, self.step, stopped_early=stopped_early)
 
     def _fresh_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         """A new optimizer of the run's kind and settings over ``params`` (for warm-up probes)."""

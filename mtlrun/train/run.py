@@ -33,8 +33,10 @@ from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.outputs import WriteFailed
 from mtlrun.runfolder import DIAGNOSTICS, LAST_CHECKPOINT, SUMMARY, RunFolder, RunIdentity, Summary
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
+from mtlrun.train.devices import apply_threads, compile_model
 from mtlrun.train.diagnostics import diagnostics_for_run
 from mtlrun.train.loop import Diverged, Trainer
+from mtlrun.train.precision import Precision
 from mtlrun.train.schedule import SCHEDULES, TaskSchedule
 from mtlrun.train.seeding import seed_everything
 
@@ -54,6 +56,21 @@ def pick_device(name: str) -> torch.device:
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.device=mps but MPS is not available; use trainer.device=cpu or auto")
     return torch.device(name)
+
+
+def parallel_jobs() -> int | None:
+    """How many jobs the sweep this run belongs to runs at once (joblib's ``n_jobs``), if any."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+    except (ImportError, ValueError):
+        return None
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.get("launcher") is not None else None
+    return int(jobs) if isinstance(jobs, int) else None
 
 
 def resolve_tasks(cfg: DictConfig, data: MultiTaskDataset) -> tuple[list[str], dict[str, str]]:
@@ -131,6 +148,7 @@ def build(cfg: DictConfig) -> Components:
     """Everything a run needs, validated; raises ConfigError on the first bad value."""
     validate(cfg)
     device = pick_device(cfg.trainer.device)
+    apply_threads(cfg.trainer.threads, parallel_jobs())
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     full = build_dataset(plain(cfg.dataset))
     tasks, primary = resolve_tasks(cfg, full)
@@ -157,12 +175,15 @@ def build(cfg: DictConfig) -> Components:
             f"balancer={cfg.balancer.name} with rep_grad needs a shared representation, "
             f"which arch={cfg.arch.name} lacks"
         )
+    Precision(cfg.trainer.precision, device).check(balancer, cfg.balancer.name)
     schedule_cfg = plain(cfg.get("schedule")) or {"name": "none"}
     schedule = SCHEDULES.build(
         schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks, epochs=int(cfg.trainer.epochs)
     )
     model.to(device)
     balancer.to(device)
+    if cfg.trainer.compile:
+        compile_model(model)
     data.info = {**data.info, "loader": place_splits(data, *loader_options(plain(cfg.get("loader"))), device)}
     if data.info["loader"] == "memory" and cfg.get("loader") is not None:
         from mtlrun.inert_settings import inert_loader_settings
