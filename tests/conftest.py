@@ -64,6 +64,20 @@ def run_subprocess(*args: str, cwd: Path, env: dict[str, str] | None = None, tim
     return CliResult(proc.returncode, proc.stdout, proc.stderr, cwd)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` are skipped, with the reason, on a machine without CUDA."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false); run bench/gpu.sh on one")
+    for item in gpu_tests:
+        item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny models are dominated by per-op overhead; one thread avoids oversubscribing small CI machines."""
