@@ -22,7 +22,22 @@ from mtlrun.report.folders import find_run_folders, flatten
 from mtlrun.runfolder import SUMMARY, RunFolder, Summary
 
 #: dotted config keys (and everything below them) that do not change what a run learns
-NOT_RESULTS = ("seed", "report", "diagnostics", "logger", "run", "trainer.device", "trainer.checkpoint_every")
+NOT_RESULTS = (
+    "seed",
+    "report",
+    "diagnostics",
+    "logger",
+    "run",
+    "trainer.device",
+    "trainer.checkpoint_every",
+    "trainer.threads",
+    "trainer.compile",
+)
+#: trainer keys whose "off" value is left out of a run's identity, so runs from before the key existed
+#: pool with runs that leave it off
+OFF_VALUES = {"trainer.precision": "32", "trainer.scheduler": "none", "trainer.early_stopping.patience": "0"}
+#: the options of a learning-rate schedule, left out with it when it is off
+SCHEDULE_OPTIONS = ("warmup_epochs", "step_size", "gamma", "min_lr", "plateau_patience")
 
 
 def affects_results(key: str) -> bool:
@@ -33,6 +48,12 @@ def affects_results(key: str) -> bool:
 def identity(config: dict[str, Any]) -> str:
     """The configuration without the seed and the settings that do not affect results."""
     kept = {k: v for k, v in flatten(config).items() if affects_results(k)}
+    for key, off in OFF_VALUES.items():
+        if key in kept and str(kept[key]) == off:
+            del kept[key]
+    if "trainer.scheduler" not in kept:
+        for option in SCHEDULE_OPTIONS:
+            kept.pop(f"trainer.{option}", None)
     return json.dumps(kept, sort_keys=True, default=str)
 
 

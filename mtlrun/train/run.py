@@ -69,7 +69,8 @@ def parallel_jobs() -> int | None:
         return None
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return None
-    jobs = hydra_cfg.launcher.get("n_jobs") if hydra_cfg.get("launcher") is not None else None
+    launcher = getattr(hydra_cfg, "launcher", None)
+    jobs = launcher.get("n_jobs") if launcher is not None else None
     return int(jobs) if isinstance(jobs, int) else None
 
 
@@ -275,7 +276,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
     callbacks.append(Checkpointer(folder.path(LAST_CHECKPOINT), t.checkpoint_every))
     setup_s = time.perf_counter() - started
     log.info(
-        "training %s on %s (%s) with %s, tasks %s, %d parameters, device %s",
+        "training %s on %s (%s) with %s, tasks %s, %d parameters, device %s (%d threads)",
         cfg.arch.name,
         cfg.dataset.get("name") or cfg.dataset.get("_target_"),
         c.encoder.name,
@@ -283,6 +284,7 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
         ",".join(c.tasks),
         summary.parameters["total"],
         c.device,
+        torch.get_num_threads(),
     )
     try:
         result = trainer.fit(callbacks)

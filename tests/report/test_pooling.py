@@ -71,3 +71,13 @@ def test_identity_ignores_the_seed_and_recording_settings_only():
     same = {**config, "seed": 3, "trainer": {"lr": 0.1, "device": "cuda"}, "report": {"alpha": 0.01}}
     assert identity(config) == identity(same)
     assert identity(config) != identity({**config, "trainer": {"lr": 0.2, "device": "cpu"}})
+
+
+def test_identity_leaves_out_new_trainer_keys_while_they_are_off():
+    old = {"trainer": {"lr": 0.1}, "arch": {"name": "hps"}}
+    off = {"precision": "32", "scheduler": "none", "min_lr": 0.0, "early_stopping": {"patience": 0}}
+    new = {**old, "trainer": {"lr": 0.1, "threads": "4", "compile": True, **off}}
+    assert identity(old) == identity(new)
+    assert identity(old) != identity({**old, "trainer": {"lr": 0.1, **off, "scheduler": "cosine"}})
+    assert identity(old) != identity({**old, "trainer": {"lr": 0.1, **off, "precision": "bf16"}})
+    assert identity(old) != identity({**old, "trainer": {"lr": 0.1, **off, "early_stopping": {"patience": 2}}})
