@@ -31,6 +31,8 @@ the rule for anything that reads gradients is: **per-task gradients are unscaled
 aggregation, norm or projection**. It lives in one place, :mod:`mtlrun.balancers.jacobian`:
 ``task_jacobian`` returns the unscaled J (raising ``GradientOverflow`` before a method sees a
 non-finite one), and ``accumulate_grad`` of a flat update (or ``rescale``) scales the result back.
+A balancer's own learnable weights (``uw``'s log-variances) are differentiated with respect to
+weights on loss values, not through the losses, so the trainer scales their gradients to match.
 A method that reads gradients any other way (lookahead and bilevel steps taken with raw
 ``autograd.grad``) sets ``supports_loss_scaling = False`` and is refused at fp16.
 

@@ -141,6 +141,7 @@ class Trainer:
         self.shared = [p for p in model.shared_parameters() if p.requires_grad]
         self.task_params = {t: [p for p in model.task_parameters(t) if p.requires_grad] for t in self.tasks}
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.balancer_params = [p for p in balancer.parameters() if p.requires_grad]
         self.step = 0
         self.start_epoch = 1
         #: evaluate the test split after every epoch (single-task baselines pick their best epoch per
@@ -328,6 +329,7 @@ class Trainer:
             with self.precision.scaling(scale):
                 own_jacobian = diag.jacobian_unless_provided(losses, ctx, balancer, self._multipliers) if diag else None
                 info = balancer.backward(self.scheduled(losses), ctx)
+                self.precision.match_scale(self.balancer_params, scale)
                 if diag is not None:
                     jacobian = own_jacobian if own_jacobian is not None else info.jacobian
                     diag.observe(self.step, epoch, group[0], jacobian, losses)

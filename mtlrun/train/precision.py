@@ -103,6 +103,19 @@ class Precision:
         with loss_scaling(scale):
             yield
 
+    @staticmethod
+    def match_scale(params: list[torch.nn.Parameter], scale: Tensor | None) -> None:
+        """Scale the gradients of a balancer's own weights like the model's.
+
+        They are gradients *of* the objective with respect to weights applied to loss values, not
+        gradients flowing back *through* the losses, so the loss scale never reached them.
+        """
+        if scale is None:
+            return
+        for p in params:
+            if p.grad is not None:
+                p.grad.mul_(scale.to(p.grad))
+
     def step(self, optimizer: torch.optim.Optimizer, clip: Callable[[], None] | None) -> None:
         """Unscale ``.grad`` (fp16), clip, step (skipped on overflow at fp16), update the scale."""
         if self.scaler is None:

@@ -88,3 +88,29 @@ def test_fp16_with_a_lookahead_balancer_is_a_one_line_error(cli) -> None:
     result = cli(*TINY_SYNTHETIC, "trainer.precision=16", "balancer=forum", "report.baselines=false")
     assert result.code == 2
     assert "trainer.precision=16" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("name", ["uw", pytest.param("pcgrad", marks=pytest.mark.slow)])
+def test_an_fp16_step_updates_model_and_balancer_weights_as_fp32_does(name: str) -> None:
+    """One SGD step at fp16 (autocast, scaler) moves every weight as fp32 does: the loss scale is
+    undone exactly once, for the model and for the balancer's own weights (uw's log-variances)."""
+    from mtlrun.balancers import BALANCERS
+    from mtlrun.train.loop import build_optimizer, param_groups
+    from tests.train.trainer_toys import small_trainer
+
+    def moved(precision: str) -> torch.Tensor:
+        trainer = small_trainer(lambda tasks: BALANCERS.build(name, {}, tasks=tasks), tasks=["left", "right"])
+        trainer.optimizer = build_optimizer("sgd", param_groups(trainer.model, trainer.balancer, 0.0), 0.1, 0.0, 0.0)
+        trainer.precision = Precision(precision, torch.device("cpu"))
+        params = [*trainer.model.parameters(), *trainer.balancer.parameters()]
+        before = [p.detach().clone() for p in params]
+        batch = next(iter(trainer.data.train.batches(128, shuffle=False)))
+        trainer.training_step([batch], epoch=1, lr=0.1)
+        return torch.cat([(p.detach() - b).reshape(-1) for p, b in zip(params, before)])
+
+    full, half = moved("32"), moved("16")
+    assert torch.nn.functional.cosine_similarity(full, half, dim=0) > 0.99
+    assert half.norm() == pytest.approx(full.norm().item(), rel=0.05)
+    if name == "uw":
+        own = full[-2:], half[-2:]  # the two log-variances
+        assert torch.allclose(own[1], own[0], rtol=0.05, atol=1e-6)
