@@ -131,3 +131,25 @@ def test_cosine_with_early_stopping_end_to_end(cli) -> None:
 def test_bad_schedule_keys_are_one_line_errors(cli, override: str, message: str) -> None:
     result = cli(*TINY_SYNTHETIC, override)
     assert result.code == 2 and message in result.err and "Traceback" not in result.err
+
+
+def test_checkpoint_entries_restore_the_schedule_and_the_scaler() -> None:
+    from types import SimpleNamespace
+
+    from mtlrun.train.callbacks import load_schedule_state, schedule_state
+
+    def trainer() -> SimpleNamespace:
+        schedule = LRSchedule("step", _optimizer(), epochs=4, steps_per_epoch=2, step_size=1, gamma=0.5)
+        return SimpleNamespace(lr_scheduler=schedule, grad_scaler=torch.amp.GradScaler("cpu", init_scale=1024.0))
+
+    done = trainer()
+    _run(done.lr_scheduler, 2, 2)
+    done.grad_scaler.scale(torch.ones(()))
+    done.grad_scaler.update(8.0)
+    state = schedule_state(done)
+    assert set(state) == {"lr_scheduler", "grad_scaler"}
+    fresh = trainer()
+    load_schedule_state(fresh, state)
+    assert fresh.lr_scheduler.scheduler.last_epoch == 2 and fresh.grad_scaler.get_scale() == 8.0
+    off = SimpleNamespace(lr_scheduler=LRSchedule("none", _optimizer(), epochs=1, steps_per_epoch=1), grad_scaler=None)
+    assert schedule_state(off) == {}
