@@ -53,6 +53,8 @@ def inert_settings(cfg: DictConfig) -> Iterator[str]:
                 f"trainer.{key}={_show(value)} does nothing with trainer.optimizer={trainer.optimizer} "
                 "(only sgd uses momentum); use trainer.optimizer=sgd or drop it"
             )
+    if trainer is not None:
+        yield from _inert_lr_schedule(trainer)
     report = cfg.get("report")
     if report is not None and report.get("baselines") is False:
         for key, value in _changed(report, ReportConf):
@@ -79,6 +81,28 @@ def inert_loader_settings(loader: Any, why: str) -> Iterator[str]:
             yield (
                 f"loader.{key}={_show(value)} does nothing with {why} (batches are sliced from tensors, "
                 "no DataLoader); use loader.mode=dataloader or drop it"
+            )
+
+
+#: the learning-rate schedules (``trainer.scheduler``) that read each schedule option
+_LR_OPTION_USERS = {
+    "warmup_epochs": ("warmup_cosine",),
+    "step_size": ("step",),
+    "gamma": ("step", "plateau"),
+    "min_lr": ("cosine", "warmup_cosine", "plateau"),
+    "plateau_patience": ("plateau",),
+}
+
+
+def _inert_lr_schedule(trainer: Any) -> Iterator[str]:
+    """Learning-rate schedule options that the chosen ``trainer.scheduler`` does not read."""
+    scheduler = trainer.get("scheduler", "none")
+    for key, value in _changed(trainer, TrainerConf, tuple(_LR_OPTION_USERS)):
+        users = _LR_OPTION_USERS[key]
+        if scheduler not in users:
+            yield (
+                f"trainer.{key}={_show(value)} does nothing with trainer.scheduler={scheduler}; "
+                f"it applies to trainer.scheduler={' or '.join(users)}"
             )
 
 

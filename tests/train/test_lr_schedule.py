@@ -153,3 +153,10 @@ def test_checkpoint_entries_restore_the_schedule_and_the_scaler() -> None:
     assert fresh.lr_scheduler.scheduler.last_epoch == 2 and fresh.grad_scaler.get_scale() == 8.0
     off = SimpleNamespace(lr_scheduler=LRSchedule("none", _optimizer(), epochs=1, steps_per_epoch=1), grad_scaler=None)
     assert schedule_state(off) == {}
+
+
+def test_a_schedule_option_the_chosen_schedule_does_not_read_is_refused(cli) -> None:
+    result = cli(*TINY_SYNTHETIC, "trainer.warmup_epochs=2")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "trainer.warmup_epochs=2 does nothing with trainer.scheduler=none" in result.err
+    assert "trainer.scheduler=warmup_cosine" in result.err
