@@ -94,7 +94,7 @@ class Checkpointer(Callback):
         self.epoch = 0
 
     def save(self, trainer: Trainer, epoch: int) -> None:
-        if trainer.nan_guard.tripped():
+        if trainer.nan_guard.tripped(trainer.params):
             return
         save_checkpoint(
             self.path,

@@ -340,7 +340,11 @@ class Trainer:
             overflow = True
         # at fp16 the gradient scaler owns non-finite gradients (overflow: skip, lower the scale); the
         # guard checks the losses
-        grads = [] if self.grad_scaler is not None else [p.grad for p in self.params if p.grad is not None]
+        grads = (  # with on_nan=stop the gradient shows in the weights, checked once an epoch
+            [p.grad for p in self.params if p.grad is not None]
+            if self.grad_scaler is None and self.nan_guard.policy == "skip"
+            else []
+        )
         bad = self.nan_guard.observe(self.step, epoch, losses, grads)
         if self.nan_guard.policy == "skip" and self.nan_guard.skip(bad, self.step, epoch):
             self.optimizer.zero_grad(set_to_none=True)
@@ -398,7 +402,7 @@ class Trainer:
                 train_loss = dict(zip(self.tasks, loss.tolist()))  # the epoch's one host sync
                 t1 = time.perf_counter()
                 train_s += t1 - t0
-                self.nan_guard.check()  # raises Diverged before anything of this epoch is saved
+                self.nan_guard.check(self.params)  # raises Diverged before anything of this epoch is saved
                 val, val_loss = self.evaluator.evaluate(self.model, self.data.val, self.batch_size)
                 test = (
                     self.evaluator.evaluate(self.model, self.data.test, self.batch_size)[0]

@@ -35,11 +35,21 @@ def test_stop_remembers_the_first_bad_step_and_its_task():
 
 
 def test_a_non_finite_gradient_with_finite_losses_is_caught():
-    guard = NanGuard(["a", "b"], CPU, "stop")
-    guard.observe(7, 1, _losses(1.0, 2.0), [torch.ones(2), torch.tensor([1.0, math.inf])])
+    """skip reads the gradient each step; stop finds it in the weights when the flags are read."""
+    skip = NanGuard(["a", "b"], CPU, "skip", max_skips=0)
     with pytest.raises(Diverged, match="the gradient became non-finite at step 7") as info:
-        guard.check()
+        skip.skip(skip.observe(7, 1, _losses(1.0, 2.0), [torch.ones(2), torch.tensor([1.0, math.inf])]), 7, 1)
     assert info.value.divergence["gradient"] is True and info.value.divergence["tasks"] == []
+    stop = NanGuard(["a", "b"], CPU, "stop")
+    weights = [torch.ones(2), torch.tensor([1.0, math.nan])]
+    stop.observe(7, 3, _losses(1.0, 2.0), [])
+    stop.check([torch.ones(2)])  # finite weights: nothing to report
+    assert stop.tripped(weights)
+    with pytest.raises(
+        Diverged, match=r"gradient became non-finite \(the weights are no longer finite\) in epoch 3"
+    ) as info:
+        stop.check(weights)
+    assert info.value.divergence["gradient"] is True and info.value.divergence["step"] is None
 
 
 def test_skip_counts_and_stops_after_max_skips():
