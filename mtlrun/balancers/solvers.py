@@ -21,7 +21,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import brentq, nnls
+
+from mtlrun.lazy import lazy_module
+
+optimize = lazy_module("scipy.optimize")  # loaded by the first method that solves a problem
 
 
 class SolverError(RuntimeError):
@@ -60,7 +63,7 @@ def min_norm_weights(G: np.ndarray) -> np.ndarray:
     A = np.vstack([factor(G), np.ones((1, T))])
     b = np.zeros(T + 1)
     b[-1] = 1.0
-    u, _ = nnls(A, b, maxiter=50 * T)
+    u, _ = optimize.nnls(A, b, maxiter=50 * T)
     total = u.sum()
     if not total > 0:
         raise SolverError("min-norm problem: NNLS returned no point of the simplex")
@@ -78,7 +81,7 @@ def project_to_dual_cone(G: np.ndarray, U: np.ndarray) -> np.ndarray:
     out = np.empty_like(U)
     for k, u in enumerate(U):
         # v = u + lam, lam >= 0: min ||R lam + R u||^2
-        lam, _ = nnls(R, -R @ u, maxiter=50 * T)
+        lam, _ = optimize.nnls(R, -R @ u, maxiter=50 * T)
         out[k] = u + lam
     return out
 
@@ -119,7 +122,7 @@ def cagrad_weights(G: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     if psi(low) <= 0.0:
         # the optimum is at g_w = 0 (the hull holds a point with w^T G 1 <= 0 and zero norm): update = g0
         return weights_at(0.0), 0.0
-    tau = brentq(psi, low, high, xtol=1e-14 * high, rtol=1e-12, maxiter=200)
+    tau = optimize.brentq(psi, low, high, xtol=1e-14 * high, rtol=1e-12, maxiter=200)
     w = weights_at(tau)
     norm = math.sqrt(max(float(w @ G @ w), 0.0))
     if not norm > 0:

@@ -18,17 +18,23 @@ from __future__ import annotations
 import hashlib
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from mtlrun.data import benchmark_files as bf
 from mtlrun.data.base import DATASETS, MultiTaskDataset
 from mtlrun.data.byte_images import ByteImageSplit
 from mtlrun.data.tasks import binary_task
+from mtlrun.lazy import lazy_module
 from mtlrun.registry import in_range
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
+Image = lazy_module("PIL.Image")  # decoding images only when a folder is read
 
 ATTRIBUTES = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "
@@ -120,7 +126,7 @@ def load_images(root: Path, folder: Path, files: pd.Series, size: int) -> np.nda
                 resized = image.convert("RGB").resize((size, size), Image.BILINEAR)
         except FileNotFoundError:
             raise _error(root, f"missing image {path.relative_to(root)}") from None
-        except (UnidentifiedImageError, OSError) as ex:
+        except (Image.UnidentifiedImageError, OSError) as ex:
             raise _error(root, f"cannot read image {path.relative_to(root)}: {ex}") from None
         out[i] = np.asarray(resized).transpose(2, 0, 1)
     return out

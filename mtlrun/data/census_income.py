@@ -24,16 +24,21 @@ from __future__ import annotations
 
 from io import BytesIO
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 import torch
 
 from mtlrun.data import benchmark_files as bf
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit
 from mtlrun.data.tasks import binary_task
+from mtlrun.lazy import lazy_module
 from mtlrun.registry import in_range
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 COLUMNS = (
     "age, class_worker, det_ind_code, det_occ_code, education, wage_per_hour, hs_college, marital_stat, "

@@ -19,17 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlrun.data.base import TaskSpec
-from mtlrun.data.dense_metrics import (
-    AbsError,
-    AngleMean,
-    AngleMedian,
-    AngleWithin,
-    MeanIoU,
-    PixelAccuracy,
-    PixelRMSE,
-    RelError,
-    valid_pixels,
-)
+from mtlrun.lazy import lazy_module
+
+# the metrics subclass torchmetrics.Metric: loaded with torchmetrics when the first one is built
+dm = lazy_module("mtlrun.data.dense_metrics")
 
 
 def _per_valid_pixel(total: Tensor, count: Tensor) -> Tensor:
@@ -45,19 +38,19 @@ def segmentation_loss(output: Tensor, target: Tensor) -> Tensor:
 
 def masked_l1_loss(output: Tensor, target: Tensor) -> Tensor:
     """L1 over the pixels whose target is not all-zero, divided by their number (MTAN's depth loss)."""
-    mask = valid_pixels(target).unsqueeze(1).to(output.dtype)
+    mask = dm.valid_pixels(target).unsqueeze(1).to(output.dtype)
     return _per_valid_pixel(((output - target).abs() * mask).sum(), mask.sum() * target.shape[1])
 
 
 def masked_mse_loss(output: Tensor, target: Tensor) -> Tensor:
     """Squared error over the pixels whose target is not all-zero, per valid value."""
-    mask = valid_pixels(target).unsqueeze(1).to(output.dtype)
+    mask = dm.valid_pixels(target).unsqueeze(1).to(output.dtype)
     return _per_valid_pixel(((output - target).square() * mask).sum(), mask.sum() * target.shape[1])
 
 
 def normal_loss(output: Tensor, target: Tensor) -> Tensor:
     """``1 - mean cos(n̂, n)`` over the valid pixels, with n̂ the prediction normalised to unit length."""
-    mask = valid_pixels(target).to(output.dtype)
+    mask = dm.valid_pixels(target).to(output.dtype)
     cosine = (F.normalize(output, dim=1) * target).sum(dim=1)
     return _per_valid_pixel(((1.0 - cosine) * mask).sum(), mask.sum())
 
@@ -70,8 +63,8 @@ def segmentation_task(name: str, num_classes: int, primary: str = "miou") -> Tas
         out_dim=num_classes,
         loss=segmentation_loss,
         metrics={
-            "miou": lambda: MeanIoU(num_classes),
-            "pix_acc": lambda: PixelAccuracy(num_classes),
+            "miou": lambda: dm.MeanIoU(num_classes),
+            "pix_acc": lambda: dm.PixelAccuracy(num_classes),
         },
         primary=primary,
     )
@@ -84,7 +77,7 @@ def depth_task(name: str = "depth", primary: str = "abs_err") -> TaskSpec:
         kind="depth",
         out_dim=1,
         loss=masked_l1_loss,
-        metrics={"abs_err": AbsError, "rel_err": RelError},
+        metrics={"abs_err": lambda: dm.AbsError(), "rel_err": lambda: dm.RelError()},
         primary=primary,
     )
 
@@ -97,11 +90,11 @@ def normal_task(name: str = "normal", primary: str = "mean") -> TaskSpec:
         out_dim=3,
         loss=normal_loss,
         metrics={
-            "mean": AngleMean,
-            "median": AngleMedian,
-            "within_11_25": lambda: AngleWithin(11.25),
-            "within_22_5": lambda: AngleWithin(22.5),
-            "within_30": lambda: AngleWithin(30.0),
+            "mean": lambda: dm.AngleMean(),
+            "median": lambda: dm.AngleMedian(),
+            "within_11_25": lambda: dm.AngleWithin(11.25),
+            "within_22_5": lambda: dm.AngleWithin(22.5),
+            "within_30": lambda: dm.AngleWithin(30.0),
         },
         primary=primary,
     )
@@ -118,7 +111,7 @@ def pixel_regression_task(name: str, channels: int = 1, loss: str = "l1", primar
         kind="regression",
         out_dim=channels,
         loss=masked_l1_loss if loss == "l1" else masked_mse_loss,
-        metrics={"mae": AbsError, "rmse": PixelRMSE},
+        metrics={"mae": lambda: dm.AbsError(), "rmse": lambda: dm.PixelRMSE()},
         primary=primary,
         dense=True,
     )

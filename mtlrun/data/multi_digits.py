@@ -15,6 +15,11 @@ with a random vertical shift; overlapping pixels keep the maximum. Tasks:
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,6 +29,27 @@ from mtlrun.registry import in_range, positive
 
 HEIGHT, DIGIT = 10, 8
 WIDTH = 2 * DIGIT
+
+
+def load_uci_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 UCI digits as (pixels (N, 64) in 0..16, labels (N,)), as ``load_digits`` returns them.
+
+    The CSV that scikit-learn ships is read directly: importing ``sklearn.datasets`` loads scipy
+    and most of scikit-learn (seconds on a small machine) for a 1,797-row file. The package is
+    located without importing it; elsewhere ``load_digits`` is the fallback.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as f:
+                data = np.loadtxt(f, delimiter=",")
+            return data[:, :-1], data[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.data, digits.target
 
 
 def compose_pairs(
@@ -66,15 +92,13 @@ def multi_digits(
     test_fraction: float = 0.15,
 ) -> MultiTaskDataset:
     """Build MultiDigits; the same ``seed`` always gives the same images, pairs and splits."""
-    from sklearn.datasets import load_digits
-
     positive("dataset", pairs_per_image=pairs_per_image)
     in_range("dataset", "max_overlap", max_overlap, 0, DIGIT)
     in_range("dataset", "val_fraction", val_fraction, 0.01, 0.5)
     in_range("dataset", "test_fraction", test_fraction, 0.01, 0.5)
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32) / 16.0
-    labels = torch.tensor(digits.target, dtype=torch.long)
+    pixels, targets = load_uci_digits()
+    images = torch.tensor(pixels, dtype=torch.float32).reshape(-1, DIGIT, DIGIT) / 16.0
+    labels = torch.tensor(targets, dtype=torch.long)
     g = torch.Generator().manual_seed(seed)
     train_i, val_i, test_i = split_indices(len(labels), (val_fraction, test_fraction), g)
     splits = [_split(images[i], labels[i], pairs_per_image, max_overlap, g) for i in (train_i, val_i, test_i)]

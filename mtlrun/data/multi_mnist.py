@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from mtlrun.data import benchmark_files as bf
 from mtlrun.data.base import DATASETS, MultiTaskDataset
@@ -32,7 +31,10 @@ from mtlrun.data.byte_images import ByteImageSplit
 from mtlrun.data.idx import IdxFormatError, parse_images, parse_labels
 from mtlrun.data.tasks import classification_task
 from mtlrun.errors import ConfigError
+from mtlrun.lazy import lazy_module
 from mtlrun.registry import in_range
+
+Image = lazy_module("PIL.Image")  # used only to resize the canvases
 
 SIDE, CANVAS, OFFSET = 28, 36, 6
 MEAN, STD = 0.1307, 0.3081

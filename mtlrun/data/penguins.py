@@ -16,15 +16,21 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
 from mtlrun.data import benchmark_files as bf
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit, split_indices
 from mtlrun.data.tasks import classification_task, declared_task
+from mtlrun.lazy import lazy_module
 from mtlrun.registry import in_range
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 FILE = bf.DataFile("penguins.csv", md5="a06a0210251465a86fb970018292304d")
 COUNT = 344

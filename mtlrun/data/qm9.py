@@ -20,15 +20,21 @@ from __future__ import annotations
 import zipfile
 from io import BytesIO
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
 from mtlrun.data import benchmark_files as bf
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit
 from mtlrun.data.tasks import regression_task
+from mtlrun.lazy import lazy_module
 from mtlrun.registry import positive
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_module("pandas")
 
 HARTREE_TO_EV, KCALMOL_TO_EV = 27.2113825435, 0.04336414
 CSV_COLUMNS = (

@@ -13,22 +13,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, R2Score
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryAUROC,
-    BinaryAveragePrecision,
-    BinaryF1Score,
-    MulticlassAccuracy,
-    MulticlassAUROC,
-    MulticlassF1Score,
-    MultilabelAccuracy,
-    MultilabelAUROC,
-    MultilabelF1Score,
-)
 
 from mtlrun.data.base import TaskSpec
 from mtlrun.errors import choices_error
+from mtlrun.lazy import lazy_module
+
+# torchmetrics imports scipy.signal and matplotlib when it loads: the factories below load it when
+# the first metric is built (the evaluator of a run), not when a dataset module is imported
+tm = lazy_module("torchmetrics")
 
 
 def classification_task(name: str, num_classes: int, primary: str = "accuracy") -> TaskSpec:
@@ -38,8 +30,8 @@ def classification_task(name: str, num_classes: int, primary: str = "accuracy") 
         out_dim=num_classes,
         loss=F.cross_entropy,
         metrics={
-            "accuracy": lambda: MulticlassAccuracy(num_classes=num_classes, average="micro"),
-            "f1_macro": lambda: MulticlassF1Score(num_classes=num_classes, average="macro"),
+            "accuracy": lambda: tm.classification.MulticlassAccuracy(num_classes=num_classes, average="micro"),
+            "f1_macro": lambda: tm.classification.MulticlassF1Score(num_classes=num_classes, average="macro"),
         },
         primary=primary,
     )
@@ -55,7 +47,10 @@ def binary_task(name: str, primary: str = "accuracy") -> TaskSpec:
         kind="binary",
         out_dim=1,
         loss=_binary_loss,
-        metrics={"accuracy": BinaryAccuracy, "auroc": BinaryAUROC},
+        metrics={
+            "accuracy": lambda: tm.classification.BinaryAccuracy(),
+            "auroc": lambda: tm.classification.BinaryAUROC(),
+        },
         primary=primary,
     )
 
@@ -79,7 +74,11 @@ def regression_task(name: str, primary: str = "mae", shift: float = 0.0, scale: 
         loss=StandardizedMSE(shift, scale),
         target_shift=shift,
         target_scale=scale,
-        metrics={"mae": MeanAbsoluteError, "rmse": lambda: MeanSquaredError(squared=False), "r2": R2Score},
+        metrics={
+            "mae": lambda: tm.MeanAbsoluteError(),
+            "rmse": lambda: tm.MeanSquaredError(squared=False),
+            "r2": lambda: tm.R2Score(),
+        },
         primary=primary,
     )
 
@@ -127,27 +126,27 @@ class MaskedStandardizedMSE(StandardizedMSE):
 #: defaults (see DEFAULT_METRICS). Multilabel metrics skip targets equal to -1 (missing).
 METRIC_CATALOG: dict[str, dict[str, Callable[[int], Any]]] = {
     "classification": {
-        "accuracy": lambda c: MulticlassAccuracy(num_classes=c, average="micro"),
-        "f1_macro": lambda c: MulticlassF1Score(num_classes=c, average="macro"),
-        "balanced_accuracy": lambda c: MulticlassAccuracy(num_classes=c, average="macro"),
-        "auroc": lambda c: MulticlassAUROC(num_classes=c),
+        "accuracy": lambda c: tm.classification.MulticlassAccuracy(num_classes=c, average="micro"),
+        "f1_macro": lambda c: tm.classification.MulticlassF1Score(num_classes=c, average="macro"),
+        "balanced_accuracy": lambda c: tm.classification.MulticlassAccuracy(num_classes=c, average="macro"),
+        "auroc": lambda c: tm.classification.MulticlassAUROC(num_classes=c),
     },
     "binary": {
-        "accuracy": lambda _: BinaryAccuracy(),
-        "auroc": lambda _: BinaryAUROC(),
-        "f1": lambda _: BinaryF1Score(),
-        "average_precision": lambda _: BinaryAveragePrecision(),
+        "accuracy": lambda _: tm.classification.BinaryAccuracy(),
+        "auroc": lambda _: tm.classification.BinaryAUROC(),
+        "f1": lambda _: tm.classification.BinaryF1Score(),
+        "average_precision": lambda _: tm.classification.BinaryAveragePrecision(),
     },
     "regression": {
-        "mae": lambda _: MeanAbsoluteError(),
-        "rmse": lambda _: MeanSquaredError(squared=False),
-        "r2": lambda _: R2Score(),
-        "mse": lambda _: MeanSquaredError(),
+        "mae": lambda _: tm.MeanAbsoluteError(),
+        "rmse": lambda _: tm.MeanSquaredError(squared=False),
+        "r2": lambda _: tm.R2Score(),
+        "mse": lambda _: tm.MeanSquaredError(),
     },
     "multilabel": {
-        "accuracy": lambda k: MultilabelAccuracy(num_labels=k, average="micro", ignore_index=-1),
-        "f1_macro": lambda k: MultilabelF1Score(num_labels=k, average="macro", ignore_index=-1),
-        "auroc": lambda k: MultilabelAUROC(num_labels=k, average="macro", ignore_index=-1),
+        "accuracy": lambda k: tm.classification.MultilabelAccuracy(num_labels=k, average="micro", ignore_index=-1),
+        "f1_macro": lambda k: tm.classification.MultilabelF1Score(num_labels=k, average="macro", ignore_index=-1),
+        "auroc": lambda k: tm.classification.MultilabelAUROC(num_labels=k, average="macro", ignore_index=-1),
     },
 }
 DEFAULT_METRICS = {
