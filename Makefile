@@ -1,4 +1,5 @@
-# Setup and everyday commands. `make run` and `make test` install first, into .venv.
+# Setup and everyday commands. `make run` and `make test` install first, into .venv (`make run`
+# only what running needs, `make test` the test tools too).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,18 +8,30 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell $(PYTHON) -c "import pathlib,sys; print('torch==2.13.0' if any(pathlib.Path('/opt/wheels').glob('torch-2.13.0*')) or pathlib.Path('/etc/xdg/pip').exists() else 'torch')")
 ARGS ?=
 
-.PHONY: install run test test-all lint bench clean
+.PHONY: install install-run run test test-all lint bench clean
+
+# `make run` installs what running needs (torch, then mtlrun and its dependencies); `make test`
+# adds the [dev] extra (test tools, launchers, trackers, torchjd) on top.
+$(VENV)/.installed-run: pyproject.toml
+	@if [ -f $(VENV)/.installed ] && [ $(VENV)/.installed -nt pyproject.toml ]; then :; else \
+		$(PYTHON) -m venv $(VENV) && \
+		$(PY) -m pip install --quiet --upgrade pip && \
+		$(PY) -m pip install --quiet "$(TORCH)" && \
+		$(PY) -m pip install --quiet -e . ; fi
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[dev]"
-	touch $@
+	touch $@ $(VENV)/.installed-run
+
+install-run: $(VENV)/.installed-run
 
 install: $(VENV)/.installed
 
-run: install
+run: install-run
 	$(VENV)/bin/mtlrun $(ARGS)
 
 # the suite runs on every core (pytest-xdist); tests use one torch thread each
@@ -34,11 +47,10 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-bench: install
-	$(PY) bench/balancers.py
-	$(PY) bench/diagnostics.py
-	$(PY) bench/baselines.py
-	$(PY) bench/datapath.py
+# rewrites BENCHMARKS.md above its marker line (under 10 minutes); the other scripts in bench/
+# (balancers, diagnostics, baselines, datapath, dense) are run by hand, see BENCHMARKS.md
+bench: install-run
+	$(PY) bench/run_all.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
