@@ -30,12 +30,12 @@ MARKER = "<!-- make bench rewrites everything above this line; sections below it
 
 
 def kept_part(text: str) -> str:
-    """What follows the marker; a file without one is kept whole (its title becomes a section)."""
+    """What follows the marker; a file without one is kept whole, less its title line."""
     if MARKER in text:
         return text.split(MARKER, 1)[1].lstrip("\n")
     if text.startswith("# "):
-        text = "#" + text
-    return text
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    return text.lstrip("\n")
 
 
 def rows_table(rows: list[Row]) -> str:

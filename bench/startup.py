@@ -127,8 +127,13 @@ def import_times(statement: str, pythonpath: str | None = None) -> dict[str, flo
         check=True,
         cwd=tempfile.gettempdir(),
     )
+    return parse_importtime(out.stderr)
+
+
+def parse_importtime(stderr: str) -> dict[str, float]:
+    """Seconds per package of :data:`PACKAGES` and ``total`` from ``-X importtime`` output."""
     entries = []  # (depth, module, cumulative seconds), children listed before their parent
-    for line in out.stderr.splitlines():
+    for line in stderr.splitlines():
         if not line.startswith("import time:") or line.count("|") != 2:
             continue
         _, cumulative, name = line.split("|")
