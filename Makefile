@@ -47,7 +47,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-# rewrites BENCHMARKS.md above its marker line (under 10 minutes); the other scripts in bench/
+# rewrites BENCHMARKS.md above its marker line; the other scripts in bench/
 # (balancers, diagnostics, baselines, datapath, dense) are run by hand, see BENCHMARKS.md
 bench: install-run
 	$(PY) bench/run_all.py $(ARGS)

@@ -1,9 +1,10 @@
 """What the ``make bench`` scripts share: the machine line, interleaved timing, and result rows.
 
 Every row of BENCHMARKS.md is a ratio of two things timed side by side in one process run:
-configurations alternate within each round (the order flips every round), so a change in machine
-load during the run hits both alike, and the median over rounds is reported. Absolute times are
-shown next to the ratio, never instead of it.
+configurations alternate within each round (the order flips every round), the ratio is taken
+within each round, and the median of the per-round ratios is reported, so a change in machine
+load during the run hits both sides alike. Absolute times (medians) are shown next to the ratio,
+never instead of it.
 """
 
 from __future__ import annotations
@@ -82,6 +83,15 @@ class Timed:
     @property
     def median(self) -> float:
         return statistics.median(self.times)
+
+
+def paired_ratio(numerator: Timed, denominator: Timed) -> float:
+    """Median over rounds of ``numerator``'s time over ``denominator``'s time in the same round.
+
+    The two sides of one round ran seconds apart, under nearly the same machine load, so their
+    ratio is steadier than the ratio of the two medians when the load changes during the run.
+    """
+    return statistics.median(n / d for n, d in zip(numerator.times, denominator.times))
 
 
 def interleave(cases: list[Timed], rounds: int, units: int, warmup: int = 1, sync: bool = False) -> None:

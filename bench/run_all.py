@@ -11,7 +11,7 @@ framework's overhead, and on a machine shared with other jobs a second thread mo
 contention. The startup and ``make run`` rows run ``mtlrun`` as a user does, with torch's own
 thread default.
 
-    .venv/bin/python bench/run_all.py [--rounds 5] [--steps 20] [--threads 1] [--output BENCHMARKS.md]
+    .venv/bin/python bench/run_all.py [--rounds 10] [--steps 10] [--threads 1] [--output BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -53,9 +53,11 @@ def render(info: dict[str, str], load_end: str, minutes: float, args, rows: list
 
 Written by `make bench` (`bench/run_all.py`) on {when}, in {minutes:.1f} min; {verdict}.
 Each row is measured side by side in this one run: the two sides alternate within each round
-(the order flips every round) and the median over rounds is compared, so a change of machine load
-during the run hits both sides alike. Absolute times are in the last column; on a machine shared
-with other jobs they vary from run to run, the ratios much less.
+(the order flips every round), the ratio is taken within each round and the median of those
+ratios is shown, so a change of machine load during the run hits both sides alike. Absolute times
+(medians) are in the last column; on a machine shared with other jobs they vary from run to run,
+the ratios less, but still by several percent: rerun before reading much into a row near its
+target.
 
 {facts}
 - load average at the end: {load_end}
@@ -117,8 +119,8 @@ def main() -> None:
     import startup
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default=str(Path(__file__).resolve().parent.parent / "BENCHMARKS.md"))
     args = parser.parse_args()
@@ -133,7 +135,7 @@ def main() -> None:
     stage("training step, epoch, evaluation and gradient-method rows")
     rows = overhead.all_rows(args.rounds, args.steps)
     stage("startup rows")
-    rows += startup.startup_rows(max(2, args.rounds // 2))
+    rows += startup.startup_rows(3)
     stage("make run, end to end")
     rows.append(endtoend.endtoend_row())
     stage("import times")

@@ -79,3 +79,13 @@ def test_importtime_parse_counts_a_package_once_at_its_outermost_imports(bench_m
     assert found["torch"] == pytest.approx(1000e-6) and found["scipy"] == pytest.approx(300e-6)
     assert found["torchmetrics"] == pytest.approx(1800e-6)
     assert found["total"] == pytest.approx(1850e-6) and "pandas" not in found
+
+
+def test_ratio_is_the_median_of_per_round_ratios(bench_modules):
+    common, _, _ = bench_modules
+    # rounds 2 and 3 ran under a load spike (round 2 hit the fast side); per round the fast side
+    # takes 0.5x, 2x, 0.4x: the median ratio is 0.5, while the ratio of the medians would be 2
+    fast = common.Timed("fast", lambda n: None, times=[1.0, 4.0, 4.0])
+    slow = common.Timed("slow", lambda n: None, times=[2.0, 2.0, 10.0])
+    assert common.paired_ratio(fast, slow) == 0.5
+    assert fast.median / slow.median == 2.0
