@@ -253,9 +253,6 @@ def validate(cfg: DictConfig) -> None:
     diagnostics = cfg.get("diagnostics")
     if diagnostics is not None and diagnostics.every < 0:
         raise ConfigError(f"diagnostics.every={diagnostics.every} must be >= 0 (0 = off)")
-    from mtlrun.inert_settings import check_inert
-
-    check_inert(cfg)  # after the range checks, so a bad value is named as bad rather than as inert
 
 
 def validate_trainer_extras(t: Any) -> None:

@@ -150,11 +150,13 @@ def _refuse_bad_settings(config: DictConfig) -> None:
     import sys
 
     from mtlrun.config import check_resolvable, validate
+    from mtlrun.inert_settings import check_inert
 
     job = OmegaConf.masked_copy(config, [str(k) for k in config.keys() if k != "hydra"])
     try:
         check_resolvable(job)  # a bad ${...} would otherwise surface inside validate as a raw error
         validate(job)
+        check_inert(job)  # after the range checks, so a bad value is named as bad rather than as inert
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -27,6 +27,7 @@ from mtlrun.data import MultiTaskDataset, build_dataset
 from mtlrun.data.loader import loader_options, place_splits
 from mtlrun.data.multi_input import is_multi_input
 from mtlrun.errors import ConfigError, choices_error
+from mtlrun.inert_settings import check_inert
 from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
@@ -148,6 +149,7 @@ class Components:
 def build(cfg: DictConfig) -> Components:
     """Everything a run needs, validated; raises ConfigError on the first bad value."""
     validate(cfg)
+    check_inert(cfg)  # after the range checks, so a bad value is named as bad rather than as inert
     device = pick_device(cfg.trainer.device)
     apply_threads(cfg.trainer.threads, parallel_jobs())
     seed_everything(cfg.seed, cfg.trainer.deterministic)
