@@ -30,6 +30,20 @@ TASK_KINDS = ("classification", "binary", "regression", "segmentation", "depth",
 DENSE_KINDS = ("segmentation", "depth", "normal")
 
 
+@dataclass(frozen=True)
+class MetricFactory:
+    """Builds a fresh metric and declares its direction up front. Building a torchmetrics metric
+    imports torchmetrics (and with it scipy.signal and matplotlib, seconds on a small machine), so
+    the run reads directions from here and builds metrics only at its first evaluation. Any
+    zero-argument callable returning a metric with ``higher_is_better`` works as a factory too."""
+
+    build: Callable[..., Any]
+    higher_is_better: bool
+
+    def __call__(self, *args: Any) -> Any:
+        return self.build(*args)
+
+
 @dataclass
 class TaskSpec:
     """What a task is: its kind, output size, loss and metrics.
@@ -115,8 +129,11 @@ class TaskSpec:
         return preds[keep], target[keep]
 
     def metric_directions(self) -> dict[str, bool]:
-        """``{metric: higher_is_better}``."""
-        return {name: bool(factory().higher_is_better) for name, factory in self.metrics.items()}
+        """``{metric: higher_is_better}``, without building a metric whose factory declares it."""
+        return {
+            name: factory.higher_is_better if isinstance(factory, MetricFactory) else bool(factory().higher_is_better)
+            for name, factory in self.metrics.items()
+        }
 
 
 @dataclass

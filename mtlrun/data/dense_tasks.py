@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlrun.data.base import TaskSpec
+from mtlrun.data.base import MetricFactory, TaskSpec
 from mtlrun.lazy import lazy_module
 
 # the metrics subclass torchmetrics.Metric: loaded with torchmetrics when the first one is built
@@ -63,8 +63,8 @@ def segmentation_task(name: str, num_classes: int, primary: str = "miou") -> Tas
         out_dim=num_classes,
         loss=segmentation_loss,
         metrics={
-            "miou": lambda: dm.MeanIoU(num_classes),
-            "pix_acc": lambda: dm.PixelAccuracy(num_classes),
+            "miou": MetricFactory(lambda: dm.MeanIoU(num_classes), True),
+            "pix_acc": MetricFactory(lambda: dm.PixelAccuracy(num_classes), True),
         },
         primary=primary,
     )
@@ -77,7 +77,10 @@ def depth_task(name: str = "depth", primary: str = "abs_err") -> TaskSpec:
         kind="depth",
         out_dim=1,
         loss=masked_l1_loss,
-        metrics={"abs_err": lambda: dm.AbsError(), "rel_err": lambda: dm.RelError()},
+        metrics={
+            "abs_err": MetricFactory(lambda: dm.AbsError(), False),
+            "rel_err": MetricFactory(lambda: dm.RelError(), False),
+        },
         primary=primary,
     )
 
@@ -90,11 +93,11 @@ def normal_task(name: str = "normal", primary: str = "mean") -> TaskSpec:
         out_dim=3,
         loss=normal_loss,
         metrics={
-            "mean": lambda: dm.AngleMean(),
-            "median": lambda: dm.AngleMedian(),
-            "within_11_25": lambda: dm.AngleWithin(11.25),
-            "within_22_5": lambda: dm.AngleWithin(22.5),
-            "within_30": lambda: dm.AngleWithin(30.0),
+            "mean": MetricFactory(lambda: dm.AngleMean(), False),
+            "median": MetricFactory(lambda: dm.AngleMedian(), False),
+            "within_11_25": MetricFactory(lambda: dm.AngleWithin(11.25), True),
+            "within_22_5": MetricFactory(lambda: dm.AngleWithin(22.5), True),
+            "within_30": MetricFactory(lambda: dm.AngleWithin(30.0), True),
         },
         primary=primary,
     )
@@ -111,7 +114,10 @@ def pixel_regression_task(name: str, channels: int = 1, loss: str = "l1", primar
         kind="regression",
         out_dim=channels,
         loss=masked_l1_loss if loss == "l1" else masked_mse_loss,
-        metrics={"mae": lambda: dm.AbsError(), "rmse": lambda: dm.PixelRMSE()},
+        metrics={
+            "mae": MetricFactory(lambda: dm.AbsError(), False),
+            "rmse": MetricFactory(lambda: dm.PixelRMSE(), False),
+        },
         primary=primary,
         dense=True,
     )

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlrun.data.base import TaskSpec
+from mtlrun.data.base import MetricFactory, TaskSpec
 from mtlrun.errors import choices_error
 from mtlrun.lazy import lazy_module
 
@@ -30,8 +29,12 @@ def classification_task(name: str, num_classes: int, primary: str = "accuracy") 
         out_dim=num_classes,
         loss=F.cross_entropy,
         metrics={
-            "accuracy": lambda: tm.classification.MulticlassAccuracy(num_classes=num_classes, average="micro"),
-            "f1_macro": lambda: tm.classification.MulticlassF1Score(num_classes=num_classes, average="macro"),
+            "accuracy": MetricFactory(
+                lambda: tm.classification.MulticlassAccuracy(num_classes=num_classes, average="micro"), True
+            ),
+            "f1_macro": MetricFactory(
+                lambda: tm.classification.MulticlassF1Score(num_classes=num_classes, average="macro"), True
+            ),
         },
         primary=primary,
     )
@@ -48,8 +51,8 @@ def binary_task(name: str, primary: str = "accuracy") -> TaskSpec:
         out_dim=1,
         loss=_binary_loss,
         metrics={
-            "accuracy": lambda: tm.classification.BinaryAccuracy(),
-            "auroc": lambda: tm.classification.BinaryAUROC(),
+            "accuracy": MetricFactory(lambda: tm.classification.BinaryAccuracy(), True),
+            "auroc": MetricFactory(lambda: tm.classification.BinaryAUROC(), True),
         },
         primary=primary,
     )
@@ -75,9 +78,9 @@ def regression_task(name: str, primary: str = "mae", shift: float = 0.0, scale: 
         target_shift=shift,
         target_scale=scale,
         metrics={
-            "mae": lambda: tm.MeanAbsoluteError(),
-            "rmse": lambda: tm.MeanSquaredError(squared=False),
-            "r2": lambda: tm.R2Score(),
+            "mae": MetricFactory(lambda: tm.MeanAbsoluteError(), False),
+            "rmse": MetricFactory(lambda: tm.MeanSquaredError(squared=False), False),
+            "r2": MetricFactory(lambda: tm.R2Score(), True),
         },
         primary=primary,
     )
@@ -124,29 +127,37 @@ class MaskedStandardizedMSE(StandardizedMSE):
 
 #: the metrics each declared kind offers, as ``{name: factory(size)}``; the first ones are the
 #: defaults (see DEFAULT_METRICS). Multilabel metrics skip targets equal to -1 (missing).
-METRIC_CATALOG: dict[str, dict[str, Callable[[int], Any]]] = {
+METRIC_CATALOG: dict[str, dict[str, MetricFactory]] = {
     "classification": {
-        "accuracy": lambda c: tm.classification.MulticlassAccuracy(num_classes=c, average="micro"),
-        "f1_macro": lambda c: tm.classification.MulticlassF1Score(num_classes=c, average="macro"),
-        "balanced_accuracy": lambda c: tm.classification.MulticlassAccuracy(num_classes=c, average="macro"),
-        "auroc": lambda c: tm.classification.MulticlassAUROC(num_classes=c),
+        "accuracy": MetricFactory(lambda c: tm.classification.MulticlassAccuracy(num_classes=c, average="micro"), True),
+        "f1_macro": MetricFactory(lambda c: tm.classification.MulticlassF1Score(num_classes=c, average="macro"), True),
+        "balanced_accuracy": MetricFactory(
+            lambda c: tm.classification.MulticlassAccuracy(num_classes=c, average="macro"), True
+        ),
+        "auroc": MetricFactory(lambda c: tm.classification.MulticlassAUROC(num_classes=c), True),
     },
     "binary": {
-        "accuracy": lambda _: tm.classification.BinaryAccuracy(),
-        "auroc": lambda _: tm.classification.BinaryAUROC(),
-        "f1": lambda _: tm.classification.BinaryF1Score(),
-        "average_precision": lambda _: tm.classification.BinaryAveragePrecision(),
+        "accuracy": MetricFactory(lambda _: tm.classification.BinaryAccuracy(), True),
+        "auroc": MetricFactory(lambda _: tm.classification.BinaryAUROC(), True),
+        "f1": MetricFactory(lambda _: tm.classification.BinaryF1Score(), True),
+        "average_precision": MetricFactory(lambda _: tm.classification.BinaryAveragePrecision(), True),
     },
     "regression": {
-        "mae": lambda _: tm.MeanAbsoluteError(),
-        "rmse": lambda _: tm.MeanSquaredError(squared=False),
-        "r2": lambda _: tm.R2Score(),
-        "mse": lambda _: tm.MeanSquaredError(),
+        "mae": MetricFactory(lambda _: tm.MeanAbsoluteError(), False),
+        "rmse": MetricFactory(lambda _: tm.MeanSquaredError(squared=False), False),
+        "r2": MetricFactory(lambda _: tm.R2Score(), True),
+        "mse": MetricFactory(lambda _: tm.MeanSquaredError(), False),
     },
     "multilabel": {
-        "accuracy": lambda k: tm.classification.MultilabelAccuracy(num_labels=k, average="micro", ignore_index=-1),
-        "f1_macro": lambda k: tm.classification.MultilabelF1Score(num_labels=k, average="macro", ignore_index=-1),
-        "auroc": lambda k: tm.classification.MultilabelAUROC(num_labels=k, average="macro", ignore_index=-1),
+        "accuracy": MetricFactory(
+            lambda k: tm.classification.MultilabelAccuracy(num_labels=k, average="micro", ignore_index=-1), True
+        ),
+        "f1_macro": MetricFactory(
+            lambda k: tm.classification.MultilabelF1Score(num_labels=k, average="macro", ignore_index=-1), True
+        ),
+        "auroc": MetricFactory(
+            lambda k: tm.classification.MultilabelAUROC(num_labels=k, average="macro", ignore_index=-1), True
+        ),
     },
 }
 DEFAULT_METRICS = {
@@ -181,7 +192,7 @@ def declared_task(
     primary = primary or chosen[0]
     if primary not in chosen:
         raise choices_error(f"dataset.tasks.{name}.primary", primary, chosen)
-    factories = {m: partial(catalog[m], size) for m in chosen}
+    factories = {m: MetricFactory(partial(catalog[m].build, size), catalog[m].higher_is_better) for m in chosen}
     if kind == "classification":
         loss: Callable[[Tensor, Tensor], Tensor] = masked_cross_entropy if masked else F.cross_entropy
         out_dim = size

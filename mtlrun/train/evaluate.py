@@ -24,14 +24,22 @@ class TaskEvaluator:
     """Holds one torchmetrics collection per task, on the model's device."""
 
     def __init__(self, tasks: Mapping[str, TaskSpec], device: torch.device) -> None:
-        from torchmetrics import MetricCollection
-
         self.tasks = dict(tasks)
         self.device = device
-        self.collections = {
-            name: MetricCollection({m: factory() for m, factory in spec.metrics.items()}).to(device)
-            for name, spec in self.tasks.items()
-        }
+        self._collections: dict[str, Any] | None = None
+
+    @property
+    def collections(self) -> dict[str, Any]:
+        """One ``MetricCollection`` per task, built at the first evaluation: torchmetrics (with the
+        scipy.signal and matplotlib it imports) loads then, not before the first training step."""
+        if self._collections is None:
+            from torchmetrics import MetricCollection
+
+            self._collections = {
+                name: MetricCollection({m: factory() for m, factory in spec.metrics.items()}).to(self.device)
+                for name, spec in self.tasks.items()
+            }
+        return self._collections
 
     def _update(self, task: str, pairs: list[tuple[Tensor, Tensor]]) -> None:
         """One metric update with the gathered ``(predictions, target)`` pairs; empties ``pairs``."""

@@ -198,15 +198,16 @@ def build(cfg: DictConfig) -> Components:
 
 
 def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
     import hydra
-    import torchmetrics
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "mtlrun": mtlrun.__version__,
         "hydra": hydra.__version__,
-        "torchmetrics": torchmetrics.__version__,
+        "torchmetrics": version("torchmetrics"),  # not imported: it loads at the first evaluation
     }
 
 
