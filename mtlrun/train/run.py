@@ -32,7 +32,7 @@ from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.outputs import WriteFailed
-from mtlrun.runfolder import DIAGNOSTICS, LAST_CHECKPOINT, SUMMARY, RunFolder, RunIdentity, Summary
+from mtlrun.runfolder import BEST_CHECKPOINT, DIAGNOSTICS, LAST_CHECKPOINT, SUMMARY, RunFolder, RunIdentity, Summary
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
 from mtlrun.train.devices import apply_threads, compile_model
 from mtlrun.train.diagnostics import diagnostics_for_run
@@ -40,6 +40,7 @@ from mtlrun.train.loop import Diverged, Trainer
 from mtlrun.train.precision import Precision
 from mtlrun.train.schedule import SCHEDULES, TaskSchedule
 from mtlrun.train.seeding import seed_everything
+from mtlrun.train.signals import Interrupted, stop_on_signals
 
 log = logging.getLogger("mtlrun")
 
@@ -221,11 +222,73 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | None]:
-    """Train one configuration into ``output_dir``; return its summary and its transfer report."""
+#: config keys a resumed run may change: the resume itself and the number of epochs (to train longer)
+RESUMABLE_CHANGES = ("resume", "trainer.epochs")
+
+
+def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the keys a resume may change."""
+    out = {k: v for k, v in config.items() if k != "resume"}
+    if isinstance(out.get("trainer"), dict):
+        out["trainer"] = {k: v for k, v in out["trainer"].items() if k != "epochs"}
+    return out
+
+
+def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    """The dotted key of the first value that differs between two plain configs (None if equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (prefix or "(config)")
+
+
+def resume_point(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint a run with ``resume`` set continues from, checked against ``cfg``; None when
+    ``resume`` is not set or the folder has no checkpoint yet (the run then starts from the beginning).
+    """
+    if cfg.get("resume") is None:
+        return None
+    from mtlrun.train.checkpoint import load_checkpoint
+
+    path = RunFolder(output_dir).path(LAST_CHECKPOINT)
+    if not path.is_file():
+        log.info("%s has no checkpoint yet: training from the start", output_dir)
+        return None
+    try:
+        state = load_checkpoint(path)
+    except Exception as ex:
+        raise ConfigError(f"cannot resume from {path}: not a readable mtlrun checkpoint ({type(ex).__name__})") from ex
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or "records" not in state:
+        raise ConfigError(f"cannot resume from {path}: it is not a checkpoint of a resumable mtlrun run")
+    changed = first_difference(comparable_config(state["config"]), comparable_config(plain(cfg)))
+    if changed is not None:
+        raise ConfigError(
+            f"cannot resume {output_dir}: its config differs in '{changed}' from the one composed now; "
+            f"only {' and '.join(RESUMABLE_CHANGES)} may change on a resume"
+        )
+    if int(state["epoch"]) > cfg.trainer.epochs:
+        raise ConfigError(
+            f"trainer.epochs={cfg.trainer.epochs} is fewer than the {state['epoch']} epochs {output_dir} has "
+            "trained already; give at least that many"
+        )
+    return state
+
+
+def run(
+    cfg: DictConfig, output_dir: Path, checkpoint: dict[str, Any] | None = None
+) -> tuple[Summary, dict[str, Any] | None]:
+    """Train one configuration into ``output_dir``; return its summary and its transfer report.
+
+    With ``checkpoint`` (a ``last.pt`` of this run, see :func:`resume_point`) the run continues
+    from it in the same folder and ends as the uninterrupted run would have.
+    """
     started = time.perf_counter()
     check_resolvable(cfg)  # a bad ${...} is one line now, not an error deep inside the run
     folder = RunFolder(output_dir)
+    previous = folder.read_summary() if checkpoint is not None else None
     summary = Summary(
         run=RunIdentity(
             dataset=cfg.dataset.get("name") or cfg.dataset.get("_target_"),
@@ -237,6 +300,9 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
         versions=versions(),
         git_commit=git_commit(),
     )
+    if checkpoint is not None:
+        summary.resumed_after = list(previous.resumed_after if previous else [])
+        summary.resumed_after.append({"epoch": int(checkpoint["epoch"]), "step": int(checkpoint["step"])})
     folder.write_summary(summary)
     try:
         c = build(cfg)
@@ -257,7 +323,6 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
     summary.device = str(c.device)
     summary.dataset_info = c.data.info
     folder.write_summary(summary)
-    tracker.log_config(plain(cfg))
     t = cfg.trainer
     trainer = Trainer.from_config(
         t, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary, schedule=c.schedule
@@ -272,10 +337,15 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
         path=folder.path(DIAGNOSTICS),
         arch=cfg.arch.name,
     )
-    callbacks: list[Callback] = [RunFolderWriter(folder, summary), Tracking(tracker)]
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
+        log.info("resuming %s after epoch %d (step %d)", output_dir, trainer.epochs_done, trainer.step)
+    callbacks: list[Callback] = [RunFolderWriter(folder, summary), Tracking(tracker, plain(cfg))]
     if trainer.diagnostics is not None:
         callbacks.append(DiagnosticsWriter(trainer.diagnostics))
-    callbacks.append(Checkpointer(folder.path(LAST_CHECKPOINT), t.checkpoint_every))
+    callbacks.append(
+        Checkpointer(folder.path(LAST_CHECKPOINT), folder.path(BEST_CHECKPOINT), t.checkpoint_every, plain(cfg))
+    )
     setup_s = time.perf_counter() - started
     log.info(
         "training %s on %s (%s) with %s, tasks %s, %d parameters, device %s (%d threads)",
@@ -288,14 +358,24 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
         c.device,
         torch.get_num_threads(),
     )
-    try:
-        result = trainer.fit(callbacks)
-    except Diverged as ex:
-        summary.status, summary.error = "diverged", str(ex)
-        summary.divergence = ex.divergence or None
-        summary.skipped_steps = trainer.nan_guard.skipped
-        folder.write_summary(summary)
-        raise
+    with stop_on_signals() as stop:
+        trainer.should_stop = stop
+        try:
+            result = trainer.fit(callbacks)
+        except Diverged as ex:
+            summary.status, summary.error = "diverged", str(ex)
+            summary.divergence = ex.divergence or None
+            summary.skipped_steps = trainer.nan_guard.skipped
+            folder.write_summary(summary)
+            raise
+        except Interrupted as ex:
+            log.warning(
+                "run interrupted (%s) after epoch %d; continue it with: mtlrun resume=%s",
+                ex,
+                trainer.epochs_done,
+                output_dir,
+            )
+            raise
     summary.status = "completed"
     summary.timings = {
         "total_s": round(time.perf_counter() - started, 3),
@@ -306,6 +386,9 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
         "steps_per_s": round(result.steps / result.train_seconds, 2) if result.train_seconds else None,
     }
     folder.write_summary(summary)
+    if stop() is not None:  # a signal came after the last step: the run is complete, stop before the report
+        tracker.close("completed")
+        raise Interrupted(stop() or 2)
     try:  # plots are a convenience: they never fail a run
         from mtlrun.report.plots import plot_run
 
@@ -374,6 +457,14 @@ def training_command() -> str:
     return " ".join(["mtlrun", *(shlex.quote(o) for o in kept), "report.baselines=true"])
 
 
+def already_completed(output_dir: Path, checkpoint: dict[str, Any] | None, epochs: int) -> Summary | None:
+    """The summary of a run that has completed ``epochs`` epochs (a resume then has nothing to do)."""
+    if checkpoint is None or int(checkpoint["epoch"]) != epochs:
+        return None
+    summary = RunFolder(output_dir).read_summary()
+    return summary if summary is not None and summary.completed and summary.epochs_completed == epochs else None
+
+
 def run_from_hydra(cfg: DictConfig) -> float | None:
     """The Hydra task: run, print the per-task table and the folder, record any failure.
 
@@ -390,7 +481,13 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     output_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        summary, report = run(cfg, output_dir)
+        checkpoint = resume_point(cfg, output_dir)
+        done = already_completed(output_dir, checkpoint, cfg.trainer.epochs)
+        if done is not None:
+            log.info("%s has completed its %d epochs already: nothing to resume", output_dir, cfg.trainer.epochs)
+            print_run_summary(done, output_dir)
+            return run_objective(done, cfg.objective)
+        summary, report = run(cfg, output_dir, checkpoint)
     except KeyboardInterrupt:
         raise
     except Diverged as ex:
