@@ -231,3 +231,25 @@ def test_a_completed_run_has_nothing_to_resume_and_the_guard_names_resume(cli, t
     assert (run / "summary.json").read_text() == before
     refused = cli(*SMALL, f"hydra.run.dir={run}")
     assert refused.code == 2 and f"resume={run}" in refused.err
+
+
+@pytest.mark.slow
+def test_sweep_resume_skips_completed_jobs_continues_the_others_and_runs_missing_ones(cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    small = [*SMALL, "dataset.num_samples=400", "diagnostics.every=0"]
+    first = cli("-m", *small, "trainer.epochs=1", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert first.code == 0, first.err
+    import shutil
+
+    shutil.rmtree(sweep / "1")  # a job the sweep never got to
+    extended = cli(f"resume={sweep}", "trainer.epochs=2")
+    assert extended.code == 0, extended.err
+    resumed = summary(sweep / "0")["resumed_after"]
+    assert len(resumed) == 1 and resumed[0]["epoch"] == 1 and summary(sweep / "0")["epochs_completed"] == 2
+    assert summary(sweep / "1")["resumed_after"] == [] and summary(sweep / "1")["epochs_completed"] == 2
+    pooled = json.loads((sweep / "sweep_summary.json").read_text())
+    assert pooled["sweep_dir"] == str(sweep) and '"epochs": 2' not in json.dumps(pooled.get("problems", []))
+    before = {job: (sweep / job / "summary.json").read_text() for job in ("0", "1")}
+    again = cli("-m", f"resume={sweep}")
+    assert again.code == 0, again.err
+    assert {job: (sweep / job / "summary.json").read_text() for job in ("0", "1")} == before
