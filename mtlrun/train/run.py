@@ -245,15 +245,22 @@ def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
     return None if a == b else (prefix or "(config)")
 
 
-def resume_point(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
-    """The checkpoint a run with ``resume`` set continues from, checked against ``cfg``; None when
-    ``resume`` is not set or the folder has no checkpoint yet (the run then starts from the beginning).
+def resume_point(cfg: DictConfig, output_dir: Path, in_sweep: bool = False) -> dict[str, Any] | None:
+    """The checkpoint a run continues from, checked against ``cfg``; None when the run starts from
+    the beginning: ``resume`` is not set, or the folder has no checkpoint yet.
+
+    A sweep's job continues from its own checkpoint even without ``resume``: its folder is new to
+    every fresh sweep (the folder guard), so a checkpoint there is from an earlier attempt of this
+    very job, such as a SLURM job pre-empted and requeued by submitit.
     """
-    if cfg.get("resume") is None:
+    folder = RunFolder(output_dir)
+    path = folder.path(LAST_CHECKPOINT)
+    if cfg.get("resume") is None and not (in_sweep and path.is_file()):
         return None
     from mtlrun.train.checkpoint import load_checkpoint
 
-    path = RunFolder(output_dir).path(LAST_CHECKPOINT)
+    for stale in path.parent.glob(".*.pt.*.tmp"):  # a write cut short by a kill
+        stale.unlink(missing_ok=True)
     if not path.is_file():
         log.info("%s has no checkpoint yet: training from the start", output_dir)
         return None
@@ -481,7 +488,7 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     output_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        checkpoint = resume_point(cfg, output_dir)
+        checkpoint = resume_point(cfg, output_dir, in_sweep)
         done = already_completed(output_dir, checkpoint, cfg.trainer.epochs)
         if done is not None:
             log.info("%s has completed its %d epochs already: nothing to resume", output_dir, cfg.trainer.epochs)

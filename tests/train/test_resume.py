@@ -253,3 +253,17 @@ def test_sweep_resume_skips_completed_jobs_continues_the_others_and_runs_missing
     again = cli("-m", f"resume={sweep}")
     assert again.code == 0, again.err
     assert {job: (sweep / job / "summary.json").read_text() for job in ("0", "1")} == before
+
+
+@pytest.mark.slow
+def test_a_submitit_sweep_resumes_with_its_own_launcher(cli, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep = tmp_path / "sweep"
+    small = [*SMALL, "dataset.num_samples=400", "diagnostics.every=0"]
+    first = cli("-m", "hydra/launcher=submitit_local", *small, "trainer.epochs=1", "seed=0", f"hydra.sweep.dir={sweep}")
+    assert first.code == 0, first.err
+    more = cli(f"resume={sweep}", "trainer.epochs=2")
+    assert more.code == 0, more.err
+    assert (sweep / ".submitit").is_dir()
+    job = summary(sweep / "0")
+    assert job["epochs_completed"] == 2 and job["resumed_after"][0]["epoch"] == 1
