@@ -63,10 +63,10 @@ def stop_on_signals() -> Iterator[StopFlag]:
         yield flag
         return
     previous: dict[int, Any] = {s: signal.getsignal(s) for s in SIGNALS}
-    for s in SIGNALS:
-        signal.signal(s, flag.handle)
+    for signum in SIGNALS:
+        signal.signal(signum, flag.handle)
     try:
         yield flag
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
