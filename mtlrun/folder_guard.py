@@ -130,7 +130,9 @@ class RunFolderGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_bad_settings(config)
         path = Path(str(config.hydra.run.dir))
-        if not resuming(config, path):
+        if resuming(config, path):
+            _check_unchanged_or_exit(config, path)
+        else:
             _claim_or_exit(path, _overwrite(config), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -159,6 +161,18 @@ def _refuse_bad_settings(config: DictConfig) -> None:
         check_resolvable(job)  # a bad ${...} would otherwise surface inside validate as a raw error
         validate(job)
         check_inert(job)  # after the range checks, so a bad value is named as bad rather than as inert
+    except ConfigError as ex:
+        print(f"mtlrun: error: {ex}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _check_unchanged_or_exit(config: DictConfig, path: Path) -> None:
+    import sys
+
+    from mtlrun.resume import check_unchanged
+
+    try:
+        check_unchanged(config, path)
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -32,6 +32,7 @@ from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.outputs import WriteFailed
+from mtlrun.resume import RESUMABLE_CHANGES, comparable_config, first_difference
 from mtlrun.runfolder import BEST_CHECKPOINT, DIAGNOSTICS, LAST_CHECKPOINT, SUMMARY, RunFolder, RunIdentity, Summary
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
 from mtlrun.train.devices import apply_threads, compile_model
@@ -220,29 +221,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-#: config keys a resumed run may change: the resume itself and the number of epochs (to train longer)
-RESUMABLE_CHANGES = ("resume", "trainer.epochs")
-
-
-def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` without the keys a resume may change."""
-    out = {k: v for k, v in config.items() if k != "resume"}
-    if isinstance(out.get("trainer"), dict):
-        out["trainer"] = {k: v for k, v in out["trainer"].items() if k != "epochs"}
-    return out
-
-
-def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
-    """The dotted key of the first value that differs between two plain configs (None if equal)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            found = first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
-            if found is not None:
-                return found
-        return None
-    return None if a == b else (prefix or "(config)")
 
 
 def resume_point(cfg: DictConfig, output_dir: Path, in_sweep: bool = False) -> dict[str, Any] | None:

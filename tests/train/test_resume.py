@@ -217,9 +217,11 @@ def test_resume_refuses_a_changed_config_and_says_so_on_one_line(cli, tmp_path):
     (run / ".hydra" / "hydra.yaml").write_text(
         (run / ".hydra" / "hydra.yaml").read_text().replace("- trainer.epochs=1", "- trainer.epochs=1\n    - seed=9")
     )
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     result = cli(f"resume={run}")
     assert result.code == 2 and "differs in 'seed'" in result.err, result.err
     assert len(result.err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # refused before any write
 
 
 def test_a_completed_run_has_nothing_to_resume_and_the_guard_names_resume(cli, tmp_path):
