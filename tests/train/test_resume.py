@@ -269,3 +269,21 @@ def test_a_submitit_sweep_resumes_with_its_own_launcher(cli, tmp_path):
     assert (sweep / ".submitit").is_dir()
     job = summary(sweep / "0")
     assert job["epochs_completed"] == 2 and job["resumed_after"][0]["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_a_second_signal_stops_at_once_and_leaves_only_complete_files(tmp_path):
+    folder = tmp_path / "twice"
+    proc = start([*SMALL, "trainer.epochs=50", f"hydra.run.dir={folder}"], tmp_path)
+    try:
+        wait_for_epochs(folder, 1, proc)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 143
+    assert not list(folder.rglob("*.tmp"))
+    json.loads((folder / "summary.json").read_text())  # complete JSON, whichever version
+    torch.load(folder / "checkpoints" / "last.pt", weights_only=True)
