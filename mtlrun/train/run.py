@@ -443,11 +443,17 @@ def training_command() -> str:
 
 
 def already_completed(output_dir: Path, checkpoint: dict[str, Any] | None, epochs: int) -> Summary | None:
-    """The summary of a run that has completed ``epochs`` epochs (a resume then has nothing to do)."""
-    if checkpoint is None or int(checkpoint["epoch"]) != epochs:
+    """The summary of a run that has finished ``epochs`` epochs, or diverged on its way to them
+    (a resume then has nothing to do: the same state and seed would diverge at the same step)."""
+    if checkpoint is None:
         return None
     summary = RunFolder(output_dir).read_summary()
-    return summary if summary is not None and summary.completed and summary.epochs_completed == epochs else None
+    if summary is None:
+        return None
+    if summary.completed and int(checkpoint["epoch"]) == epochs and summary.epochs_completed == epochs:
+        return summary
+    planned = (checkpoint.get("config") or {}).get("trainer", {}).get("epochs")
+    return summary if summary.status == "diverged" and planned == epochs else None
 
 
 def run_from_hydra(cfg: DictConfig) -> float | None:
@@ -469,7 +475,7 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
         checkpoint = resume_point(cfg, output_dir, in_sweep)
         done = already_completed(output_dir, checkpoint, cfg.trainer.epochs)
         if done is not None:
-            log.info("%s has completed its %d epochs already: nothing to resume", output_dir, cfg.trainer.epochs)
+            log.info("%s has %s already: nothing to resume", output_dir, done.status)
             print_run_summary(done, output_dir)
             return run_objective(done, cfg.objective)
         summary, report = run(cfg, output_dir, checkpoint)
