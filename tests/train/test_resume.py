@@ -131,7 +131,8 @@ BALANCERS = [
     ["balancer=gradvac"],
     ["balancer=nash_mtl", "balancer.update_every=5"],
     ["balancer=sdmgrad"],
-    ["schedule=curriculum", "schedule.order=difficulty", "schedule.warmup_steps=3", "schedule.ramp_epochs=2"],
+    # entry epochs fixed (stagger=1): with stagger=auto they spread over trainer.epochs, decided at the start
+    ["schedule=curriculum", "schedule.stagger=1", "schedule.warmup_steps=3", "schedule.ramp_epochs=2"],
     ["balancer=uw", "logger=csv"],
 ]
 
@@ -151,7 +152,9 @@ def test_extending_a_run_equals_training_it_longer(cli, tmp_path, choice):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("choice", [["balancer=famo"], ["balancer=nash_mtl", "balancer.update_every=5"]], ids=str)
+@pytest.mark.parametrize(
+    "choice", [["balancer=famo"], ["balancer=nash_mtl", "balancer.update_every=5"], ["schedule=curriculum"]], ids=str
+)
 def test_sigkill_at_several_points(cli, tmp_path, choice):
     """Killed during epoch 1, then killed again at once after the resume's first checkpoint write,
     then resumed to the end: still the uninterrupted run's metrics."""
