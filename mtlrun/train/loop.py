@@ -668,7 +668,8 @@ class Trainer:
             for _ in range(int(val_pass["taken"])):
                 self.validation_batch()
         set_rng_state(state["rng"], self.generators())
-        self.resumed = state
+        # what fit still needs (not the tensors: they are in place now)
+        self.resumed = {"epoch": self.epochs_done, "step": self.step, "callbacks": state.get("callbacks", {})}
 
     def _fresh_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         """A new optimizer of the run's kind and settings over ``params`` (for warm-up probes)."""
