@@ -242,11 +242,8 @@ def resume_point(cfg: DictConfig, output_dir: Path, in_sweep: bool = False) -> d
     if not path.is_file():
         log.info("%s has no checkpoint yet: training from the start", output_dir)
         return None
-    try:
-        state = load_checkpoint(path)
-    except Exception as ex:
-        raise ConfigError(f"cannot resume from {path}: not a readable mtlrun checkpoint ({type(ex).__name__})") from ex
-    if not isinstance(state, dict) or not isinstance(state.get("config"), dict) or "records" not in state:
+    state = load_checkpoint(path)  # a damaged or foreign file: one CheckpointError line naming it
+    if not isinstance(state.get("config"), dict) or "records" not in state:
         raise ConfigError(f"cannot resume from {path}: it is not a checkpoint of a resumable mtlrun run")
     changed = first_difference(comparable_config(state["config"]), comparable_config(plain(cfg)))
     if changed is not None:
