@@ -42,3 +42,31 @@ def test_a_fit_stopped_mid_epoch_continues_exactly(balancer):
     assert [asdict(r) for r in result.epochs] == [asdict(r) for r in whole.epochs]
     assert result.test_best == whole.test_best and result.test_last == whole.test_last
     assert result.best_epoch == whole.best_epoch
+
+
+def test_the_learning_rate_schedule_continues_exactly_mid_epoch():
+    from mtlrun.train.lr_schedule import LRSchedule
+
+    def make(tasks):
+        return BALANCERS.build("ew", {}, tasks=tasks)
+
+    def trainer():
+        t = small_trainer(make, epochs=3)
+        steps = t.data.train.num_batches(t.batch_size)
+        t.lr_scheduler = LRSchedule("warmup_cosine", t.optimizer, epochs=3, steps_per_epoch=steps, warmup_epochs=1)
+        return t
+
+    whole = trainer().fit()
+    first = trainer()
+    first.should_stop = stop_after(5)
+    with pytest.raises(Interrupted):
+        first.fit()
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    second = trainer()
+    second.load_state_dict(torch.load(buffer, weights_only=True))
+    result = second.fit()
+    assert [r.lr for r in result.epochs] == [r.lr for r in whole.epochs]
+    assert [asdict(r) for r in result.epochs] == [asdict(r) for r in whole.epochs]
+    assert result.test_best == whole.test_best
