@@ -148,11 +148,18 @@ def main() -> None:
         sys.exit(2)
     user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we print one line below
+    from mtlrun.resume import rewrite_argv
+
+    try:
+        sys.argv[1:] = rewrite_argv(sys.argv[1:])  # resume=FOLDER: replay the folder's own command line
+    except ConfigError as ex:
+        print(f"mtlrun: error: {ex}", file=sys.stderr)
+        sys.exit(2)
     try:
         _hydra_main()
-    except KeyboardInterrupt:
-        print("mtlrun: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as ex:
+        print(f"mtlrun: interrupted{f' ({ex})' if str(ex) else ''}", file=sys.stderr)
+        sys.exit(getattr(ex, "exit_code", 130))
     except Exception as ex:
         if user_wants_traceback:
             raise

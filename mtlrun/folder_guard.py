@@ -11,7 +11,7 @@ is removed again when the run stops on a configuration error, so a bad option le
 Two processes that pick the same folder (started in the same microsecond, or given the same
 ``hydra.run.dir``) cannot both take it: the folder is claimed by creating ``.mtlrun-claim`` with
 ``O_CREAT | O_EXCL``, which exactly one of them wins on any POSIX filesystem; the other is refused
-with one line. A config with a truthy ``resume`` key re-enters its own run folder and skips the claim.
+with one line. A config whose ``resume`` names the run (or sweep) folder re-enters it and skips the claim.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def claim(path: Path, *, overwrite: bool, key: str) -> None:
         if not overwrite:
             what = "a sweep" if key == "hydra.sweep.dir" else "a run"
             raise ConfigError(
-                f"{path} already holds {what}; choose another {key}, or add run.overwrite=true "
-                "to move the old one aside (it is kept, renamed)"
+                f"{path} already holds {what}; continue it with resume={path}, choose another {key}, "
+                "or add run.overwrite=true to move the old one aside (it is kept, renamed)"
             )
         moved = move_aside(path)
         import logging
@@ -120,11 +120,6 @@ def _overwrite(config: DictConfig) -> bool:
     return bool(OmegaConf.select(config, "run.overwrite", default=False))
 
 
-def resuming(config: DictConfig) -> bool:
-    """A config that continues an existing run (a truthy ``resume`` key) re-enters its folder."""
-    return bool(OmegaConf.select(config, "resume", default=None, throw_on_missing=False))
-
-
 class RunFolderGuard(Callback):
     """Hydra callback: check the run or sweep folder before Hydra writes into it.
 
@@ -134,14 +129,23 @@ class RunFolderGuard(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_bad_settings(config)
-        if resuming(config):
-            return
-        _claim_or_exit(Path(str(config.hydra.run.dir)), _overwrite(config), "hydra.run.dir")
+        path = Path(str(config.hydra.run.dir))
+        if resuming(config, path):
+            _check_unchanged_or_exit(config, path)
+        else:
+            _claim_or_exit(path, _overwrite(config), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if resuming(config):
-            return
-        _claim_or_exit(Path(str(config.hydra.sweep.dir)), _overwrite(config), "hydra.sweep.dir")
+        path = Path(str(config.hydra.sweep.dir))
+        if not resuming(config, path):
+            _claim_or_exit(path, _overwrite(config), "hydra.sweep.dir")
+
+
+def resuming(config: DictConfig, path: Path) -> bool:
+    """A resume re-enters its own folder (``resume=FOLDER`` names this run or sweep folder)."""
+    from mtlrun.resume import resumes
+
+    return resumes(OmegaConf.select(config, "resume", default=None, throw_on_missing=False), path)
 
 
 def _refuse_bad_settings(config: DictConfig) -> None:
@@ -157,6 +161,18 @@ def _refuse_bad_settings(config: DictConfig) -> None:
         check_resolvable(job)  # a bad ${...} would otherwise surface inside validate as a raw error
         validate(job)
         check_inert(job)  # after the range checks, so a bad value is named as bad rather than as inert
+    except ConfigError as ex:
+        print(f"mtlrun: error: {ex}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _check_unchanged_or_exit(config: DictConfig, path: Path) -> None:
+    import sys
+
+    from mtlrun.resume import check_unchanged
+
+    try:
+        check_unchanged(config, path)
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -32,6 +32,7 @@ Examples:
   mtlrun tasks=digits_left_right trainer.lr=3e-4 seed=1
   mtlrun 'tasks.names=[left,parity]' encoder=mlp 'encoder.hidden=[256,128]'
   mtlrun -m seed=0,1,2                          a sweep (multirun/DATE/TIME/N/)
+  mtlrun resume=outputs/DATE/TIME               continue a killed or interrupted run (or sweep) in place
   mtlrun-compare multirun/DATE/TIME            compare runs: one row per configuration, seeds pooled
   mtlrun --cfg job                              print the composed config and exit
 Set HYDRA_FULL_ERROR=1 for full tracebacks; --hydra-help lists Hydra's own flags."""

@@ -35,6 +35,7 @@ RUN_LOG = "run.log"
 PLOTS = "plots"
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = f"{CHECKPOINTS}/last.pt"
+BEST_CHECKPOINT = f"{CHECKPOINTS}/best.pt"
 HYDRA_DIR = ".hydra"
 CONFIG = f"{HYDRA_DIR}/config.yaml"
 HYDRA_CONFIG = f"{HYDRA_DIR}/hydra.yaml"
@@ -104,6 +105,8 @@ class Summary:
     divergence: dict[str, Any] | None = None
     #: steps skipped for a non-finite loss or gradient (``trainer.on_nan=skip``)
     skipped_steps: int = 0
+    #: one ``{"epoch": e, "step": s}`` per resume: where the run continued from its checkpoint
+    resumed_after: list[dict[str, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None or k == "git_commit"}
@@ -119,6 +122,8 @@ class Summary:
             value = data[f.name]
             default = f.default_factory() if callable(f.default_factory) else f.default
             if isinstance(default, (dict, RunIdentity)) and not isinstance(value, dict):
+                continue
+            if isinstance(default, list) and not isinstance(value, list):
                 continue
             values[f.name] = value
         run = values.get("run")

@@ -62,8 +62,9 @@ def test_a_claimed_folder_is_refused_but_a_resume_re_enters_it(tmp_path):
     claim(target, overwrite=False, key="hydra.run.dir")
     with pytest.raises(ConfigError, match="already holds a run"):
         claim(target, overwrite=False, key="hydra.run.dir")
-    assert resuming(OmegaConf.create({"resume": str(target)}))  # the guard skips its claim: a resume re-enters
-    assert not resuming(OmegaConf.create({"resume": None})) and not resuming(OmegaConf.create({}))
+    assert resuming(OmegaConf.create({"resume": str(target)}), target)  # the guard skips its claim: a resume re-enters
+    assert not resuming(OmegaConf.create({"resume": str(tmp_path / "other")}), target)  # only its own folder
+    assert not resuming(OmegaConf.create({"resume": None}), target) and not resuming(OmegaConf.create({}), target)
     with pytest.raises(SystemExit):  # the guard itself refuses a fresh run there
         _claim_or_exit(target, False, "hydra.run.dir")
 

@@ -83,6 +83,16 @@ class RunLogger(ABC):
     def close(self, status: str) -> None:
         """Flush and finish; ``status`` is the run's final status (completed, diverged, failed, interrupted)."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue this tracker's run (plain values; checkpointed)."""
+        return {}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue the run described by :meth:`state_dict` instead of starting a new one; what
+        was logged after that state (epochs the resumed run trains again) is replaced or repeated.
+        A sink without a run of its own (``none``) has nothing to continue."""
+        return None
+
     def log_epoch(self, record: Any) -> None:
         self.log_scalars(epoch_scalars(record), record.epoch)
 
@@ -119,6 +129,18 @@ class GuardedLogger(RunLogger):
 
     def log_epoch(self, record: Any) -> None:
         self._call("log_epoch", record)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.sink is None:
+            return {}
+        try:
+            return self.sink.state_dict()
+        except Exception as ex:
+            log.warning("logger=%s: could not save its state: %s: %s", self.name, type(ex).__name__, ex)
+            return {}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        self._call("resume", state)
 
     def log_test(self, which: str, epoch: int, metrics: Mapping[str, Mapping[str, float]]) -> None:
         self._call("log_test", which, epoch, metrics)

@@ -45,5 +45,13 @@ class CsvLogger(RunLogger):
         writer.writerows(self.rows)
         write_text(self.dir / "metrics.csv", buffer.getvalue())
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "rows": [dict(r) for r in self.rows]}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """The rows up to the checkpoint; ``metrics.csv`` is rewritten with the next row."""
+        self.columns = list(state.get("columns", ["step"]))
+        self.rows = [dict(r) for r in state.get("rows", [])]
+
     def close(self, status: str) -> None:
         write_text(self.dir / "status.txt", status + "\n")

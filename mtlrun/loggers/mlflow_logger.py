@@ -68,12 +68,31 @@ class MlflowLogger(RunLogger):
         self.tracking_uri = tracking_uri or default_tracking_uri()
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         self.log_artifacts = log_artifacts
-        experiment_id = self._experiment_id(experiment)
-        all_tags = {
+        self.experiment = experiment
+        self.tags = {
             "mtlrun.run_folder": str(self.output_dir.resolve()),
             **{str(k): str(v) for k, v in (tags or {}).items()},
         }
-        self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        self._run_id: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        """The MLflow run, created at first use (a resumed run reuses its own instead)."""
+        if self._run_id is None:
+            experiment_id = self._experiment_id(self.experiment)
+            self._run_id = self.client.create_run(experiment_id, run_name=self.run_name, tags=self.tags).info.run_id
+        return self._run_id
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "tracking_uri": self.tracking_uri}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Continue the same MLflow run (marked running again); epochs trained again are logged again."""
+        run_id = state.get("run_id")
+        if not run_id:
+            return
+        self._run_id = str(run_id)
+        self.client.update_run(self._run_id, status="RUNNING")
 
     def _experiment_id(self, name: str) -> str:
         from mlflow.exceptions import MlflowException

@@ -34,7 +34,22 @@ class TensorBoardLogger(RunLogger):
                 "logger=tensorboard needs the tensorboard package: pip install 'mtlrun[tensorboard]'"
             ) from ex
         self.log_dir = Path(log_dir) / run_name if log_dir else self.output_dir / "tensorboard"
+        self.flush_secs = flush_secs
         self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
+        self.last_step = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.last_step}
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Reopen the event files, purging events logged after the checkpoint's step."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.last_step = int(state.get("step", 0))
+        self.writer.close()
+        self.writer = SummaryWriter(
+            log_dir=str(self.log_dir), flush_secs=self.flush_secs, purge_step=self.last_step + 1
+        )
 
     def log_config(self, config: Mapping[str, Any]) -> None:
         text = yaml.safe_dump(dict(config), sort_keys=False)
@@ -43,6 +58,7 @@ class TensorBoardLogger(RunLogger):
     def log_scalars(self, scalars: Mapping[str, float], step: int) -> None:
         for name, value in scalars.items():
             self.writer.add_scalar(name, value, global_step=step)
+        self.last_step = max(self.last_step, step)
 
     def close(self, status: str) -> None:
         self.writer.add_text("status", status)

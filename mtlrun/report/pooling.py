@@ -28,6 +28,7 @@ NOT_RESULTS = (
     "diagnostics",
     "logger",
     "run",
+    "resume",
     "trainer.device",
     "trainer.checkpoint_every",
     "trainer.threads",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlrun.runfolder import MetricRow, RunFolder, Summary
-from mtlrun.train.checkpoint import rng_state, save_checkpoint
+from mtlrun.train.checkpoint import save_checkpoint
 from mtlrun.train.diagnostics import Diagnostics
 from mtlrun.train.loop import Callback, EpochRecord, FitResult, Trainer
 
@@ -35,6 +35,15 @@ class RunFolderWriter(Callback):
     def __init__(self, folder: RunFolder, summary: Summary) -> None:
         self.folder, self.summary = folder, summary
         self.rows: list[MetricRow] = []
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """A resumed run: ``metrics.jsonl`` back to the checkpoint's epochs (later ones are redone)."""
+        if trainer.resumed is None:
+            return
+        self.rows = [row for record in trainer.records for row in epoch_rows(record)]
+        self.folder.write_metrics(self.rows)
+        self.summary.epochs_completed = trainer.epochs_done
+        self.folder.write_summary(self.summary)
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         self.rows += epoch_rows(record)
@@ -82,42 +91,43 @@ def load_schedule_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
 
 
 class Checkpointer(Callback):
-    """``checkpoints/last.pt`` every ``every`` epochs (0: only at the end), at the end, and on an
-    interrupt: model, optimizer, balancer, RNG states, epoch and step, and the learning-rate
-    schedule and gradient scaler when in use (``weights_only``-loadable).
-    Never over a good checkpoint with weights that went non-finite: the divergence flags are read
-    before every write, and a diverged run keeps its last good checkpoint."""
+    """``checkpoints/last.pt`` (the trainer's whole state, see :meth:`Trainer.state_dict`) every
+    ``every`` epochs (0: only at the end), at the end, and on an interrupt that stopped at a step
+    boundary; ``checkpoints/best.pt`` (the best-validation weights, those the ``best`` test metrics
+    come from) beside it; the state includes the learning-rate schedule and gradient scaler
+    when in use. A diverged run, or one interrupted in the middle of a step, keeps the
+    previous ``last.pt``: its state is not one to continue from (the divergence flags are read before
+    every write, so weights that went non-finite never replace a good checkpoint). ``config`` (the run's, plain) is
+    saved with the state so that a resume can check it is continuing the same configuration."""
 
-    def __init__(self, path: Path, every: int) -> None:
-        self.path, self.every = path, every
-        self.saved_epoch = -1
-        self.epoch = 0
+    def __init__(self, last: Path, best: Path, every: int, config: dict[str, Any] | None = None) -> None:
+        self.last, self.best, self.every = last, best, every
+        self.config = config or {}
+        self.saved_step = -1
+        self.best_saved = -1
 
-    def save(self, trainer: Trainer, epoch: int) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if trainer.resumed is not None:
+            self.saved_step = trainer.step
+
+    def save(self, trainer: Trainer) -> None:
         if trainer.nan_guard.tripped(trainer.params):
             return
-        save_checkpoint(
-            self.path,
-            model=trainer.model.state_dict(),
-            optimizer=trainer.optimizer.state_dict(),
-            balancer=trainer.balancer.state_dict(),
-            rng=rng_state(trainer.shuffle),
-            epoch=epoch,
-            step=trainer.step,
-            **schedule_state(trainer),
-        )
-        self.saved_epoch = epoch
+        if trainer.best.epoch and trainer.best.epoch != self.best_saved:
+            save_checkpoint(self.best, model=trainer.best.state, epoch=trainer.best.epoch)
+            self.best_saved = trainer.best.epoch
+        save_checkpoint(self.last, **trainer.state_dict(), config=self.config)
+        self.saved_step = trainer.step
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
-        self.epoch = record.epoch
         if self.every and record.epoch % self.every == 0:
-            self.save(trainer, record.epoch)
+            self.save(trainer)
 
     def on_fit_end(self, trainer: Trainer, status: str, result: FitResult | None) -> None:
-        if status == "completed" and self.saved_epoch != self.epoch:
-            self.save(trainer, self.epoch)
-        elif status == "interrupted":
-            self.save(trainer, self.epoch)
+        if status == "completed" and (self.saved_step != trainer.step or self.best_saved != trainer.best.epoch):
+            self.save(trainer)
+        elif status == "interrupted" and trainer.checkpointable() and self.saved_step != trainer.step:
+            self.save(trainer)
 
 
 class DiagnosticsWriter(Callback):
@@ -125,6 +135,10 @@ class DiagnosticsWriter(Callback):
 
     def __init__(self, diagnostics: Diagnostics) -> None:
         self.diagnostics = diagnostics
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if trainer.resumed is not None:  # back to the checkpoint's samples
+            self.diagnostics.write()
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         self.diagnostics.write()
@@ -136,8 +150,23 @@ class DiagnosticsWriter(Callback):
 class Tracking(Callback):
     """Mirrors the run into an experiment tracker (``logger=``)."""
 
-    def __init__(self, tracker: Any) -> None:
-        self.tracker = tracker
+    state_key = "tracking"
+
+    def __init__(self, tracker: Any, config: dict[str, Any]) -> None:
+        self.tracker, self.config = tracker, config
+        self.resumed = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.tracker.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the tracker's run (the same MLflow run, TensorBoard past the checkpoint's step)."""
+        self.tracker.resume(state)
+        self.resumed = True
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if not self.resumed:
+            self.tracker.log_config(self.config)
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         self.tracker.log_epoch(record)

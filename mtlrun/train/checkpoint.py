@@ -3,6 +3,9 @@
 A checkpoint that is missing, truncated (a copy cut short), or foreign (another program's file, a
 pickle of arbitrary objects) is refused with one :class:`CheckpointError` line naming the file and
 what is wrong; the file itself is only read.
+
+The random generators a run draws from are captured here in that form (python's and numpy's
+states as tensors and lists), so that a resumed run draws exactly what the uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mtlrun.errors import ConfigError
@@ -24,12 +28,39 @@ class CheckpointError(ConfigError):
     """A checkpoint that cannot be used (one line, naming the file)."""
 
 
-def rng_state(shuffle: torch.Generator) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
-    state["python"] = list(random.getstate()[1])
+def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """Every RNG of the process (python, numpy, torch, cuda) plus the run's own ``generators``."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "generators": {name: g.get_state() for name, g in generators.items()},
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    """Restore what :func:`rng_state` captured (cuda only where present now and then)."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    keys = npy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((npy["kind"], keys, npy["pos"], npy["has_gauss"], npy["cached"]))
+    torch.set_rng_state(state["torch"])
+    for name, g in generators.items():
+        g.set_state(state["generators"][name])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_checkpoint(path: Path, **parts: Any) -> None:

@@ -333,6 +333,28 @@ class Diagnostics:
             out["affinity_reason"] = self.affinity_reason
         return out
 
+    def state_dict(self) -> dict[str, Any]:
+        """The samples gathered so far (a resumed run continues them)."""
+        self._collect()
+        return {
+            "epochs": list(self._epochs),
+            "cos": torch.stack(self._cos) if self._cos else None,
+            "norms": torch.stack(self._norms) if self._norms else None,
+            "aff": torch.stack(self._aff) if self._aff else None,
+            "aff_epochs": list(self._aff_epochs),
+            "skipped": self.skipped,
+            "overhead_s": self.overhead_s,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._pending.clear()
+        self._epochs = [int(e) for e in state["epochs"]]
+        self._cos = list(state["cos"]) if state["cos"] is not None else []
+        self._norms = list(state["norms"]) if state["norms"] is not None else []
+        self._aff = list(state["aff"]) if state["aff"] is not None else []
+        self._aff_epochs = [int(e) for e in state["aff_epochs"]]
+        self.skipped, self.overhead_s = int(state["skipped"]), float(state["overhead_s"])
+
     def write(self, path: Path | None = None) -> None:
         """Write :meth:`result` atomically to ``path`` (default: the path given at construction)."""
         target = path or self.path

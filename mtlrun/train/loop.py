@@ -15,8 +15,8 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -35,11 +35,16 @@ from mtlrun.train.nan_guard import Diverged, NanGuard
 from mtlrun.train.precision import Precision, scale_gradient
 from mtlrun.train.progress import Progress
 from mtlrun.train.schedule import ScheduleProbe, TaskSchedule
+from mtlrun.train.signals import Interrupted
 
 log = logging.getLogger("mtlrun")
 
 
 __all__ = ["Callback", "Diverged", "EpochRecord", "FitResult", "Trainer"]
+
+
+#: trainer attributes (set by other features) whose ``state_dict`` is checkpointed when present
+OPTIONAL_STATE = ("lr_scheduler", "grad_scaler")
 
 
 @dataclass
@@ -79,9 +84,89 @@ class FitResult:
         return next(r for r in self.epochs if r.epoch == self.best_epoch)
 
 
+@dataclass
+class BestEpoch:
+    """The best-validation epoch so far: its score, its weights, and the reference it is scored
+    against (the first epoch's validation metrics). Part of the trainer's state, so a resumed run
+    picks the same best epoch as an uninterrupted one."""
+
+    epoch: int = 0
+    score: float = -math.inf
+    state: dict[str, Tensor] = field(default_factory=dict)
+    reference: Metrics | None = None
+
+    def update(self, epoch: int, val: Metrics, primary: dict[str, str], directions: Any, model: nn.Module) -> float:
+        """Score ``val`` (returned); keep ``model``'s weights if this epoch is the best so far (or the first)."""
+        self.reference = self.reference or val
+        relative = primary_score(val, self.reference, primary, directions)
+        score = relative if relative is not None else -math.inf
+        if score > self.score or self.epoch == 0:
+            self.epoch, self.score = epoch, score
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return score
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "score": self.score, "state": self.state, "reference": self.reference}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch, self.score = int(state["epoch"]), float(state["score"])
+        self.state, self.reference = dict(state["state"]), state["reference"]
+
+
+@dataclass
+class EpochPosition:
+    """How far the current epoch has got: the shuffling generator's state when the epoch began,
+    the steps done and the sums gathered. A checkpoint taken between two steps of an epoch stores
+    it, so the resumed run replays the same batch order and skips the steps already taken."""
+
+    epoch: int
+    shuffle_state: Tensor
+    loss_sum: Tensor
+    weight_sum: Tensor
+    steps: int = 0  # steps counted in the sums
+    taken: int = 0  # step groups drawn, including steps skipped for a non-finite value
+    lr: float = 0.0  # the learning rate when the epoch began (its record's)
+    extra_sum: dict[str, Tensor] = field(default_factory=dict)
+    extras: dict[str, float] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "shuffle_state": self.shuffle_state,
+            "loss_sum": self.loss_sum,
+            "weight_sum": self.weight_sum,
+            "steps": self.steps,
+            "taken": self.taken,
+            "lr": self.lr,
+            "extra_sum": dict(self.extra_sum),
+            "extras": dict(self.extras),
+        }
+
+
+def record_from_dict(data: dict[str, Any]) -> EpochRecord:
+    """An :class:`EpochRecord` from its ``dataclasses.asdict`` form (as checkpointed)."""
+    return EpochRecord(**data)
+
+
 class Callback:
     """Hooks of one :meth:`Trainer.fit`; every hook is optional (``mtlrun.train.callbacks`` has
-    the run's: run folder, checkpoints, diagnostics, tracking)."""
+    the run's: run folder, checkpoints, diagnostics, tracking).
+
+    A callback with a ``state_key`` has its :meth:`state_dict` saved in the trainer's checkpoint
+    and handed back to :meth:`load_state_dict` when a run resumes, before :meth:`on_fit_start`.
+    """
+
+    #: the name of this callback's state in a checkpoint (None: it keeps no state)
+    state_key: str | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back the state of an interrupted run."""
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Once, before the first epoch trained by this fit (a resumed fit has ``trainer.resumed``)."""
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         """After an epoch's training and validation."""
@@ -143,7 +228,8 @@ class Trainer:
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.balancer_params = [p for p in balancer.parameters() if p.requires_grad]
         self.step = 0
-        self.start_epoch = 1
+        #: the last epoch whose training and validation are done (a resumed run starts after it)
+        self.epochs_done = 0
         #: evaluate the test split after every epoch (single-task baselines pick their best epoch per
         #: task); otherwise the test split is evaluated once, at the end, with the last and best weights
         self.test_each_epoch = test_each_epoch
@@ -157,6 +243,19 @@ class Trainer:
         self._multipliers: dict[str, float] | None = None
         self.val_shuffle = torch.Generator().manual_seed(seed + 1)
         self._val_batches: Iterator[Batch] | None = None
+        self._val_pass_start: Tensor | None = None  # val_shuffle's state when the current pass began
+        self._val_taken = 0  # batches taken from the current pass
+        # state of the fit, kept on the trainer so a checkpoint can take it at any step boundary
+        self.best = BestEpoch()
+        self.records: list[EpochRecord] = []
+        self.train_seconds = self.eval_seconds = 0.0
+        self.position: EpochPosition | None = None
+        self.in_step = False  # True while a step runs: the state is then not checkpointable
+        #: asked after every step; True stops the fit at that step boundary (signals set it)
+        self.should_stop: Callable[[], int | None] | None = None
+        #: the state a resumed run restores; its callback parts are handed over in :meth:`fit`
+        self.resumed: dict[str, Any] | None = None
+        self._schedule_ready = False
 
         #: autocast of the forward passes and, at fp16, the gradient scaler (``grad_scaler``)
         self.precision = precision or Precision("32", device)
@@ -237,22 +336,28 @@ class Trainer:
         """The next validation batch in the trainer's own seeded order, reshuffled after each pass."""
         for _ in range(2):
             if self._val_batches is None:
+                self._val_pass_start, self._val_taken = self.val_shuffle.get_state(), 0
                 self._val_batches = self.data.val.batches(self.batch_size, shuffle=True, generator=self.val_shuffle)
             batch = next(self._val_batches, None)
             if batch is not None:
+                self._val_taken += 1
                 return batch
             self._val_batches = None
         raise RuntimeError("the validation split is empty")
 
-    def _grouped_batches(self):
+    def _grouped_batches(self, skip: int = 0):
+        """The epoch's step groups in the shuffled order, without the first ``skip`` (already taken)."""
         per_step = max(1, self.balancer.batches_per_step)
         group: list[Batch] = []
+        taken = 0
         for batch in self.data.train.batches(self.batch_size, shuffle=True, generator=self.shuffle):
             group.append(batch)
             if len(group) == per_step:
-                yield group
+                if taken >= skip:
+                    yield group
+                taken += 1
                 group = []
-        if group and per_step == 1:
+        if group and per_step == 1 and taken >= skip:
             yield group
 
     def train_epoch(
@@ -260,28 +365,42 @@ class Trainer:
     ) -> tuple[Tensor, Tensor, dict[str, Tensor], int, dict[str, float]]:
         self.model.train()
         T = len(self.tasks)
-        loss_sum = torch.zeros(T, device=self.device)
-        weight_sum = torch.zeros(T, device=self.device)
-        extra_sum: dict[str, Tensor] = {}
-        extras: dict[str, float] = {}
-        n = 0
+        pos = self.position
+        if pos is not None and pos.epoch == epoch:  # resumed inside this epoch: replay its order
+            self.shuffle.set_state(pos.shuffle_state)
+            progress.advance(pos.taken)
+        else:
+            zeros = torch.zeros(T, device=self.device)
+            pos = EpochPosition(epoch, self.shuffle.get_state(), zeros, zeros.clone(), lr=self.lr_scheduler.lr)
+            self.position = pos
         self._multipliers = self.schedule.multipliers(epoch) if self.schedule is not None else None
-        for group in self._grouped_batches():
+        for group in self._grouped_batches(skip=pos.taken):
             losses, info, extra = self.training_step(group, epoch, self.optimizer.param_groups[0]["lr"])
+            pos.taken += 1
             if self.last_step_skipped:  # trainer.on_nan=skip: the step made no update and counts for nothing
                 progress.advance()
+                self._stop_if_asked()
                 continue
             for k, v in extra.items():
-                extra_sum[k] = extra_sum.get(k, 0.0) + v.detach()
-            loss_sum += torch.stack([losses[t].detach() for t in self.tasks])
+                pos.extra_sum[k] = pos.extra_sum.get(k, 0.0) + v.detach()
+            pos.loss_sum += torch.stack([losses[t].detach() for t in self.tasks])
             if info.weights is not None:
-                weight_sum += info.weights.to(weight_sum)
+                pos.weight_sum += info.weights.to(pos.weight_sum)
             for key, value in info.extras.items():
                 if isinstance(value, (int, float)):
-                    extras[key] = extras.get(key, 0.0) + float(value)
-            n += 1
+                    pos.extras[key] = pos.extras.get(key, 0.0) + float(value)
+            pos.steps += 1
             progress.advance()
-        return loss_sum / max(n, 1), weight_sum / max(n, 1), extra_sum, n, extras
+            self._stop_if_asked()
+        n = pos.steps
+        return pos.loss_sum / max(n, 1), pos.weight_sum / max(n, 1), pos.extra_sum, n, pos.extras
+
+    def _stop_if_asked(self) -> None:
+        """Raise :class:`Interrupted` at this step boundary when a stop was asked for (a signal)."""
+        if self.should_stop is not None:
+            signum = self.should_stop()
+            if signum:
+                raise Interrupted(signum)
 
     def training_step(
         self, group: list[Batch], epoch: int, lr: float
@@ -290,6 +409,7 @@ class Trainer:
         asked for): forward, balancer backward, clipping, optimizer step. Returns the unscheduled
         task losses, what the balancer decided, and the model's extra losses."""
         model, balancer, specs = self.model, self.balancer, self.data.tasks
+        self.in_step = True
         self.optimizer.zero_grad(set_to_none=True)
         self.last_step_skipped = False
         self._scale = scale = self.precision.scale()
@@ -351,17 +471,28 @@ class Trainer:
             self.lr_scheduler.after_step()
             self.step += 1
             self.last_step_skipped = True
+            self.in_step = False
             return losses, info, extra
         if not overflow:
             clip = (lambda: model.clip_gradients(self.grad_clip)) if self.grad_clip > 0 else None
             self.precision.step(self.optimizer, clip)
         self.lr_scheduler.after_step()
         self.step += 1
+        self.in_step = False
         return losses, info, extra
 
     def fit(self, callbacks: Sequence[Callback] = ()) -> FitResult:
         """Train every epoch, calling ``callbacks`` after each and once at the end (``on_fit_end``
-        with ``completed``, ``diverged`` or ``interrupted``; ``on_exception`` for anything else)."""
+        with ``completed``, ``diverged`` or ``interrupted``; ``on_exception`` for anything else).
+
+        A trainer given a checkpoint with :meth:`load_state_dict` continues where it stopped."""
+        self.callbacks = list(callbacks)
+        saved = (self.resumed or {}).get("callbacks", {})
+        for callback in callbacks:
+            if callback.state_key is not None and callback.state_key in saved:
+                callback.load_state_dict(saved[callback.state_key])
+        for callback in callbacks:
+            callback.on_fit_start(self)
         try:
             result = self._fit_epochs(callbacks)
         except Diverged:
@@ -384,24 +515,23 @@ class Trainer:
             callback.on_fit_end(self, status, result)
 
     def _fit_epochs(self, callbacks: Sequence[Callback]) -> FitResult:
-        records: list[EpochRecord] = []
-        reference: Metrics | None = None
-        best_score, best_epoch = -math.inf, 0
-        best_state: dict[str, Tensor] = {}
-        train_s = eval_s = 0.0
         steps_per_epoch = self.data.train.num_batches(self.batch_size) // max(1, self.balancer.batches_per_step)
-        if self.schedule is not None:
+        if self.schedule is not None and not self._schedule_ready:
             probe = ScheduleProbe(self.model, self.data, self.batch_size, self.seed, self._fresh_optimizer)
             self.schedule.prepare(probe)
-        with Progress(self.epochs - self.start_epoch + 1, max(1, steps_per_epoch)) as progress:
+            self._schedule_ready = True
+        with Progress(self.epochs - self.epochs_done, max(1, steps_per_epoch)) as progress:
             stopped_early = False
-            for epoch in range(self.start_epoch, self.epochs + 1):
-                lr = self.lr_scheduler.lr
+            for epoch in range(self.epochs_done + 1, self.epochs + 1):
+                if self._early_stop(epoch - 1):
+                    stopped_early = True
+                    break
                 t0 = time.perf_counter()
                 loss, weights, extra_sum, n, extras = self.train_epoch(epoch, progress)
+                lr = self.position.lr if self.position is not None else self.lr_scheduler.lr  # at the epoch's start
                 train_loss = dict(zip(self.tasks, loss.tolist()))  # the epoch's one host sync
                 t1 = time.perf_counter()
-                train_s += t1 - t0
+                self.train_seconds += t1 - t0
                 self.nan_guard.check(self.params)  # raises Diverged before anything of this epoch is saved
                 val, val_loss = self.evaluator.evaluate(self.model, self.data.val, self.batch_size)
                 test = (
@@ -409,13 +539,8 @@ class Trainer:
                     if self.test_each_epoch
                     else None
                 )
-                eval_s += time.perf_counter() - t1
-                reference = reference or val
-                relative = primary_score(val, reference, self.primary, self.directions)
-                score = relative if relative is not None else -math.inf
-                if score > best_score or epoch == self.start_epoch:
-                    best_score, best_epoch = score, epoch
-                    best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.eval_seconds += time.perf_counter() - t1
+                score = self.best.update(epoch, val, self.primary, self.directions, self.model)
                 record = EpochRecord(
                     epoch=epoch,
                     step=self.step,
@@ -429,21 +554,122 @@ class Trainer:
                     schedule=dict(self._multipliers or {}),
                     lr=lr,
                 )
-                records.append(record)
+                self.records.append(record)
+                self.epochs_done, self.position = epoch, None
                 progress.epoch_done(self._epoch_line(record))
                 self.lr_scheduler.after_epoch(score if math.isfinite(score) else 0.0)
                 for callback in callbacks:
                     callback.on_epoch_end(self, record)
-                if epoch < self.epochs and self.early_stopping.should_stop(epoch, best_epoch):
-                    log.info(
-                        "early stopping after epoch %d: the best validation score (epoch %d) is %d epochs old",
-                        epoch,
-                        best_epoch,
-                        epoch - best_epoch,
-                    )
-                    stopped_early = True
-                    break
-        return FitResult(records, best_epoch, best_state, train_s, eval_s, self.step, stopped_early=stopped_early)
+                self._stop_if_asked()
+        return FitResult(
+            list(self.records),
+            self.best.epoch,
+            self.best.state,
+            self.train_seconds,
+            self.eval_seconds,
+            self.step,
+            stopped_early=stopped_early,
+        )
+
+    def _early_stop(self, done: int) -> bool:
+        """Whether to stop after epoch ``done`` (``trainer.early_stopping``): asked before each next
+        epoch, so a run resumed after that epoch stops there too."""
+        if done < 1 or done >= self.epochs or not self.early_stopping.should_stop(done, self.best.epoch):
+            return False
+        log.info(
+            "early stopping after epoch %d: the best validation score (epoch %d) is %d epochs old",
+            done,
+            self.best.epoch,
+            done - self.best.epoch,
+        )
+        return True
+
+    # ---- checkpointing ------------------------------------------------------------------
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """The run's own generators: training shuffle and validation-batch order."""
+        return {"shuffle": self.shuffle, "val_shuffle": self.val_shuffle}
+
+    def checkpointable(self) -> bool:
+        """Whether the state is at a step boundary (not in the middle of an optimisation step)."""
+        return not self.in_step
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that decides the next step, in ``torch.load(weights_only=True)`` form: model,
+        optimizer (and any LR scheduler or grad scaler), balancer, schedule, every RNG, the
+        position in the epoch, the best epoch, the epochs' records, the diagnostics gathered so far
+        and the state of the callbacks that keep one (the tracker's run)."""
+        from mtlrun.train.checkpoint import rng_state
+
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "balancer": self.balancer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule is not None else {},
+            "rng": rng_state(self.generators()),
+            "epoch": self.epochs_done,
+            "step": self.step,
+            "position": self.position.state_dict() if self.position is not None else None,
+            "val_pass": {"start": self._val_pass_start, "taken": self._val_taken}
+            if self._val_batches is not None
+            else None,
+            "best": self.best.state_dict(),
+            "records": [asdict(r) for r in self.records],
+            "diagnostics": self.diagnostics.state_dict() if self.diagnostics is not None else None,
+            "timing": {"train_s": self.train_seconds, "eval_s": self.eval_seconds},
+            "nan_skipped": self.nan_guard.skipped,
+            "callbacks": {
+                c.state_key: c.state_dict() for c in getattr(self, "callbacks", []) if c.state_key is not None
+            },
+        }
+        for name in OPTIONAL_STATE:
+            part = getattr(self, name, None)
+            if part is not None:
+                state[name] = part.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output (the callbacks' parts are restored by :meth:`fit`)."""
+        from mtlrun.train.checkpoint import set_rng_state
+
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.balancer.load_state_dict(state["balancer"])
+        for name in OPTIONAL_STATE:
+            part = getattr(self, name, None)
+            if part is not None and name in state:
+                part.load_state_dict(state[name])
+        if self.schedule is not None:
+            self.schedule.load_state_dict(state["schedule"])
+            self._schedule_ready = True
+        self.epochs_done, self.step = int(state["epoch"]), int(state["step"])
+        pos = state.get("position")
+        self.position = None
+        if pos is not None:
+            self.position = EpochPosition(
+                **{
+                    **pos,
+                    "loss_sum": pos["loss_sum"].to(self.device),
+                    "weight_sum": pos["weight_sum"].to(self.device),
+                    "extra_sum": {k: v.to(self.device) for k, v in pos["extra_sum"].items()},
+                }
+            )
+        self.best.load_state_dict(state["best"])
+        self.records = [record_from_dict(r) for r in state["records"]]
+        if self.diagnostics is not None and state.get("diagnostics") is not None:
+            self.diagnostics.load_state_dict(state["diagnostics"])
+        self.nan_guard.skipped = int(state.get("nan_skipped", 0))
+        self.train_seconds = float(state["timing"]["train_s"])
+        self.eval_seconds = float(state["timing"]["eval_s"])
+        val_pass = state.get("val_pass")
+        self._val_batches = None
+        if val_pass is not None:  # replay the current validation pass up to where it was
+            self.val_shuffle.set_state(val_pass["start"])
+            for _ in range(int(val_pass["taken"])):
+                self.validation_batch()
+        set_rng_state(state["rng"], self.generators())
+        # what fit still needs (not the tensors: they are in place now)
+        self.resumed = {"epoch": self.epochs_done, "step": self.step, "callbacks": state.get("callbacks", {})}
 
     def _fresh_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         """A new optimizer of the run's kind and settings over ``params`` (for warm-up probes)."""

@@ -32,7 +32,8 @@ from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.outputs import WriteFailed
-from mtlrun.runfolder import DIAGNOSTICS, LAST_CHECKPOINT, SUMMARY, RunFolder, RunIdentity, Summary
+from mtlrun.resume import RESUMABLE_CHANGES, comparable_config, first_difference
+from mtlrun.runfolder import BEST_CHECKPOINT, DIAGNOSTICS, LAST_CHECKPOINT, SUMMARY, RunFolder, RunIdentity, Summary
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
 from mtlrun.train.devices import apply_threads, compile_model
 from mtlrun.train.diagnostics import diagnostics_for_run
@@ -40,6 +41,7 @@ from mtlrun.train.loop import Diverged, Trainer
 from mtlrun.train.precision import Precision
 from mtlrun.train.schedule import SCHEDULES, TaskSchedule
 from mtlrun.train.seeding import seed_everything
+from mtlrun.train.signals import Interrupted, stop_on_signals
 
 log = logging.getLogger("mtlrun")
 
@@ -222,11 +224,54 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | None]:
-    """Train one configuration into ``output_dir``; return its summary and its transfer report."""
+def resume_point(cfg: DictConfig, output_dir: Path, in_sweep: bool = False) -> dict[str, Any] | None:
+    """The checkpoint a run continues from, checked against ``cfg``; None when the run starts from
+    the beginning: ``resume`` is not set, or the folder has no checkpoint yet.
+
+    A sweep's job continues from its own checkpoint even without ``resume``: its folder is new to
+    every fresh sweep (the folder guard), so a checkpoint there is from an earlier attempt of this
+    very job, such as a SLURM job pre-empted and requeued by submitit.
+    """
+    folder = RunFolder(output_dir)
+    path = folder.path(LAST_CHECKPOINT)
+    if cfg.get("resume") is None and not (in_sweep and path.is_file()):
+        return None
+    from mtlrun.train.checkpoint import load_checkpoint
+
+    for stale in path.parent.glob(".*.pt.*.tmp"):  # a write cut short by a kill
+        stale.unlink(missing_ok=True)
+    if not path.is_file():
+        log.info("%s has no checkpoint yet: training from the start", output_dir)
+        return None
+    state = load_checkpoint(path)  # a damaged or foreign file: one CheckpointError line naming it
+    if not isinstance(state.get("config"), dict) or "records" not in state:
+        raise ConfigError(f"cannot resume from {path}: it is not a checkpoint of a resumable mtlrun run")
+    changed = first_difference(comparable_config(state["config"]), comparable_config(plain(cfg)))
+    if changed is not None:
+        raise ConfigError(
+            f"cannot resume {output_dir}: its config differs in '{changed}' from the one composed now; "
+            f"only {' and '.join(RESUMABLE_CHANGES)} may change on a resume"
+        )
+    if int(state["epoch"]) > cfg.trainer.epochs:
+        raise ConfigError(
+            f"trainer.epochs={cfg.trainer.epochs} is fewer than the {state['epoch']} epochs {output_dir} has "
+            "trained already; give at least that many"
+        )
+    return state
+
+
+def run(
+    cfg: DictConfig, output_dir: Path, checkpoint: dict[str, Any] | None = None
+) -> tuple[Summary, dict[str, Any] | None]:
+    """Train one configuration into ``output_dir``; return its summary and its transfer report.
+
+    With ``checkpoint`` (a ``last.pt`` of this run, see :func:`resume_point`) the run continues
+    from it in the same folder and ends as the uninterrupted run would have.
+    """
     started = time.perf_counter()
     check_resolvable(cfg)  # a bad ${...} is one line now, not an error deep inside the run
     folder = RunFolder(output_dir)
+    previous = folder.read_summary() if checkpoint is not None else None
     summary = Summary(
         run=RunIdentity(
             dataset=cfg.dataset.get("name") or cfg.dataset.get("_target_"),
@@ -238,6 +283,9 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
         versions=versions(),
         git_commit=git_commit(),
     )
+    if checkpoint is not None:
+        summary.resumed_after = list(previous.resumed_after if previous else [])
+        summary.resumed_after.append({"epoch": int(checkpoint["epoch"]), "step": int(checkpoint["step"])})
     folder.write_summary(summary)
     try:
         c = build(cfg)
@@ -258,7 +306,6 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
     summary.device = str(c.device)
     summary.dataset_info = c.data.info
     folder.write_summary(summary)
-    tracker.log_config(plain(cfg))
     t = cfg.trainer
     trainer = Trainer.from_config(
         t, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary, schedule=c.schedule
@@ -273,10 +320,15 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
         path=folder.path(DIAGNOSTICS),
         arch=cfg.arch.name,
     )
-    callbacks: list[Callback] = [RunFolderWriter(folder, summary), Tracking(tracker)]
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
+        log.info("resuming %s after epoch %d (step %d)", output_dir, trainer.epochs_done, trainer.step)
+    callbacks: list[Callback] = [RunFolderWriter(folder, summary), Tracking(tracker, plain(cfg))]
     if trainer.diagnostics is not None:
         callbacks.append(DiagnosticsWriter(trainer.diagnostics))
-    callbacks.append(Checkpointer(folder.path(LAST_CHECKPOINT), t.checkpoint_every))
+    callbacks.append(
+        Checkpointer(folder.path(LAST_CHECKPOINT), folder.path(BEST_CHECKPOINT), t.checkpoint_every, plain(cfg))
+    )
     setup_s = time.perf_counter() - started
     log.info(
         "training %s on %s (%s) with %s, tasks %s, %d parameters, device %s (%d threads)",
@@ -289,14 +341,24 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
         c.device,
         torch.get_num_threads(),
     )
-    try:
-        result = trainer.fit(callbacks)
-    except Diverged as ex:
-        summary.status, summary.error = "diverged", str(ex)
-        summary.divergence = ex.divergence or None
-        summary.skipped_steps = trainer.nan_guard.skipped
-        folder.write_summary(summary)
-        raise
+    with stop_on_signals() as stop:
+        trainer.should_stop = stop
+        try:
+            result = trainer.fit(callbacks)
+        except Diverged as ex:
+            summary.status, summary.error = "diverged", str(ex)
+            summary.divergence = ex.divergence or None
+            summary.skipped_steps = trainer.nan_guard.skipped
+            folder.write_summary(summary)
+            raise
+        except Interrupted as ex:
+            log.warning(
+                "run interrupted (%s) after epoch %d; continue it with: mtlrun resume=%s",
+                ex,
+                trainer.epochs_done,
+                output_dir,
+            )
+            raise
     summary.status = "completed"
     summary.timings = {
         "total_s": round(time.perf_counter() - started, 3),
@@ -307,6 +369,9 @@ def run(cfg: DictConfig, output_dir: Path) -> tuple[Summary, dict[str, Any] | No
         "steps_per_s": round(result.steps / result.train_seconds, 2) if result.train_seconds else None,
     }
     folder.write_summary(summary)
+    if stop() is not None:  # a signal came after the last step: the run is complete, stop before the report
+        tracker.close("completed")
+        raise Interrupted(stop() or 2)
     try:  # plots are a convenience: they never fail a run
         from mtlrun.report.plots import plot_run
 
@@ -375,6 +440,20 @@ def training_command() -> str:
     return " ".join(["mtlrun", *(shlex.quote(o) for o in kept), "report.baselines=true"])
 
 
+def already_completed(output_dir: Path, checkpoint: dict[str, Any] | None, epochs: int) -> Summary | None:
+    """The summary of a run that has finished ``epochs`` epochs, or diverged on its way to them
+    (a resume then has nothing to do: the same state and seed would diverge at the same step)."""
+    if checkpoint is None:
+        return None
+    summary = RunFolder(output_dir).read_summary()
+    if summary is None:
+        return None
+    if summary.completed and int(checkpoint["epoch"]) == epochs and summary.epochs_completed == epochs:
+        return summary
+    planned = (checkpoint.get("config") or {}).get("trainer", {}).get("epochs")
+    return summary if summary.status == "diverged" and planned == epochs else None
+
+
 def run_from_hydra(cfg: DictConfig) -> float | None:
     """The Hydra task: run, print the per-task table and the folder, record any failure.
 
@@ -391,7 +470,13 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     output_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        summary, report = run(cfg, output_dir)
+        checkpoint = resume_point(cfg, output_dir, in_sweep)
+        done = already_completed(output_dir, checkpoint, cfg.trainer.epochs)
+        if done is not None:
+            log.info("%s has %s already: nothing to resume", output_dir, done.status)
+            print_run_summary(done, output_dir)
+            return run_objective(done, cfg.objective)
+        summary, report = run(cfg, output_dir, checkpoint)
     except KeyboardInterrupt:
         raise
     except Diverged as ex:

@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -62,6 +62,13 @@ class TaskSchedule:
     def multipliers(self, epoch: int) -> dict[str, float] | None:
         """``{task: m_t(epoch)}`` in [0, 1]; ``None`` means no scaling at all."""
         return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """What :meth:`prepare` decided (a resumed run restores it instead of preparing again)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state_dict`."""
 
 
 @SCHEDULES.register("none")
@@ -162,6 +169,13 @@ class Curriculum(TaskSchedule):
             return [1] * count
         span = max(1, (self.epochs or 2) // 2)
         return [1 + math.ceil(k * span / (count - 1)) for k in range(count)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"start": dict(self.start), "difficulty": dict(self.difficulty)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.start = {t: int(state["start"][t]) for t in self.tasks}
+        self.difficulty = {t: float(v) for t, v in state.get("difficulty", {}).items()}
 
     def multipliers(self, epoch: int) -> dict[str, float]:
         # tasks present from the first epoch enter nothing, so they are not ramped

@@ -80,7 +80,7 @@ def test_stop_keeps_the_last_good_checkpoint(tmp_path):
     _poison(trainer, "sum", {per_epoch + 2})  # in epoch 2
     path = tmp_path / "last.pt"
     with pytest.raises(Diverged) as info:
-        trainer.fit([Checkpointer(path, every=1)])
+        trainer.fit([Checkpointer(path, tmp_path / "best.pt", every=1)])
     assert info.value.divergence["epoch"] == 2 and info.value.divergence["step"] == per_epoch + 2
     assert info.value.divergence["tasks"] == ["sum"]
     saved = load_checkpoint(path)
