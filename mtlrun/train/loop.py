@@ -384,6 +384,7 @@ class Trainer:
             for k, v in extra.items():
                 pos.extra_sum[k] = pos.extra_sum.get(k, 0.0) + v.detach()
             pos.loss_sum += torch.stack([losses[t].detach() for t in self.tasks])
+            self.nan_guard.observe_running(pos.loss_sum, self.step - 1, epoch)
             if info.weights is not None:
                 pos.weight_sum += info.weights.to(pos.weight_sum)
             for key, value in info.extras.items():
@@ -460,13 +461,12 @@ class Trainer:
             overflow = True
         # at fp16 the gradient scaler owns non-finite gradients (overflow: skip, lower the scale); the
         # guard checks the losses
-        grads = (  # with on_nan=stop the gradient shows in the weights, checked once an epoch
-            [p.grad for p in self.params if p.grad is not None]
-            if self.grad_scaler is None and self.nan_guard.policy == "skip"
-            else []
-        )
-        bad = self.nan_guard.observe(self.step, epoch, losses, grads)
-        if self.nan_guard.policy == "skip" and self.nan_guard.skip(bad, self.step, epoch):
+        # on_nan=stop reads the epoch's running loss sums instead (train_epoch), and the weights
+        skip_policy = self.nan_guard.policy == "skip"
+        grads = [p.grad for p in self.params if p.grad is not None] if skip_policy and self.grad_scaler is None else []
+        if skip_policy and self.nan_guard.skip(
+            self.nan_guard.observe(self.step, epoch, losses, grads), self.step, epoch
+        ):
             self.optimizer.zero_grad(set_to_none=True)
             self.lr_scheduler.after_step()
             self.step += 1

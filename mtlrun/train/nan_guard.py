@@ -4,15 +4,17 @@
 offending step (no optimizer update) and ends the run only after ``trainer.max_nan_skips`` skipped
 steps.
 
-Every step is checked, but with ``stop`` nothing in the step waits for the device: the check only
-updates a few flags that stay on the device (which step was first bad, in which epoch, which task
-losses were non-finite). A non-finite gradient makes the weights non-finite at the optimizer step,
-so with ``stop`` the gradient is not inspected each step (a fused norm over every gradient costs
-about 4% of a small MLP's step); the weights are checked instead, once, whenever the flags are
-read. The host reads them at the epoch's one sync and before every checkpoint. The price is a
-delay: a run that diverges mid-epoch trains on (with NaN weights) until the end of that epoch
-before it stops; the last checkpoint written before that is
-the last good one and is never overwritten with the bad state. ``skip`` must decide before the
+Every step is checked, but with ``stop`` nothing in the step waits for the device, and the check
+adds almost nothing to the step: the trainer already keeps the epoch's running sum of each task's
+loss on the device, and a non-finite loss leaves that sum non-finite from then on. The guard only
+counts, on the device, each task's steps before its sum went non-finite (one comparison and one
+addition a step), which gives the first bad step and the tasks that went bad in it exactly.
+A non-finite gradient makes the weights non-finite at the optimizer
+step, so the gradient is not inspected each step either: the weights are checked instead, once,
+whenever the flags are read. The host reads them at the epoch's one sync and before every
+checkpoint. The price is a delay: a run that diverges mid-epoch trains on (with NaN weights) until
+the end of that epoch before it stops; the last checkpoint written before that is the last good
+one and is never overwritten with the bad state. ``skip`` must decide before the
 optimizer step, so it reads one flag per step (as ``torch.amp.GradScaler`` does).
 """
 
@@ -49,36 +51,43 @@ class NanGuard:
         if self.policy not in POLICIES:
             raise ValueError(f"on_nan={self.policy} is not valid; choose one of: {', '.join(POLICIES)}")
         self.skipped = 0
-        self._first_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        #: the first bad step's flags: one per task loss, then the gradient's
-        self._first_flags = torch.zeros(len(self.tasks) + 1, dtype=torch.bool, device=self.device)
-        self._last_flags = self._first_flags
+        #: ``skip``: the last observed step's flags, one per task loss, then the gradient's
+        self._last_flags = torch.zeros(len(self.tasks) + 1, dtype=torch.bool, device=self.device)
         self._epoch_of_step: dict[int, int] = {}  # first step of each epoch (host bookkeeping only)
         self.last_skip: dict[str, Any] | None = None
         self._last_step = -1
         self._weights_bad: dict[str, Any] | None = None
+        #: ``stop``: the epoch's running loss sums, the step they start at, their epoch, and how many
+        #: steps were added while they were still finite
+        self._running: Tensor | None = None
+        self._running_start, self._running_epoch = 0, 0
+        self._finite_steps = torch.zeros(len(self.tasks), dtype=torch.long, device=self.device)  # per task
 
     def observe(self, step: int, epoch: int, losses: dict[str, Tensor], grads: Sequence[Tensor]) -> Tensor:
-        """Check one step's task losses and gradients; returns the step's "bad" flag (on the device,
-        not read). With ``stop`` the first bad step is remembered for :meth:`check`."""
+        """``skip`` policy: check one step's task losses and gradients; returns the step's "bad"
+        flag (on the device, not read) for :meth:`skip`."""
         self._epoch_of_step.setdefault(epoch, step)
         self._last_step = step
         values = torch.stack([losses[t] for t in self.tasks]).detach().reshape(-1).float()
-        if self.policy == "stop":  # the gradient shows in the weights, checked by check()
-            grads = ()
         if grads:  # one norm per gradient tensor in a fused kernel, summed: inf or NaN anywhere shows
             values = torch.cat([values, torch.stack(torch._foreach_norm(list(grads))).sum().reshape(1)])
         else:
             values = torch.cat([values, values.new_zeros(1)])
         flags = torch.isfinite(values).logical_not_()  # one per task loss, then the gradient's
-        bad = flags.any()
-        if self.policy == "stop":
-            first = bad & (self._first_step < 0)
-            self._first_step = torch.where(first, step, self._first_step)
-            self._first_flags = torch.where(first, flags, self._first_flags)
-        else:
-            self._last_flags = flags
-        return bad
+        self._last_flags = flags
+        return flags.any()
+
+    def observe_running(self, running: Tensor, step: int, epoch: int) -> None:
+        """``stop`` policy: ``running`` holds the epoch's sums of the task losses up to ``step``
+        (the same tensor, updated in place, for the whole epoch; a new one starts a new count)."""
+        if self.policy != "stop":
+            return
+        self._epoch_of_step.setdefault(epoch, step)
+        self._last_step = step
+        if running is not self._running:
+            self._running, self._running_start, self._running_epoch = running, step, epoch
+            self._finite_steps.zero_()
+        self._finite_steps.add_(torch.isfinite(running))
 
     def skip(self, bad: Tensor, step: int, epoch: int) -> bool:
         """``skip`` policy: whether this step must be skipped (reads the flag: one host sync). Raises
@@ -117,10 +126,12 @@ class NanGuard:
     def _find(self, params: Sequence[Tensor]) -> dict[str, Any] | None:
         if self.policy != "stop":
             return None
-        step = int(self._first_step)
-        if step >= 0:
-            epoch = max((e for e, first in self._epoch_of_step.items() if first <= step), default=0)
-            return self._describe(step, epoch, self._first_flags.tolist())
+        if self._running is not None:
+            finite = self._finite_steps.tolist()
+            first = min(finite)
+            if not bool(torch.isfinite(self._running).all()):
+                step = self._running_start + first
+                return self._describe(step, self._running_epoch, [n == first for n in finite])
         if self._weights_bad is None and params and self._last_step >= 0:
             norms = torch._foreach_norm([p.detach() for p in params])
             if not bool(torch.isfinite(torch.stack(norms).sum())):

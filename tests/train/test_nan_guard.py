@@ -20,18 +20,34 @@ def _losses(a: float, b: float) -> dict[str, torch.Tensor]:
     return {"a": torch.tensor(a), "b": torch.tensor(b)}
 
 
-def test_stop_remembers_the_first_bad_step_and_its_task():
+def _run_epoch(guard: NanGuard, epoch: int, first_step: int, steps: list[tuple[float, float]]) -> None:
+    """Feed ``guard`` an epoch's running loss sums as the trainer does (one tensor, in place)."""
+    running = torch.zeros(2)
+    for k, (a, b) in enumerate(steps):
+        running += torch.tensor([a, b])
+        guard.observe_running(running, first_step + k, epoch)
+
+
+def test_stop_finds_the_first_bad_step_and_its_task():
     guard = NanGuard(["a", "b"], CPU, "stop")
-    grads = [torch.ones(3)]
-    for step in range(3):
-        guard.observe(step, 1, _losses(1.0, 2.0), grads)
+    _run_epoch(guard, 1, 0, [(1.0, 2.0)] * 3)
     guard.check()  # nothing bad yet
-    guard.observe(3, 2, _losses(1.0, math.nan), grads)
-    guard.observe(4, 2, _losses(math.inf, math.nan), grads)  # later bad steps do not replace the first
+    # epoch 2 starts at step 3; its step 4 is the first bad one, later ones stay bad
+    _run_epoch(guard, 2, 3, [(1.0, 2.0), (1.0, math.nan), (math.inf, 1.0), (1.0, 1.0)])
     assert guard.tripped()
-    with pytest.raises(Diverged, match=r"task\(s\) b became non-finite at step 3 \(epoch 2\)") as info:
+    with pytest.raises(Diverged, match=r"non-finite at step 4 \(epoch 2\)") as info:
         guard.check()
-    assert info.value.divergence == {"step": 3, "epoch": 2, "tasks": ["b"], "gradient": False, "policy": "stop"}
+    assert info.value.divergence["step"] == 4 and info.value.divergence["epoch"] == 2
+    assert info.value.divergence["tasks"] == ["b"]  # a went bad one step later
+
+
+def test_stop_with_a_bad_first_step_of_an_epoch():
+    guard = NanGuard(["a", "b"], CPU, "stop")
+    _run_epoch(guard, 1, 0, [(1.0, 2.0)] * 2)
+    guard.check()
+    _run_epoch(guard, 2, 2, [(math.nan, 1.0), (1.0, 1.0)])
+    with pytest.raises(Diverged, match=r"task\(s\) a became non-finite at step 2 \(epoch 2\)"):
+        guard.check()
 
 
 def test_a_non_finite_gradient_with_finite_losses_is_caught():
@@ -42,7 +58,7 @@ def test_a_non_finite_gradient_with_finite_losses_is_caught():
     assert info.value.divergence["gradient"] is True and info.value.divergence["tasks"] == []
     stop = NanGuard(["a", "b"], CPU, "stop")
     weights = [torch.ones(2), torch.tensor([1.0, math.nan])]
-    stop.observe(7, 3, _losses(1.0, 2.0), [])
+    _run_epoch(stop, 3, 7, [(1.0, 2.0)])
     stop.check([torch.ones(2)])  # finite weights: nothing to report
     assert stop.tripped(weights)
     with pytest.raises(
