@@ -72,24 +72,6 @@ class RunFolderWriter(Callback):
         self.folder.write_summary(self.summary)
 
 
-def schedule_state(trainer: Trainer) -> dict[str, Any]:
-    """The optional checkpoint entries: ``lr_scheduler`` and ``grad_scaler`` state, when in use."""
-    state: dict[str, Any] = {}
-    if trainer.lr_scheduler.scheduler is not None:
-        state["lr_scheduler"] = trainer.lr_scheduler.state_dict()
-    if trainer.grad_scaler is not None:
-        state["grad_scaler"] = trainer.grad_scaler.state_dict()
-    return state
-
-
-def load_schedule_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
-    """Restore what :func:`schedule_state` saved (absent entries leave the trainer as it is)."""
-    if "lr_scheduler" in checkpoint:
-        trainer.lr_scheduler.load_state_dict(checkpoint["lr_scheduler"])
-    if "grad_scaler" in checkpoint and trainer.grad_scaler is not None:
-        trainer.grad_scaler.load_state_dict(checkpoint["grad_scaler"])
-
-
 class Checkpointer(Callback):
     """``checkpoints/last.pt`` (the trainer's whole state, see :meth:`Trainer.state_dict`) every
     ``every`` epochs (0: only at the end), at the end, and on an interrupt that stopped at a step

@@ -300,8 +300,8 @@ class Trainer:
             diagnostics=diagnostics,
             schedule=schedule,
             test_each_epoch=test_each_epoch,
-            on_nan=trainer.get("on_nan", "stop"),
-            max_nan_skips=trainer.get("max_nan_skips", 10),
+            on_nan=get("on_nan", "stop"),
+            max_nan_skips=get("max_nan_skips", 10),
             precision=Precision(get("precision", "32"), device),
             lr_scheduler=LRSchedule.from_config(trainer, optimizer, max(1, steps)),
             early_stopping=int(stopping.patience) if stopping is not None else 0,
@@ -318,6 +318,8 @@ class Trainer:
         step's loss scale in their gradient), optionally with ``params`` substituted."""
         with self.precision.autocast():
             losses = batch_losses(self.model, self.loss_fns, batch, params)
+        if self._scale is None:  # no loss scaling (every precision but fp16)
+            return losses
         return {t: scale_gradient(v, self._scale) for t, v in losses.items()}
 
     def compute_losses(self, batch: Batch) -> dict[str, Tensor]:

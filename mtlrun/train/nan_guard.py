@@ -53,9 +53,7 @@ class NanGuard:
         self.skipped = 0
         #: ``skip``: the last observed step's flags, one per task loss, then the gradient's
         self._last_flags = torch.zeros(len(self.tasks) + 1, dtype=torch.bool, device=self.device)
-        self._epoch_of_step: dict[int, int] = {}  # first step of each epoch (host bookkeeping only)
         self.last_skip: dict[str, Any] | None = None
-        self._last_step = -1
         self._weights_bad: dict[str, Any] | None = None
         #: ``stop``: the epoch's running loss sums, the step they start at, their epoch, and how many
         #: steps were added while they were still finite
@@ -66,8 +64,6 @@ class NanGuard:
     def observe(self, step: int, epoch: int, losses: dict[str, Tensor], grads: Sequence[Tensor]) -> Tensor:
         """``skip`` policy: check one step's task losses and gradients; returns the step's "bad"
         flag (on the device, not read) for :meth:`skip`."""
-        self._epoch_of_step.setdefault(epoch, step)
-        self._last_step = step
         values = torch.stack([losses[t] for t in self.tasks]).detach().reshape(-1).float()
         if grads:  # one norm per gradient tensor in a fused kernel, summed: inf or NaN anywhere shows
             values = torch.cat([values, torch.stack(torch._foreach_norm(list(grads))).sum().reshape(1)])
@@ -82,8 +78,6 @@ class NanGuard:
         (the same tensor, updated in place, for the whole epoch; a new one starts a new count)."""
         if self.policy != "stop":
             return
-        self._epoch_of_step.setdefault(epoch, step)
-        self._last_step = step
         if running is not self._running:
             self._running, self._running_start, self._running_epoch = running, step, epoch
             self._finite_steps.zero_()
@@ -124,20 +118,18 @@ class NanGuard:
         return self._find(params) is not None
 
     def _find(self, params: Sequence[Tensor]) -> dict[str, Any] | None:
-        if self.policy != "stop":
+        if self.policy != "stop" or self._running is None:  # nothing trained yet
             return None
-        if self._running is not None:
+        if not bool(torch.isfinite(self._running).all()):
             finite = self._finite_steps.tolist()
             first = min(finite)
-            if not bool(torch.isfinite(self._running).all()):
-                step = self._running_start + first
-                return self._describe(step, self._running_epoch, [n == first for n in finite])
-        if self._weights_bad is None and params and self._last_step >= 0:
+            return self._describe(self._running_start + first, self._running_epoch, [n == first for n in finite])
+        if self._weights_bad is None and params:
             norms = torch._foreach_norm([p.detach() for p in params])
             if not bool(torch.isfinite(torch.stack(norms).sum())):
-                epoch = max(self._epoch_of_step, default=0)
-                self._weights_bad = {**self._describe(self._last_step, epoch, [False] * len(self.tasks) + [True])}
-                self._weights_bad["step"] = None  # somewhere in that epoch: the gradient is not read per step
+                flags = [False] * len(self.tasks) + [True]  # the gradient's flag
+                # somewhere in that epoch: the gradient is not read per step
+                self._weights_bad = {**self._describe(0, self._running_epoch, flags), "step": None}
         return self._weights_bad
 
     def _describe(self, step: int, epoch: int, flags: list[bool]) -> dict[str, Any]:
