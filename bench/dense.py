@@ -68,7 +68,8 @@ def compose(overrides: list[str]):
 
 def steps_for(root: Path, encoder: list[str], batch: int, device: str) -> dict[str, callable]:
     """Closures doing one step: the bare loop, mtlrun with ew, mtlrun with pcgrad (same init, same batches)."""
-    from mtlrun.train.loop import Trainer, build_optimizer, param_groups
+    from mtlrun.train.loop import Trainer, param_groups
+    from mtlrun.train.optimizers import build_optimizer
     from mtlrun.train.run import build
 
     closures = {}

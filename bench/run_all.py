@@ -76,8 +76,9 @@ How the rows are taken (the scripts' docstrings say more):
 - gradient methods: a step of each method against the floor any method that needs per-task
   gradients pays: one forward and T backward passes through the whole model, then the Adam step.
 - startup (`bench/startup.py`): fresh processes; the run is stopped when it logs the line written
-  just before the first training step. `torch.optim` imports `torch._dynamo` when the first
-  optimizer is built, so a hand-written loop pays that too (the figure in the row's last column).
+  just before the first training step. A hand-written loop's `torch.optim.Adam` imports
+  `torch._dynamo` when it is built (the figure in the row's last column); mtlrun's optimizers
+  (`mtlrun/train/optimizers.py`) and its deterministic mode (`mtlrun/train/seeding.py`) do not.
 - `make run` (`bench/endtoend.py`): `mtlrun` with no arguments in an empty folder, so the four
   single-task baselines are trained and the report is written, as on a first `make run`.
 

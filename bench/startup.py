@@ -5,7 +5,7 @@ Three commands run as fresh processes in interleaved rounds (median per command)
 the line written just before the first training step (the process is then stopped). A fourth,
 ``import torch`` plus building one ``torch.optim.Adam``, shows what any hand-written loop pays
 before its first step: torch.optim imports ``torch._dynamo`` when an optimizer adds its first
-parameter group.
+parameter group (mtlrun's own optimizers, ``mtlrun.train.optimizers``, skip that import).
 
 ``python -X importtime -c "import mtlrun.train.run"`` gives the cumulative import time of the
 heavy packages; ``--before DIR`` adds a column for another copy of the package (a checkout's

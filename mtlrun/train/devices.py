@@ -76,6 +76,10 @@ def compile_model(model: nn.Module) -> list[str]:
             functorch_config.donated_buffer = False
     except ImportError:
         pass
+    import torch._inductor.config as inductor_config
+
+    # What torch.use_deterministic_algorithms would have set (mtlrun.train.seeding skips it).
+    inductor_config.deterministic = torch.are_deterministic_algorithms_enabled()
     compiled: list[str] = []
     for name, child in model.named_children():
         if isinstance(child, (nn.ModuleDict, nn.ModuleList)):

@@ -32,6 +32,7 @@ from mtlrun.train.diagnostics import Diagnostics
 from mtlrun.train.evaluate import Metrics, TaskEvaluator
 from mtlrun.train.lr_schedule import EarlyStopping, LRSchedule
 from mtlrun.train.nan_guard import Diverged, NanGuard
+from mtlrun.train.optimizers import build_optimizer
 from mtlrun.train.precision import Precision, scale_gradient
 from mtlrun.train.progress import Progress
 from mtlrun.train.schedule import ScheduleProbe, TaskSchedule
@@ -176,14 +177,6 @@ class Callback:
 
     def on_exception(self, trainer: Trainer, ex: BaseException) -> None:
         """When the fit raises anything other than divergence or an interrupt (before it propagates)."""
-
-
-def build_optimizer(name: str, params: list[dict[str, Any]], lr: float, weight_decay: float, momentum: float):
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
 
 
 class Trainer:

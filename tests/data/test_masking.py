@@ -136,7 +136,8 @@ def test_masked_metrics_equal_torchmetrics_on_the_present_subset():
 def test_trainer_sets_present_and_balancers_get_zero_loss_for_an_unlabelled_task():
     from mtlrun.balancers.weighting import EqualWeighting
     from mtlrun.models import ARCHS, EncoderSpec
-    from mtlrun.train.loop import Trainer, build_optimizer
+    from mtlrun.train.loop import Trainer
+    from mtlrun.train.optimizers import build_optimizer
 
     specs = {"c": declared_task("c", "classification", 2, masked=True), "r": declared_task("r", "regression")}
     x = torch.randn(8, 3)

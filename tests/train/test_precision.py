@@ -95,7 +95,8 @@ def test_an_fp16_step_updates_model_and_balancer_weights_as_fp32_does(name: str)
     """One SGD step at fp16 (autocast, scaler) moves every weight as fp32 does: the loss scale is
     undone exactly once, for the model and for the balancer's own weights (uw's log-variances)."""
     from mtlrun.balancers import BALANCERS
-    from mtlrun.train.loop import build_optimizer, param_groups
+    from mtlrun.train.loop import param_groups
+    from mtlrun.train.optimizers import build_optimizer
     from tests.train.trainer_toys import small_trainer
 
     def moved(precision: str) -> torch.Tensor:

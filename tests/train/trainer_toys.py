@@ -7,7 +7,8 @@ import torch
 from mtlrun.balancers.base import Balancer
 from mtlrun.data import DATASETS
 from mtlrun.models import ARCHS, EncoderSpec
-from mtlrun.train.loop import Trainer, build_optimizer, param_groups
+from mtlrun.train.loop import Trainer, param_groups
+from mtlrun.train.optimizers import build_optimizer
 from mtlrun.train.schedule import TaskSchedule
 
 
