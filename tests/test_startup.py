@@ -43,3 +43,31 @@ def test_lazy_module_imports_on_first_attribute():
     assert not loaded["scipy"]
     loaded = loaded_after("from mtlrun.lazy import lazy_module\nassert lazy_module('scipy.linalg').norm([3, 4]) == 5")
     assert loaded["scipy"]
+
+
+def test_deterministic_mode_does_not_load_the_compiler():
+    # torch.use_deterministic_algorithms imports torch._inductor (and torch._dynamo): seconds at start-up
+    code = (
+        "import sys, torch\n"
+        "from mtlrun.train.seeding import seed_everything\n"
+        "seed_everything(0, deterministic=True)\n"
+        "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
+        " 'torch._dynamo' in sys.modules, 'torch._inductor' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["True", "True", "False", "False"]
+
+
+def test_compiling_sets_the_compilers_deterministic_flag():
+    pytest.importorskip("torch._inductor.config")
+    code = (
+        "import torch\n"
+        "from mtlrun.train.seeding import seed_everything\n"
+        "from mtlrun.train.devices import compile_model\n"
+        "seed_everything(0, deterministic=True)\n"
+        "compile_model(torch.nn.Sequential(torch.nn.Linear(2, 2)))\n"
+        "import torch._inductor.config as c\n"
+        "print(c.deterministic)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "True"
