@@ -91,7 +91,7 @@ class AutoLambda(Balancer):
 
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         names, params = trainable(ctx.model)
-        jacobian = task_jacobian(self.stack(losses), params, mode=self.jacobian_mode)
+        jacobian = task_jacobian(self.task_losses(losses), params, mode=self.jacobian_mode)
         rows = present_rows(ctx.present)  # an absent task has no training gradient: its weight stays
         adam_update(self, "lam", self.hypergradient(jacobian, names, params, ctx), self.weight_lr, rows=rows)
         weights = self.lam.to(jacobian)

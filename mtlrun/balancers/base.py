@@ -227,7 +227,11 @@ class Balancer(nn.Module, ABC):
         the trainable ``ctx.shared_params`` into ``BalanceInfo.jacobian``. Asked before that step."""
 
     def stack(self, losses: dict[str, Tensor]) -> Tensor:
-        return torch.stack([losses[t] for t in self.tasks])
+        return torch.stack(self.task_losses(losses))
+
+    def task_losses(self, losses: dict[str, Tensor]) -> list[Tensor]:
+        """The losses in task order, unstacked: what :func:`task_jacobian` back-propagates from."""
+        return [losses[t] for t in self.tasks]
 
     def step_context(self, ctx: StepContext, stacked: Tensor) -> StepContext:
         """A copy of ``ctx`` carrying the step's losses as this balancer sees them (detached)."""
@@ -380,7 +384,9 @@ class GradientAggregator(Balancer):
         inputs = self.gradient_inputs(ctx)
         plain_heads = self.head_gradients == "task"
         own = [ctx.task_params.get(t, []) for t in self.tasks] if plain_heads else None
-        jac = task_jacobian(stacked, inputs, own, mode=self.jacobian_mode, retain_graph=not plain_heads)
+        jac = task_jacobian(
+            self.task_losses(losses), inputs, own, mode=self.jacobian_mode, retain_graph=not plain_heads
+        )
         info = BalanceInfo(jacobian=None if self.rep_grad else jac)
         present = select_present(jac, ctx.present)
         if self.output == "weights":

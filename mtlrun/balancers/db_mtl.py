@@ -59,7 +59,7 @@ class DualBalancing(Balancer):
 
     def backward(self, losses: dict[str, torch.Tensor], ctx: StepContext) -> BalanceInfo:
         stacked = self.stack(losses)
-        log_losses = torch.log(stacked + EPS)
+        log_losses = [torch.log(loss + EPS) for loss in self.task_losses(losses)]
         own = [ctx.task_params[t] for t in self.tasks]
         jac = task_jacobian(log_losses, ctx.shared_params, own, mode=self.jacobian_mode)
         self._steps += 1

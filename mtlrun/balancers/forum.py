@@ -153,7 +153,7 @@ class FORUM(Balancer):
         q_a, q_omega = self.constraint_gradient(self.stack(losses), names, params, ctx)
         batch = upper_batch(ctx, self.upper_split, "balancer.upper_split")
         upper = ctx.functional_losses(dict(zip(names, params)), batch)
-        upper_jac = task_jacobian(self.stack(upper), params, mode=self.jacobian_mode)
+        upper_jac = task_jacobian(self.task_losses(upper), params, mode=self.jacobian_mode)
         if self.normalize_upper:
             upper_jac = upper_jac / (upper_jac.norm(dim=1, keepdim=True) + 1e-8)
         q_sq = q_a @ q_a + q_omega @ q_omega

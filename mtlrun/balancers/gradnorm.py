@@ -98,11 +98,11 @@ class GradNorm(Balancer):
         stacked = self.stack(losses)
         weights = self.task_weights.clone().to(stacked)
         if ctx.step % self.update_every == 0:
-            self.update_weights(stacked, self._gradient_norms(stacked, ctx), ctx.present)
+            self.update_weights(stacked, self._gradient_norms(self.task_losses(losses), ctx), ctx.present)
         weighted_backward(weights, stacked, ctx)
         return BalanceInfo(weights=weights)
 
-    def _gradient_norms(self, stacked: Tensor, ctx: StepContext) -> Tensor:
+    def _gradient_norms(self, task_losses: list[Tensor], ctx: StepContext) -> Tensor:
         """``||grad_W L_t||`` per task, on the last shared layer (or the representation)."""
         if self.rep_grad:
             if ctx.representation_input is None:
@@ -110,7 +110,7 @@ class GradNorm(Balancer):
             inputs = [ctx.representation_input]
         else:
             inputs = last_shared_parameters(ctx.model, ctx.shared_params)
-        jac = task_jacobian(stacked, inputs, mode=self.jacobian_mode, retain_graph=True)
+        jac = task_jacobian(task_losses, inputs, mode=self.jacobian_mode, retain_graph=True)
         return jac.norm(dim=1)
 
     @torch.no_grad()

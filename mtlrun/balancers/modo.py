@@ -59,9 +59,13 @@ class MoDo(Balancer):
             raise ConfigError("balancer=modo needs three batches per step and a loss closure from the trainer")
         shared = [p for p in ctx.shared_params if p.requires_grad]
         own = [ctx.task_params[t] for t in self.tasks]
-        jac_z3 = task_jacobian(self.stack(losses), shared, own, mode=self.jacobian_mode)
-        jac_z1 = task_jacobian(self.stack(ctx.compute_losses(ctx.extra_batches[0])), shared, mode=self.jacobian_mode)
-        jac_z2 = task_jacobian(self.stack(ctx.compute_losses(ctx.extra_batches[1])), shared, mode=self.jacobian_mode)
+        jac_z3 = task_jacobian(self.task_losses(losses), shared, own, mode=self.jacobian_mode)
+        jac_z1 = task_jacobian(
+            self.task_losses(ctx.compute_losses(ctx.extra_batches[0])), shared, mode=self.jacobian_mode
+        )
+        jac_z2 = task_jacobian(
+            self.task_losses(ctx.compute_losses(ctx.extra_batches[1])), shared, mode=self.jacobian_mode
+        )
         lam = self.update_weights(jac_z1, jac_z2)
         if ctx.present is not None:  # an absent task's row of J_z3 is zero: give it weight 0 too
             lam = lam * ctx.present.to(lam)

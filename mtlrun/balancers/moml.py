@@ -77,7 +77,7 @@ class MOML(Balancer):
         w = torch.softmax(self.logits.to(jacobian), dim=0)
         ahead = lookahead_params(names, params, w @ jacobian, self.inner_lr)
         upper = ctx.functional_losses(ahead, upper_batch(ctx, self.upper_split, "balancer.upper_split"))
-        upper_jac = task_jacobian(self.stack(upper), list(ahead.values()), mode=self.jacobian_mode)
+        upper_jac = task_jacobian(self.task_losses(upper), list(ahead.values()), mode=self.jacobian_mode)
         return -self.inner_lr * (upper_jac @ jacobian.T) @ softmax_jacobian(w)
 
     def upper_direction(self, hyper: Tensor, info: BalanceInfo) -> Tensor:
@@ -95,7 +95,7 @@ class MOML(Balancer):
 
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         names, params = trainable(ctx.model)
-        jacobian = task_jacobian(self.stack(losses), params, mode=self.jacobian_mode)
+        jacobian = task_jacobian(self.task_losses(losses), params, mode=self.jacobian_mode)
         shared = [p for p in ctx.shared_params if p.requires_grad]
         info = BalanceInfo(jacobian=columns_of(jacobian, params, shared))
         direction = self.upper_direction(self.hypergradients(jacobian, names, params, ctx), info)

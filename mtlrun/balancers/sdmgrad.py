@@ -81,9 +81,13 @@ class SDMGrad(Balancer):
             raise ConfigError("balancer=sdmgrad needs three batches per step and a loss closure from the trainer")
         shared = [p for p in ctx.shared_params if p.requires_grad]
         own = [ctx.task_params[t] for t in self.tasks]
-        jac_zeta = task_jacobian(self.stack(losses), shared, own, mode=self.jacobian_mode)
-        jac_xi = task_jacobian(self.stack(ctx.compute_losses(ctx.extra_batches[0])), shared, mode=self.jacobian_mode)
-        jac_xi2 = task_jacobian(self.stack(ctx.compute_losses(ctx.extra_batches[1])), shared, mode=self.jacobian_mode)
+        jac_zeta = task_jacobian(self.task_losses(losses), shared, own, mode=self.jacobian_mode)
+        jac_xi = task_jacobian(
+            self.task_losses(ctx.compute_losses(ctx.extra_batches[0])), shared, mode=self.jacobian_mode
+        )
+        jac_xi2 = task_jacobian(
+            self.task_losses(ctx.compute_losses(ctx.extra_batches[1])), shared, mode=self.jacobian_mode
+        )
         w = self.solve_weights(jac_xi, jac_xi2)
         weights = (w + self.lam / self.num_tasks) / (1.0 + self.lam)  # d = J_zeta^T weights
         if ctx.present is not None:  # an absent task's row of J_zeta is zero: give it weight 0 too

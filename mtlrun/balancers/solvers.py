@@ -46,8 +46,46 @@ def factor(G: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(eigenvalues, 0.0, None))[:, None] * vectors.T
 
 
-def min_norm_weights(G: np.ndarray) -> np.ndarray:
-    """argmin_{w in simplex} w^T G w: the min-norm point of the convex hull of the task gradients."""
+def min_norm_on_support(G: np.ndarray, support: np.ndarray) -> np.ndarray | None:
+    """The min-norm point of the hull if its support is ``support`` (bool, T), else None.
+
+    On a given support S the optimum solves the equality-constrained problem ``G_SS w_S = lambda 1``,
+    ``1^T w_S = 1`` (one small linear system); it is the optimum of the whole problem exactly when
+    the KKT conditions hold: ``w_S > 0`` and ``(G w)_i >= w^T G w`` off S. A cheap first try when a
+    nearby problem's support is known (CAGrad's root search solves a chain of such problems).
+    """
+    idx = np.flatnonzero(support)
+    k = len(idx)
+    if k == 0:
+        return None
+    system = np.zeros((k + 1, k + 1))
+    system[:k, :k] = G[np.ix_(idx, idx)]
+    system[:k, k] = system[k, :k] = 1.0
+    rhs = np.zeros(k + 1)
+    rhs[k] = 1.0
+    try:
+        solution = np.linalg.solve(system, rhs)
+    except np.linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(solution)) or np.any(solution[:k] <= 0.0):
+        return None
+    w = np.zeros(G.shape[0])
+    w[idx] = solution[:k]
+    Gw = G @ w
+    value = float(w @ Gw)
+    if np.any(Gw < value - 1e-12 * max(1.0, abs(value))) or np.max(np.abs(Gw[idx] - value)) > 1e-9 * max(
+        1.0, abs(value)
+    ):
+        return None
+    return w
+
+
+def min_norm_weights(G: np.ndarray, support: np.ndarray | None = None) -> np.ndarray:
+    """argmin_{w in simplex} w^T G w: the min-norm point of the convex hull of the task gradients.
+
+    ``support`` (bool, T), the support of a nearby problem's solution, is tried first
+    (:func:`min_norm_on_support`); the exact NNLS solves the problem otherwise.
+    """
     T = G.shape[0]
     if T == 1:
         return np.ones(1)
@@ -60,6 +98,10 @@ def min_norm_weights(G: np.ndarray) -> np.ndarray:
         denominator = G[0, 0] + G[1, 1] - 2.0 * G[0, 1]
         gamma = 0.5 if denominator <= 1e-12 else float(np.clip((G[1, 1] - G[0, 1]) / denominator, 0.0, 1.0))
         return np.array([gamma, 1.0 - gamma])
+    if support is not None:
+        w = min_norm_on_support(G, support)
+        if w is not None:
+            return w
     A = np.vstack([factor(G), np.ones((1, T))])
     b = np.zeros(T + 1)
     b[-1] = 1.0
@@ -109,9 +151,13 @@ def cagrad_weights(G: np.ndarray, c: float) -> tuple[np.ndarray, float]:
         return np.full(T, 1.0 / T), 0.0  # the mean gradient is zero: no conflict-averse step exists
     rho = c * math.sqrt(g0_sq)
 
+    support: list[np.ndarray | None] = [None]  # of the last evaluation: the next one's first try
+
     def weights_at(tau: float) -> np.ndarray:
-        shifted = G + tau * (np.outer(a, np.ones(T)) + np.outer(np.ones(T), a)) + tau * tau * g0_sq
-        return min_norm_weights(shifted)
+        shifted = G + tau * (a[:, None] + a[None, :]) + tau * tau * g0_sq
+        w = min_norm_weights(shifted, support[0])
+        support[0] = w > 0
+        return w
 
     def psi(tau: float) -> float:
         w = weights_at(tau)

@@ -170,7 +170,7 @@ class Diagnostics:
         if not scaled and balancer.returns_jacobian(ctx.step):
             return None
         started = self._clock()
-        stacked = torch.stack([losses[t] for t in self.tasks])
+        stacked = [losses[t] for t in self.tasks]
         rep, rep_in = ctx.representation, ctx.representation_input
         if rep is None or rep_in is None:
             jac = task_jacobian(stacked, self.shared, retain_graph=True)

@@ -36,7 +36,9 @@ def test_same_weights_and_state_as_torch_optim(name: str) -> None:
         {"params": [m[0].bias, m[2].bias], "weight_decay": 0.0},
     ]
     ours = build_optimizer(name, groups(ours_model), 0.05, 0.01, 0.9)
-    reference = TORCH_CLASSES[name](groups(torch_model), lr=0.05, weight_decay=0.01, **({"momentum": 0.9} if name == "sgd" else {}))
+    reference = TORCH_CLASSES[name](
+        groups(torch_model), lr=0.05, weight_decay=0.01, **({"momentum": 0.9} if name == "sgd" else {})
+    )
     assert isinstance(ours, TORCH_CLASSES[name])
     _train(ours_model, ours, 5)
     _train(torch_model, reference, 5)
