@@ -76,3 +76,26 @@ def test_pareto_stationary_point_gives_the_mean_direction():
 def test_negative_c_is_a_config_error():
     with pytest.raises(ConfigError, match=r"balancer\.c=-1"):
         build("cagrad", c=-1.0)
+
+
+def test_closed_form_on_supports_agrees_with_the_root_search(monkeypatch):
+    from mtlrun.balancers import solvers
+
+    used = 0
+    for seed in range(300):
+        rng = np.random.default_rng(seed)
+        T, P = int(rng.integers(2, 7)), int(rng.integers(2, 12))
+        J = rng.normal(size=(T, P)) * rng.uniform(0.01, 10, size=(T, 1))
+        if seed % 3 == 0:
+            J[1] = -0.9 * J[0] + 0.01 * J[1]  # a strong conflict: small supports
+        G, c = J @ J.T, float(rng.choice([0.1, 0.5, 1.0, 2.0]))
+        Gn = solvers.symmetric(G) / solvers.scale_of(G)
+        a = Gn @ np.full(T, 1.0 / T)
+        used += solvers.cagrad_on_supports(Gn, a, c * math.sqrt(a.mean())) is not None
+        closed = solvers.cagrad_weights(G, c)
+        with monkeypatch.context() as m:
+            m.setattr(solvers, "MAX_ENUMERATED_TASKS", 0)
+            searched = solvers.cagrad_weights(G, c)
+        direction = [J.T @ (np.full(T, 1.0 / T) + ratio * w) for w, ratio in (closed, searched)]
+        assert np.allclose(*direction, rtol=1e-6, atol=1e-8 * np.abs(J).max())
+    assert used > 200  # the closed form answers most problems; the rest are left to the root search
