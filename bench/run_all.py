@@ -71,8 +71,10 @@ How the rows are taken (the scripts' docstrings say more):
   `train_epoch`) against a hand-written loop on a copy of the same model (same initial weights),
   the same batches and `torch.optim.Adam`: `zero_grad`, forward, sum of losses, `backward`, `step`.
   A ratio above 1 means mtlrun was the faster side in this run (noise).
-- evaluation: the validation pass the trainer runs after every epoch (forward, losses,
-  torchmetrics update and compute) over the training epoch it follows.
+- evaluation: what the metrics cost (the issue's row): torchmetrics reset, update and compute on
+  the predictions of one validation pass, over the training epoch. The whole validation pass
+  (forward, losses, metrics) is shown too, without a target: its forward passes alone are about
+  (validation / training samples) x (forward / training step) of an epoch, 0.2 x 0.4 = 8% here.
 - gradient methods: a step of each method against the floor any method that needs per-task
   gradients pays: one forward and T backward passes through the whole model, then the Adam step.
 - startup (`bench/startup.py`): fresh processes; the run is stopped when it logs the line written

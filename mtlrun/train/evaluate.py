@@ -48,6 +48,28 @@ class TaskEvaluator:
             self.collections[task].update(preds, target)
             pairs.clear()
 
+    def reset(self) -> None:
+        for collection in self.collections.values():
+            collection.reset()
+
+    def compute(self) -> Metrics:
+        """``{task: {metric: value}}`` of everything given to the metrics since :meth:`reset`."""
+        return {
+            name: {m: float(v) for m, v in collection.compute().items()}
+            for name, collection in self.collections.items()
+        }
+
+    @torch.no_grad()
+    def score(self, pairs: Mapping[str, list[tuple[Tensor, Tensor]]]) -> Metrics:
+        """The metrics of gathered ``{task: [(predictions, target), ...]}``: reset, update, compute.
+
+        What the metrics add to an evaluation's forward passes (``make bench`` times it alone).
+        """
+        self.reset()
+        for task, task_pairs in pairs.items():
+            self._update(task, list(task_pairs))
+        return self.compute()
+
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: Any, batch_size: int) -> tuple[Metrics, dict[str, float]]:
         """Return ``({task: {metric: value}}, {task: mean loss})`` on ``split``.
@@ -56,8 +78,7 @@ class TaskEvaluator:
         """
         was_training = model.training
         model.eval()
-        for collection in self.collections.values():
-            collection.reset()
+        self.reset()
         loss_sums = {t: torch.zeros((), device=self.device) for t in self.tasks}
         counts = {t: torch.zeros((), device=self.device) for t in self.tasks}  # present labels
         parts: list[tuple[Any, Mapping[str, TaskSpec], Callable[[Tensor], Any]]]
@@ -86,8 +107,4 @@ class TaskEvaluator:
         for name, pairs in pending.items():
             self._update(name, pairs)
         model.train(was_training)
-        metrics = {
-            name: {m: float(v) for m, v in collection.compute().items()}
-            for name, collection in self.collections.items()
-        }
-        return metrics, {t: float(s) / max(float(counts[t]), 1.0) for t, s in loss_sums.items()}
+        return self.compute(), {t: float(s) / max(float(counts[t]), 1.0) for t, s in loss_sums.items()}

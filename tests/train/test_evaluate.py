@@ -46,3 +46,23 @@ def test_chunked_metric_updates_match_one_update_per_batch(monkeypatch):
     accuracy = float((out["c"].argmax(1) == split.targets["c"]).float().mean())
     mae = float((out["r"].squeeze(-1) * 3.0 + 0.5 - split.targets["r"]).abs().mean())
     assert gathered["c"]["accuracy"] == pytest.approx(accuracy) and gathered["r"]["mae"] == pytest.approx(mae, rel=1e-5)
+
+
+def test_score_of_gathered_pairs_equals_the_evaluation_and_forgets_the_last_one():
+    torch.manual_seed(1)
+    n = 40
+    split = TensorSplit(torch.randn(n, 6), {"c": torch.randint(0, 3, (n,)), "b": torch.randint(0, 2, (n,)).float()})
+    tasks = {"c": classification_task("c", 3), "b": binary_task("b")}
+    model = Heads()
+    evaluator = evaluate.TaskEvaluator(tasks, torch.device("cpu"))
+    metrics, _ = evaluator.evaluate(model, split, 16)
+    with torch.no_grad():
+        out = model(split.x)
+    pairs = {t: [tasks[t].metric_inputs(out[t], split.targets[t])] for t in tasks}
+    scored = evaluator.score(pairs)  # the evaluation's own state is reset first
+    for task in tasks:
+        assert scored[task] == pytest.approx(metrics[task], rel=1e-6)
+    half = {t: [tasks[t].metric_inputs(out[t][:20], split.targets[t][:20])] for t in tasks}
+    assert evaluator.score(half)["c"]["accuracy"] == pytest.approx(
+        float((out["c"][:20].argmax(1) == split.targets["c"][:20]).float().mean())
+    )
