@@ -42,14 +42,16 @@ def test_run_folder_layout(cli):
 
 
 def test_same_config_and_seed_give_identical_metrics(cli, tmp_path):
-    first = cli(*TINY, "seed=3", cwd=tmp_path)
+    # the MTL run only: baselines are trained by the same Trainer (tests/train/test_baselines.py)
+    args = [*TINY, "report.baselines=false"]
+    first = cli(*args, "seed=3", cwd=tmp_path)
     second_dir = tmp_path / "again"
     second_dir.mkdir()
-    second = cli(*TINY, "seed=3", cwd=second_dir)
+    second = cli(*args, "seed=3", cwd=second_dir)
     a = json.dumps(first.summary()["metrics"], sort_keys=True)
     b = json.dumps(second.summary()["metrics"], sort_keys=True)
     assert a == b
-    other = cli(*TINY, "seed=4", cwd=second_dir)
+    other = cli(*args, "seed=4", cwd=second_dir)
     assert json.dumps(other.summary()["metrics"], sort_keys=True) != a
 
 
@@ -98,7 +100,8 @@ def test_cli_module_does_not_import_torch():
 
 
 def test_two_runs_started_together_get_distinct_folders(tmp_path):
-    exe = [sys.executable, "-m", "mtlrun", "trainer.epochs=1", "tasks=digits_left_right", "report.baselines=false"]
+    exe = [sys.executable, "-m", "mtlrun", "trainer.epochs=1", "dataset=synthetic", "dataset.num_samples=300"]
+    exe += ["report.baselines=false", "diagnostics.every=0"]
     procs = [subprocess.Popen(exe, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
     for p in procs:
         assert p.wait(timeout=300) == 0
