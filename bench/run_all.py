@@ -138,7 +138,7 @@ def main() -> None:
     stage("training step, epoch, evaluation and gradient-method rows")
     rows = overhead.all_rows(args.rounds, args.steps)
     stage("startup rows")
-    rows += startup.startup_rows(3)
+    rows += startup.startup_rows(5)
     stage("make run, end to end")
     rows.append(endtoend.endtoend_row())
     stage("import times")
