@@ -290,7 +290,8 @@ def all_rows(rounds: int, steps: int, methods: list[str] | None = None) -> list[
     logging.getLogger("mtlrun").setLevel(logging.WARNING)
     rows = [step_row(label, o, b, rounds, steps) for label, o, b in WORKLOADS]
     rows += epoch_rows(rounds)
-    rows += gradient_rows(GRADIENT_METHODS if methods is None else methods, rounds, max(1, steps // 2))
+    # twice the rounds: six cases share each round, and these rows sit nearest their target
+    rows += gradient_rows(GRADIENT_METHODS if methods is None else methods, 2 * rounds, max(1, steps // 2))
     return rows
 
 

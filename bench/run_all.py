@@ -61,7 +61,8 @@ target.
 
 {facts}
 - load average at the end: {load_end}
-- in-process rows: {args.threads} torch thread(s), {args.rounds} rounds of {args.steps} steps (epochs: 1 per round)
+- in-process rows: {args.threads} torch thread(s), {args.rounds} rounds of {args.steps} steps (epochs: 1 per round;
+  gradient methods: {2 * args.rounds} rounds of {max(1, args.steps // 2)} steps)
 
 {rows_table(rows)}
 
