@@ -12,7 +12,7 @@ from tests.conftest import TINY, TINY_SYNTHETIC, run_subprocess
 
 
 def test_run_folder_layout(cli):
-    result = cli(*TINY)
+    result = cli(*TINY, "report.baselines=false")  # the default run with baselines: test_cli_smoke.py
     assert result.code == 0, result.err
     folder = result.run_dirs()[-1]
     for name in (
@@ -64,7 +64,9 @@ def test_synthetic_dataset_and_task_subset(cli):
 
 
 def test_fixed_weights_are_used(cli):
-    result = cli(*TINY, "balancer=fixed", "tasks=digits_left_right", "tasks.weights={left:2.0}")
+    result = cli(
+        *TINY, "balancer=fixed", "tasks=digits_left_right", "tasks.weights={left:2.0}", "report.baselines=false"
+    )
     assert result.code == 0, result.err
     rows = [json.loads(x) for x in (result.run_dirs()[-1] / "metrics.jsonl").read_text().splitlines()]
     weights = {r["task"]: r["value"] for r in rows if r["metric"] == "weight" and r["epoch"] == 1}
