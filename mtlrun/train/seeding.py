@@ -31,4 +31,4 @@ def set_deterministic_algorithms() -> None:
     torch._C._set_deterministic_algorithms(True, warn_only=True)
     inductor_config = sys.modules.get("torch._inductor.config")
     if inductor_config is not None:
-        inductor_config.deterministic = True
+        inductor_config.deterministic = True  # type: ignore[attr-defined]
