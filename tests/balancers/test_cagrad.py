@@ -81,7 +81,7 @@ def test_negative_c_is_a_config_error():
 def test_closed_form_on_supports_agrees_with_the_root_search(monkeypatch):
     from mtlrun.balancers import solvers
 
-    used = 0
+    used = vertices = 0
     for seed in range(300):
         rng = np.random.default_rng(seed)
         T, P = int(rng.integers(2, 7)), int(rng.integers(2, 12))
@@ -92,6 +92,7 @@ def test_closed_form_on_supports_agrees_with_the_root_search(monkeypatch):
         Gn = solvers.symmetric(G) / solvers.scale_of(G)
         a = Gn @ np.full(T, 1.0 / T)
         used += solvers.cagrad_on_supports(Gn, a, c * math.sqrt(a.mean())) is not None
+        vertices += solvers.cagrad_at_a_vertex(Gn, a, c * math.sqrt(a.mean()), 1e-9) is not None
         closed = solvers.cagrad_weights(G, c)
         with monkeypatch.context() as m:
             m.setattr(solvers, "MAX_ENUMERATED_TASKS", 0)
@@ -99,3 +100,4 @@ def test_closed_form_on_supports_agrees_with_the_root_search(monkeypatch):
         direction = [J.T @ (np.full(T, 1.0 / T) + ratio * w) for w, ratio in (closed, searched)]
         assert np.allclose(*direction, rtol=1e-6, atol=1e-8 * np.abs(J).max())
     assert used > 200  # the closed form answers most problems; the rest are left to the root search
+    assert 20 < vertices < used  # both the vertex test and the larger supports answer some
