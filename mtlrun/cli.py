@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import hydra
 from omegaconf import DictConfig
@@ -131,6 +133,35 @@ def _parse_problem(arg: str, message: str) -> str:
     return first.replace("<EOF>", "the end")
 
 
+#: command-line arguments through which a config could set ``hydra.mode`` (see :func:`skip_mode_probe`)
+MODE_SOURCES = ("hydra.mode", "+hydra.mode", "++hydra.mode", "hydra.searchpath", "+hydra.searchpath")
+MODE_SOURCES += ("++hydra.searchpath", "--config-path", "-cp", "--config-dir", "-cd", "--config-name", "-cn")
+MODE_SOURCES += ("--experimental-rerun",)
+
+
+@contextmanager
+def skip_mode_probe(args: list[str]) -> Iterator[None]:
+    """Skip Hydra's mode probe where its answer is known: no ``hydra.mode`` anywhere.
+
+    Before running, Hydra 1.3 composes the whole config once more (``Hydra.get_mode``) only to read
+    ``hydra.mode``, which returns None unless a config or an override sets it: about a quarter of
+    a second of every run's start-up. No config shipped with mtlrun sets it (a test checks), so
+    the probe is skipped unless the command line names ``hydra.mode`` or brings configs of its own
+    (``--config-dir``, ``hydra.searchpath``, ...), where Hydra probes as usual.
+    """
+    from hydra._internal.hydra import Hydra
+
+    probe = getattr(Hydra, "get_mode", None)
+    if probe is None or any(arg.startswith(MODE_SOURCES) for arg in args):
+        yield
+        return
+    Hydra.get_mode = lambda self, config_name, overrides: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Hydra.get_mode = probe  # type: ignore[method-assign]
+
+
 def main() -> None:
     """The ``mtlrun`` console script."""
     if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
@@ -156,7 +187,8 @@ def main() -> None:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(2)
     try:
-        _hydra_main()
+        with skip_mode_probe(sys.argv[1:]):
+            _hydra_main()
     except KeyboardInterrupt as ex:
         print(f"mtlrun: interrupted{f' ({ex})' if str(ex) else ''}", file=sys.stderr)
         sys.exit(getattr(ex, "exit_code", 130))
