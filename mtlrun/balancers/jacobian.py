@@ -140,16 +140,13 @@ def task_jacobian(
     own = [[p for p in ps if p.requires_grad] for ps in (task_params or [[] for _ in range(T)])]
     device = losses[0].device
     if resolve_mode(mode, device) == "loop":
-        jac: Tensor | None = None
+        # one (T, P) buffer filled row by row (a leaf's gradient has the leaf's dtype): no copy to stack rows
+        jac = torch.empty(T, sum(p.numel() for p in shared), device=device, dtype=shared[0].dtype)
         for i, loss in enumerate(losses):
             inputs = [*shared, *own[i]]
             grads = torch.autograd.grad(loss, inputs, retain_graph=retain_graph or i < T - 1, allow_unused=True)
-            if jac is None:  # one (T, P) buffer, filled row by row: no second copy to stack the rows
-                dtype = next((g.dtype for g in grads[: len(shared)] if g is not None), shared[0].dtype)
-                jac = torch.empty(T, sum(p.numel() for p in shared), device=device, dtype=dtype)
             flat(grads[: len(shared)], shared, out=jac[i])
             accumulate_grad(own[i], grads[len(shared) :])
-        assert jac is not None
         return unscale(jac)
     if not isinstance(losses, Tensor):
         losses = torch.stack(list(losses))

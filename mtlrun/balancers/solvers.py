@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -137,30 +138,6 @@ def cagrad_weights(G: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     return w, rho / norm
 
 
-def cagrad_at_a_vertex(G: np.ndarray, a: np.ndarray, rho: float, tol: float) -> tuple[np.ndarray, float] | None:
-    """The CAGrad dual's optimum when it is a vertex ``w = e_i`` (one task's gradient), else None.
-
-    :func:`cagrad_on_supports` on the support {i} in one vectorised test for every i: there
-    ``n = sqrt(G_ii)``, ``lambda = a_i + rho n`` and the KKT conditions read
-    ``a_j + rho G_ij / n >= lambda`` for every j. Vertices are the common case under a strong
-    conflict (one task's gradient alone), which the largest-first search of supports reaches last.
-    """
-    norms = np.sqrt(np.clip(np.diag(G), 0.0, None))
-    usable = norms >= MIN_CLOSED_FORM_NORM
-    if not usable.any():
-        return None
-    safe = np.where(usable, norms, 1.0)
-    gradients = a[None, :] + rho * G / safe[:, None]  # row i: the dual's gradient at e_i, times n/rho
-    lam = a + rho * norms
-    valid = usable & np.all(gradients >= lam[:, None] - tol, axis=1) & (lam > tol)
-    if not valid.any():
-        return None
-    i = int(np.argmax(valid))
-    w = np.zeros(G.shape[0])
-    w[i] = 1.0
-    return w, rho / float(norms[i])
-
-
 #: CAGrad's closed form is tried on every support up to this many tasks (2^T - 1 supports)
 MAX_ENUMERATED_TASKS = 6
 #: smallest ||g_w|| (in units of the RMS task-gradient norm) the closed form answers for
@@ -175,19 +152,37 @@ def cagrad_on_supports(G: np.ndarray, a: np.ndarray, rho: float) -> tuple[np.nda
     ``(1^T u) lambda^2 - 2 (1^T v) lambda + a_S^T v - rho^2 = 0`` for lambda; with ``d`` its
     discriminant over 4, ``w_S = (lambda u - v) / sqrt(d)`` and ``rho / n = sqrt(d)``. The
     problem is convex, so a point satisfying the KKT conditions (``w_S > 0`` and
-    ``a_i + sqrt(d) (G w)_i >= lambda`` off S) is its optimum. The T vertices are tested at once
-    (:func:`cagrad_at_a_vertex`), then the larger supports from the largest down (at most
-    ``2^T - T - 1`` small solves, ``T <= MAX_ENUMERATED_TASKS``); a singular ``G_SS``, an
-    ``n`` near 0 or an optimal value <= 0 (where the hull may hold 0) is left to the root search of
-    :func:`cagrad_weights`.
+    ``a_i + sqrt(d) (G w)_i >= lambda`` off S) is its optimum (:func:`cagrad_kkt_points`). An
+    ``n`` near 0 or an optimal value <= 0 (where the hull may hold 0 and the optimum is not
+    unique) is left to the root search of :func:`cagrad_weights`, with its convention for that
+    case (update g0); so is a problem where no support qualifies (a singular ``G_SS``).
     """
-    T = G.shape[0]
-    if T > MAX_ENUMERATED_TASKS:
+    if G.shape[0] > MAX_ENUMERATED_TASKS:
         return None
     tol = 1e-9 * (1.0 + float(np.max(np.abs(a))) + rho)
-    vertex = cagrad_at_a_vertex(G, a, rho, tol)
-    if vertex is not None:
-        return vertex
+    for w, root in cagrad_kkt_points(G, a, rho, tol):
+        norm = rho / root
+        if norm < MIN_CLOSED_FORM_NORM or not float(a @ w) + rho * norm > tol:
+            return None
+        return w / w.sum(), root
+    return None
+
+
+def cagrad_kkt_points(G: np.ndarray, a: np.ndarray, rho: float, tol: float) -> Iterator[tuple[np.ndarray, float]]:
+    """Points ``(w, rho / n)`` of the CAGrad dual that satisfy its KKT conditions, support by support.
+
+    The T vertices ``w = e_i`` come first, in one vectorised test (there ``n = sqrt(G_ii)``,
+    ``lambda = a_i + rho n``, and the conditions read ``a_j + rho G_ij / n >= lambda`` for every j):
+    under a strong conflict one task's gradient alone is the common optimum. Then the larger
+    supports, from the largest down (at most ``2^T - T - 1`` small solves).
+    """
+    T = G.shape[0]
+    norms = np.sqrt(np.clip(np.diag(G), 0.0, None))
+    positive = norms > 0
+    gradients = a[None, :] + rho * G / np.where(positive, norms, 1.0)[:, None]  # row i: at e_i, times n/rho
+    vertices = positive & np.all(gradients >= (a + rho * norms)[:, None] - tol, axis=1)
+    for i in np.flatnonzero(vertices):
+        yield np.eye(T)[i], rho / float(norms[i])
     for size in range(T, 1, -1):
         for support in itertools.combinations(range(T), size):
             idx = list(support)
@@ -208,15 +203,8 @@ def cagrad_on_supports(G: np.ndarray, a: np.ndarray, rho: float) -> tuple[np.nda
             w = np.zeros(T)
             w[idx] = w_s
             gradient = a + root * (G @ w)  # of the dual objective: a + (rho / n) G w
-            if np.any(gradient < lam - tol) or np.any(np.abs(gradient[idx] - lam) > tol):
-                continue
-            norm = rho / root
-            if norm < MIN_CLOSED_FORM_NORM or not float(a @ w) + rho * norm > tol:
-                # ||g_w|| near 0, or an optimal value <= 0 (the hull may hold 0 and the optimum is not
-                # unique): the root search decides, with its convention for that case (update g0)
-                return None
-            return w / w.sum(), root
-    return None
+            if np.all(gradient >= lam - tol) and np.all(np.abs(gradient[idx] - lam) <= tol):
+                yield w, root
 
 
 def fair_weights(G: np.ndarray, alpha: float, *, tol: float = 1e-10, max_iter: int = 100) -> np.ndarray:

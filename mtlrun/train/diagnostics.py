@@ -170,12 +170,12 @@ class Diagnostics:
         if not scaled and balancer.returns_jacobian(ctx.step):
             return None
         started = self._clock()
-        stacked = [losses[t] for t in self.tasks]
+        task_losses = [losses[t] for t in self.tasks]
         rep, rep_in = ctx.representation, ctx.representation_input
         if rep is None or rep_in is None:
-            jac = task_jacobian(stacked, self.shared, retain_graph=True)
+            jac = task_jacobian(task_losses, self.shared, retain_graph=True)
         else:
-            full = task_jacobian(stacked, [*self.shared, rep_in], retain_graph=True)
+            full = task_jacobian(task_losses, [*self.shared, rep_in], retain_graph=True)
             p = sum(x.numel() for x in self.shared)
             direct, through_rep = full[:, :p], full[:, p:]
             rows = []
