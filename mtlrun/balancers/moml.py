@@ -80,14 +80,18 @@ class MOML(Balancer):
         upper_jac = task_jacobian(self.task_losses(upper), list(ahead.values()), mode=self.jacobian_mode)
         return -self.inner_lr * (upper_jac @ jacobian.T) @ softmax_jacobian(w)
 
-    def upper_direction(self, hyper: Tensor, info: BalanceInfo) -> Tensor:
-        """MGDA on the upper level: the min-norm point of the convex hull of the rows of ``hyper``."""
+    def upper_direction(self, hyper: Tensor, info: BalanceInfo, rows: Tensor | None = None) -> Tensor:
+        """MGDA on the upper level: the min-norm point of the convex hull of the rows of ``hyper``
+        (of the present tasks' rows only: an absent task's upper loss is an exact 0, and its zero row
+        would make the min-norm point 0 and freeze every weight)."""
+        if rows is not None:
+            hyper = hyper[rows]
         gram = (hyper @ hyper.T).detach().double().cpu().numpy()
         try:
             gamma = min_norm_weights(gram)
         except SolverError as ex:
             self.warn_once("solver_failures", f"moml: min-norm solver failed ({ex}); using equal weights", info)
-            gamma = np.full(self.num_tasks, 1.0 / self.num_tasks)
+            gamma = np.full(len(hyper), 1.0 / len(hyper))
         return torch.as_tensor(gamma, dtype=hyper.dtype, device=hyper.device) @ hyper
 
     def returns_jacobian(self, step: int) -> bool:
@@ -98,8 +102,8 @@ class MOML(Balancer):
         jacobian = task_jacobian(self.task_losses(losses), params, mode=self.jacobian_mode)
         shared = [p for p in ctx.shared_params if p.requires_grad]
         info = BalanceInfo(jacobian=columns_of(jacobian, params, shared))
-        direction = self.upper_direction(self.hypergradients(jacobian, names, params, ctx), info)
         rows = present_rows(ctx.present)  # an absent task's logit stays as it was
+        direction = self.upper_direction(self.hypergradients(jacobian, names, params, ctx), info, rows)
         adam_update(self, "logits", direction, self.weight_lr, rows=rows)
         weights = torch.softmax(self.logits.to(jacobian), dim=0)
         if ctx.present is not None:  # its row of J is zero: weight 0, the others keep theirs
