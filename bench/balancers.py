@@ -172,7 +172,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from mtlrun.balancers import BALANCERS
-    from mtlrun.config import register_schema
+    from mtlrun.config.schema import register_schema
 
     register_schema()
     if args.threads > 0:

@@ -18,7 +18,7 @@ import time
 import torch
 from hydra import compose, initialize_config_module
 
-from mtlrun.config import register_schema
+from mtlrun.config.schema import register_schema
 from mtlrun.train.baselines import train_baselines
 from mtlrun.train.loop import Trainer
 from mtlrun.train.run import build

@@ -115,7 +115,7 @@ def compose(overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    from mtlrun.config import register_schema
+    from mtlrun.config.schema import register_schema
 
     register_schema()
     with initialize_config_module("mtlrun.conf", version_base="1.3"):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from hydra import compose, initialize_config_module
 
-from mtlrun.config import register_schema
+from mtlrun.config.schema import register_schema
 from mtlrun.train.loop import Trainer
 from mtlrun.train.run import build
 

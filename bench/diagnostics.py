@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides, e.g. trainer.epochs=5")
     args = parser.parse_args()
 
-    from mtlrun.config import register_schema
+    from mtlrun.config.schema import register_schema
 
     register_schema()
     logging.getLogger("mtlrun").setLevel(logging.WARNING)

@@ -1,5 +1,5 @@
 """``python -m mtlrun`` is the ``mtlrun`` command."""
 
-from mtlrun.cli import main
+from mtlrun.cli.main import main
 
 main()

@@ -35,8 +35,8 @@ class CliResult:
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """Call ``mtlrun.cli.main`` with ``args`` in a fresh working folder, like the console script."""
-    from mtlrun.cli import main
+    """Call ``mtlrun.cli.main.main`` with ``args`` in a fresh working folder, like the console script."""
+    from mtlrun.cli.main import main
 
     def invoke(*args: str, cwd: Path | None = None) -> CliResult:
         where = cwd or tmp_path

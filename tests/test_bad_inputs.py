@@ -137,7 +137,7 @@ def fingerprint(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A launch folder with a finished run (and its baselines), a file, an empty folder and bad caches."""
-    from mtlrun.cli import main
+    from mtlrun.cli.main import main
 
     where = tmp_path_factory.mktemp("bad_inputs")
     args = [a for a in BASE if not a.startswith("report.baselines")]

@@ -38,8 +38,8 @@ def test_fuzzed_option_values_pass_or_get_one_line(key: str, value: str):
     """Any value of a typed option either composes and validates, or is refused with one line naming the key."""
     from hydra import compose, initialize_config_module
 
-    from mtlrun.cli import check_command_line, describe_error
-    from mtlrun.config import check_resolvable, validate
+    from mtlrun.cli.main import check_command_line, describe_error
+    from mtlrun.config.schema import check_resolvable, validate
     from mtlrun.errors import ConfigError
 
     override = f"{key}={value}"

@@ -97,7 +97,7 @@ def test_help_lists_every_group_and_choice(tmp_path):
 
 
 def test_cli_module_does_not_import_torch():
-    code = "import sys, mtlrun.cli, mtlrun.help; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = "import sys, mtlrun.cli.main, mtlrun.cli.help; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

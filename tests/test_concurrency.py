@@ -13,10 +13,10 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from mtlrun.baseline_cache import BaselineCache, CacheFileError
+from mtlrun.cli.folder_guard import CLAIM, _claim_or_exit, claim, release_if_created, resuming
 from mtlrun.errors import ConfigError
-from mtlrun.folder_guard import CLAIM, _claim_or_exit, claim, release_if_created, resuming
 from mtlrun.models import EncoderSpec
+from mtlrun.results.baseline_cache import BaselineCache, CacheFileError
 from mtlrun.train import baselines
 
 

@@ -9,18 +9,18 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from mtlrun import config_gen
-from mtlrun.config import register_schema
-from mtlrun.config_options import OPTIONS
+from mtlrun.config import generate as config_gen
+from mtlrun.config.options import OPTIONS
+from mtlrun.config.schema import register_schema
 
-CONF = Path(config_gen.__file__).resolve().parent.parent / "conf"
+CONF = Path(config_gen.__file__).resolve().parents[2] / "conf"
 #: choices whose keys are the user's own (a Python dataset's arguments): no fixed schema
 UNTYPED = {("dataset", "python")}
 
 
 def test_generated_options_match_the_registered_signatures():
     assert config_gen.TARGET.read_text(encoding="utf-8") == config_gen.render(), (
-        "mtlrun/config_options.py is out of date: run `python -m mtlrun.config_gen`"
+        "mtlrun/config/options.py is out of date: run `python -m mtlrun.config.generate`"
     )
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mtlrun.console import PlainHandler, console_handler, make_console
 from mtlrun.report.aggregate import compare
 from mtlrun.report.compare import render_table
+from mtlrun.report.console import PlainHandler, console_handler, make_console
 from mtlrun.report.folders import read_runs
 from tests.conftest import run_subprocess
 from tests.report.helpers import make_run

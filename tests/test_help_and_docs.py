@@ -10,8 +10,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from mtlrun.config import register_schema
-from mtlrun.help import dataset_tasks, first_sentence, group_choices, render_help
+from mtlrun.cli.help import dataset_tasks, first_sentence, group_choices, render_help
+from mtlrun.config.schema import register_schema
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 GROUPS = ("dataset", "tasks", "encoder", "arch", "balancer", "schedule", "trainer", "logger", "experiment", "sweep")

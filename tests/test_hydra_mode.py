@@ -1,4 +1,4 @@
-"""Hydra's mode probe is skipped only where its answer is known (mtlrun.cli.skip_mode_probe)."""
+"""Hydra's mode probe is skipped only where its answer is known (mtlrun.cli.main.skip_mode_probe)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from importlib.resources import files
 
 import yaml
 
-from mtlrun.cli import MODE_SOURCES, skip_mode_probe
+from mtlrun.cli.main import MODE_SOURCES, skip_mode_probe
 from tests.sweep_helpers import SMALL
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mtlrun.config import RunConf
-from mtlrun.inert_settings import inert_settings
+from mtlrun.config.inert import inert_settings
+from mtlrun.config.schema import RunConf
 
 INERT = [
     (["trainer.momentum=0.5"], "trainer.momentum=0.5", "trainer.optimizer=sgd"),

@@ -45,3 +45,29 @@ def test_import_linter_contracts_hold():
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([exe], cwd=root, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:]
+
+
+#: the modules allowed directly under mtlrun/: the package face and what every layer may use
+TOP_LEVEL = {"mtlrun", "mtlrun.__main__", "mtlrun.errors", "mtlrun.registry", "mtlrun.lazy"}
+
+
+def _layers() -> list[list[str]]:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    contracts = pyproject["tool"]["importlinter"]["contracts"]
+    (layers,) = [c["layers"] for c in contracts if c["type"] == "layers"]
+    return [[name.strip() for name in layer.replace(":", "|").split("|")] for layer in layers]
+
+
+def test_only_the_face_errors_registry_and_lazy_imports_sit_at_the_top(graph):
+    loose = {m for m in graph.modules if m.count(".") == 1 and not graph.find_children(m)} - TOP_LEVEL
+    assert not loose, f"modules directly under mtlrun/ that belong in a sub-package: {sorted(loose)}"
+
+
+def test_the_layers_contract_covers_every_module(graph):
+    roots = [name for layer in _layers() for name in layer]
+    uncovered = sorted(
+        m for m in graph.modules if m != "mtlrun" and not any(m == r or m.startswith(r + ".") for r in roots)
+    )
+    assert not uncovered, f"modules in no layer of pyproject's layers contract: {uncovered}"

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from mtlrun.optim_rules import AdamState, UnsupportedOptimizer, adam, preview_step, sgd
+from mtlrun.balancers.optim_rules import AdamState, UnsupportedOptimizer, adam, preview_step, sgd
 
 STEPS = 4
 

@@ -176,7 +176,7 @@ def test_a_full_disk_keeps_the_previous_files_and_fails_the_run(cli, monkeypatch
     """The second write of ``victim`` hits ENOSPC: the first version stays, the run ends ``failed``."""
     import errno
 
-    import mtlrun.outputs as outputs
+    import mtlrun.results.atomic as outputs
 
     real = outputs._atomic
     writes: dict[str, int] = {}
@@ -230,7 +230,7 @@ def test_compare_names_damaged_run_folders_without_a_traceback(tmp_path, capsys)
     assert "not valid JSON" in text and "summary.json" in text
     assert {p: p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()} == before
 
-    from mtlrun.runfolder import RunFolder
+    from mtlrun.results.run_folder import RunFolder
 
     assert RunFolder(cut).read_metric_rows() == [{"epoch": 1, "split": "train"}]  # up to the half-written line
 

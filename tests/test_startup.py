@@ -21,7 +21,7 @@ def loaded_after(statement: str) -> dict[str, bool]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("statement", ["import mtlrun.train.run", "import mtlrun.cli"])
+@pytest.mark.parametrize("statement", ["import mtlrun.train.run", "import mtlrun.cli.main"])
 def test_run_path_imports_no_heavy_library(statement):
     loaded = loaded_after(statement)
     assert not any(loaded.values()), f"{statement} loaded {[m for m, yes in loaded.items() if yes]}"

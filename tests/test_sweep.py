@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtlrun.objective import run_objective
-from mtlrun.runfolder import Summary
+from mtlrun.results.objective import run_objective
+from mtlrun.results.run_folder import Summary
 from tests.sweep_helpers import SMALL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +106,7 @@ def test_slurm_preset_composes():
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra import compose, initialize_config_module
 
-    from mtlrun.config import register_schema
+    from mtlrun.config.schema import register_schema
 
     register_schema()
     with initialize_config_module(version_base="1.3", config_module="mtlrun.conf"):

@@ -1,7 +1,7 @@
 """Shared pieces of the multi-batch, lookahead and bilevel balancers (sdmgrad, modo, auto_lambda, moml, forum).
 
 - :func:`project_simplex`: Euclidean projection onto the probability simplex, on the device.
-- :func:`register_adam` / :func:`adam_update`: Adam (the shared rule of :mod:`mtlrun.optim_rules`) on a
+- :func:`register_adam` / :func:`adam_update`: Adam (the shared rule of :mod:`mtlrun.balancers.optim_rules`) on a
   balancer's own buffer (task weights or their logits). These methods keep the weights out of the
   model's optimizer, as their papers do; the moments are buffers, so ``state_dict()`` resumes them.
 - :func:`trainable` / :func:`lookahead_params` / :func:`upper_batch`: the model's trainable parameters by
@@ -49,7 +49,7 @@ def adam_update(
     eps: float = 1e-8,
     rows: Tensor | None = None,
 ) -> None:
-    """One Adam step (Kingma & Ba, ICLR 2015) on ``module.<name>`` (the rule of :mod:`mtlrun.optim_rules`);
+    """One Adam step (Kingma & Ba, ICLR 2015) on ``module.<name>`` (the rule of :mod:`mtlrun.balancers.optim_rules`);
     ``rows`` restricts it to those entries (the present tasks)."""
     adam_on_buffers(
         getattr(module, name),

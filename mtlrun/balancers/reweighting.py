@@ -2,7 +2,7 @@
 
 Those weights are not ``nn.Parameter`` s on purpose: the trainer would optimise them with the model.
 Their Adam moments and step count live in buffers, so ``state_dict()`` resumes the optimiser exactly.
-The update rule itself is the shared one of :mod:`mtlrun.optim_rules`.
+The update rule itself is the shared one of :mod:`mtlrun.balancers.optim_rules`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtlrun.optim_rules import AdamState, adam
+from mtlrun.balancers.optim_rules import AdamState, adam
 
 
 @torch.no_grad()

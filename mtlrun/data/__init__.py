@@ -1,22 +1,15 @@
-"""Datasets: importing this package registers every built-in dataset."""
+"""Datasets: the contracts (``base``, ``tasks``, ...) here, your own data in ``own/``, the built-in
+benchmarks in ``benchmarks/``; importing this package registers every dataset in ``DATASETS``."""
 
-from mtlrun.data import (  # noqa: F401  (registration)
-    celeba,
-    census_income,
-    cityscapes,
-    image_folder,
-    multi_digits,
-    multi_domain,
-    multi_mnist,
-    npy_folder,
-    nyuv2,
-    office,
-    penguins,
-    qm9,
-    synthetic,
-    table,
-)
+import importlib
+import pkgutil
+
+from mtlrun.data import benchmarks, own
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TaskSpec, TensorSplit
-from mtlrun.data.python_dataset import build_dataset
+from mtlrun.data.own.python_dataset import build_dataset
+
+for _package in (own, benchmarks):
+    for _module in pkgutil.iter_modules(_package.__path__):
+        importlib.import_module(f"{_package.__name__}.{_module.name}")
 
 __all__ = ["DATASETS", "MultiTaskDataset", "TaskSpec", "TensorSplit", "build_dataset"]

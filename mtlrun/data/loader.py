@@ -302,7 +302,7 @@ def place_splits(data: MultiTaskDataset, mode: str, options: LoaderOptions, devi
 
 
 def loader_options(conf: Mapping[str, Any] | None) -> tuple[str, LoaderOptions]:
-    """``(mode, options)`` from the run's ``loader:`` section (validated by ``mtlrun.config.validate``)."""
+    """``(mode, options)`` from the run's ``loader:`` section (validated by ``mtlrun.config.schema.validate``)."""
     conf = dict(conf or {})
     mode = str(conf.pop("mode", "auto"))
     fields = {k: v for k, v in conf.items() if k in LoaderOptions.__dataclass_fields__}

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import yaml
 
 from mtlrun.loggers.base import LOGGERS, RunLogger
-from mtlrun.outputs import write_text
+from mtlrun.results.atomic import write_text
 
 
 @LOGGERS.register("csv")

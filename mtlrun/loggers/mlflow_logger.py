@@ -16,7 +16,7 @@ import yaml
 
 from mtlrun.errors import ConfigError
 from mtlrun.loggers.base import LOGGERS, RunLogger
-from mtlrun.runfolder import SUMMARY
+from mtlrun.results.run_folder import SUMMARY
 
 #: MLflow's limits: values per ``log_batch`` call and characters per param value
 MAX_METRICS, MAX_PARAMS, MAX_PARAM_CHARS = 1000, 100, 6000

@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtlrun.objective import defined_mean, signed_relative_change
 from mtlrun.report.folders import RunRecord
 from mtlrun.report.pooling import affects_results
+from mtlrun.results.objective import defined_mean, signed_relative_change
 
 #: config keys pooled by default: rows average over them
 POOLED_BY_DEFAULT = ("seed",)

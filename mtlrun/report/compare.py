@@ -18,10 +18,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mtlrun.console import UNLIMITED, make_console
 from mtlrun.errors import ConfigError
 from mtlrun.report.aggregate import RANK_RULES, Comparison, Row, Stat, compare, short_key, text
 from mtlrun.report.compare_keys import check_config_keys, check_filter_values, check_sort_key
+from mtlrun.report.console import UNLIMITED, make_console
 from mtlrun.report.folders import read_runs
 from mtlrun.report.markdown import md_table
 

@@ -9,14 +9,13 @@ folder that is half written (no or corrupt ``summary.json``, status still ``runn
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtlrun.runfolder import FINISHED, SUMMARY, RunFolder, number
+from mtlrun.results.run_folder import FINISHED, SUMMARY, RunFolder
 
 
 @dataclass
@@ -131,34 +130,9 @@ def read_run(path: Path, at: str = "best") -> RunRecord:
             record.status, record.reason = "incomplete", f"{SUMMARY} has no test metrics at '{at}'"
     transfer = folder.read_transfer()
     if transfer is not None:
-        delta = number(own_delta_m(transfer))
-        record.delta_m = delta if delta is not None and math.isfinite(delta) else None
-        record.stl = baseline_metrics(transfer)
+        record.delta_m = transfer.own_delta_m()
+        record.stl = transfer.baseline_metrics()
     return record
-
-
-def baseline_metrics(transfer: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """``{task: {metric: STL mean}}`` of a report (the single-task point of a trade-off plot)."""
-    found: dict[str, dict[str, float]] = {}
-    tasks = transfer.get("tasks")
-    for task, entry in tasks.items() if isinstance(tasks, dict) else ():
-        metrics = entry.get("metrics") if isinstance(entry, dict) else None
-        for metric, values in metrics.items() if isinstance(metrics, dict) else ():
-            value = number(values.get("stl")) if isinstance(values, dict) else None
-            if value is not None and math.isfinite(value):
-                found.setdefault(str(task), {})[str(metric)] = value
-    return found
-
-
-def own_delta_m(transfer: dict[str, Any]) -> Any:
-    """The run's own Δm (its seed against its own-seed baselines), not the report's pooled Δm, so
-    that rows pooling several seeds show the seed-to-seed spread. A report that pooled no other
-    seed (or was written before ``own`` existed and pooled one run) has only the one value."""
-    own = transfer.get("own")
-    if isinstance(own, dict):
-        return own.get("delta_m")
-    seeds = transfer.get("seeds")
-    return transfer.get("delta_m") if not isinstance(seeds, list) or len(seeds) <= 1 else None
 
 
 def read_runs(paths: Iterable[Path], at: str = "best") -> list[RunRecord]:

@@ -17,8 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
-from mtlrun.console import make_console
+from mtlrun.report.console import make_console
 from mtlrun.report.grouping import affinity_of, command, suggest_grouping, without
 from mtlrun.report.markdown import md_table
 from mtlrun.report.pooling import find_pool, relative, sweep_folder
@@ -32,7 +31,9 @@ from mtlrun.report.transfer import (
     delta_m_drop,
     judge_task,
 )
-from mtlrun.runfolder import PLOTS, RunFolder, Summary
+from mtlrun.results.baseline_cache import BaselineCache, baseline_key, baseline_settings
+from mtlrun.results.run_folder import PLOTS, RunFolder, Summary
+from mtlrun.results.transfer_report import MetricTransfer, TaskTransfer, TransferReport
 
 TEST = "two-sided Welch t-test (unequal variances) on per-seed relative scores; direction from the sign of Δ_t"
 CI_METHOD = (
@@ -77,7 +78,7 @@ def baseline_keys_for(config: dict[str, Any], summary: Summary) -> dict[str, str
     }
 
 
-def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | None = None) -> dict[str, Any] | None:
+def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | None = None) -> TransferReport | None:
     """Compute the report of ``run_dir``; write transfer.json, report.md and the Δ chart.
 
     Returns the report, or None when the run is not complete.
@@ -132,59 +133,61 @@ def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | N
     dirs = {t: directions[t] for t in verdicts}
     own = next((p for p in pooled_info if p["folder"] == relative(run_dir, base)), None)
     overrides = folder.read_overrides()
-    report: dict[str, Any] = {
-        "run": asdict(summary.run),
-        "selection": "test metrics at the best-validation epoch",
-        "test": TEST,
-        "ci_method": CI_METHOD,
-        "alpha": options.alpha,
-        "correction": options.correction,
-        "min_seeds": options.min_seeds,
-        "seeds": [p["seed"] for p in pooled_info],
-        "pool": {
+    report = TransferReport(
+        run=asdict(summary.run),
+        selection="test metrics at the best-validation epoch",
+        test=TEST,
+        ci_method=CI_METHOD,
+        alpha=options.alpha,
+        correction=options.correction,
+        min_seeds=options.min_seeds,
+        seeds=[p["seed"] for p in pooled_info],
+        pool={
             "mode": options.pool,
             "from": list(options.pool_from),
             "dropped": pool.dropped,
             "sweep_job": sweep_folder(run_dir) is not None,
         },
-        "pooled_runs": pooled_info,
-        "baseline_cache": relative(cache.root, base),
-        "tasks": {
-            t: {
-                "delta": v.delta,
-                "ci95": list(v.ci) if v.ci is not None else None,
-                "verdict": v.verdict,
-                "p_value": v.p_value,
-                "p_adjusted": v.p_adjusted,
-                "n_mtl": v.n_mtl,
-                "n_stl": v.n_stl,
-                "metrics": v.metrics,
-                "excluded_metrics": v.excluded,
-            }
-            for t, v in verdicts.items()
-        },
-        "missing_baselines": [t for t in tasks if t not in verdicts],
-        "delta_m": delta_m(mean, stl_mean, dirs) if verdicts else None,
-        "delta_m_drop": delta_m_drop(mean, stl_mean, dirs) if verdicts else None,
-        "own": {"seed": config.get("seed"), "delta_m": own["delta_m"] if own else None},
-        "complete": len(verdicts) == len(tasks),
-        "config": resolved_config(config, summary),
-        "cost": compute_cost(summary, baseline_records),
-        "how_to_get_verdicts": verdict_command(overrides, pooled_info, verdicts, options.min_seeds),
-    }
-    report["grouping"] = suggest_grouping(tasks, affinities, options.groups, overrides)
+        pooled_runs=pooled_info,
+        baseline_cache=relative(cache.root, base),
+        tasks={t: task_transfer(v) for t, v in verdicts.items()},
+        missing_baselines=[t for t in tasks if t not in verdicts],
+        delta_m=delta_m(mean, stl_mean, dirs) if verdicts else None,
+        delta_m_drop=delta_m_drop(mean, stl_mean, dirs) if verdicts else None,
+        own={"seed": config.get("seed"), "delta_m": own["delta_m"] if own else None},
+        complete=len(verdicts) == len(tasks),
+        config=resolved_config(config, summary),
+        cost=compute_cost(summary, baseline_records),
+        how_to_get_verdicts=verdict_command(overrides, pooled_info, verdicts, options.min_seeds),
+    )
+    report.grouping = suggest_grouping(tasks, affinities, options.groups, overrides)
     own_keys = baseline_keys_for(config, summary)
     stl_curves = {t: rec["curves"] for t in tasks if (rec := cache.load(own_keys[t])) is not None and "curves" in rec}
     _plot(run_dir, report, summary, stl_curves)
-    report["plots"] = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / PLOTS).glob("*.png"))
+    report.plots = sorted(p.relative_to(run_dir).as_posix() for p in (run_dir / PLOTS).glob("*.png"))
     folder.write_transfer(report)
     folder.write_report_markdown(render_markdown(report))
     return report
 
 
+def task_transfer(verdict: TaskVerdict) -> TaskTransfer:
+    """A task's verdict as the report records it."""
+    return TaskTransfer(
+        delta=verdict.delta,
+        ci95=list(verdict.ci) if verdict.ci is not None else None,
+        verdict=verdict.verdict,
+        p_value=verdict.p_value,
+        p_adjusted=verdict.p_adjusted,
+        n_mtl=verdict.n_mtl,
+        n_stl=verdict.n_stl,
+        metrics={m: MetricTransfer(**values) for m, values in verdict.metrics.items()},
+        excluded_metrics=verdict.excluded,
+    )
+
+
 def resolved_config(config: dict[str, Any], summary: Summary) -> dict[str, Any]:
     """The settings a reader of the report needs, with ``encoder=auto`` resolved to what was built."""
-    from mtlrun.config_options import OPTIONS
+    from mtlrun.config.options import OPTIONS
 
     encoder = dict(summary.encoder) or dict(config.get("encoder") or {})
     defaults = OPTIONS.get(("encoder", str(encoder.get("name"))))
@@ -253,7 +256,7 @@ def verdict_command(
     return command("-m", *without(overrides, "seed"), f"seed={seed_list}")
 
 
-def _plot(run_dir: Path, report: dict[str, Any], summary: Summary, stl_curves: dict[str, Any]) -> None:
+def _plot(run_dir: Path, report: TransferReport, summary: Summary, stl_curves: dict[str, Any]) -> None:
     """The Δ_t chart (with its 95% intervals), the trade-off against the single-task point, and the
     learning curves with the single-task curves overlaid."""
     import logging
@@ -261,11 +264,11 @@ def _plot(run_dir: Path, report: dict[str, Any], summary: Summary, stl_curves: d
     try:
         from mtlrun.report.plots import plot_delta_bars, plot_learning_curves, plot_tradeoff, read_metrics
 
-        deltas = {t: (v["delta"], v["verdict"]) for t, v in report["tasks"].items() if v["delta"] is not None}
-        intervals = {t: tuple(v["ci95"]) for t, v in report["tasks"].items() if v.get("ci95") and t in deltas}
+        deltas = {t: (v.delta, v.verdict) for t, v in report.tasks.items() if v.delta is not None}
+        intervals = {t: (v.ci95[0], v.ci95[1]) for t, v in report.tasks.items() if v.ci95 and t in deltas}
         if deltas:
             plot_delta_bars(deltas, run_dir / PLOTS / "delta.png", intervals)
-        plot_tradeoff(report["tasks"], summary.primary, run_dir / PLOTS / "tradeoff.png")
+        plot_tradeoff(report.tasks, summary.primary, run_dir / PLOTS / "tradeoff.png")
         if stl_curves:
             plot_learning_curves(
                 read_metrics(run_dir),
@@ -388,86 +391,85 @@ def _grouping_lines(grouping: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    run = report["run"]
-    correction = {"holm": "Holm's correction across the run's tasks", "none": "no correction"}[report["correction"]]
+def render_markdown(report: TransferReport) -> str:
+    run, own = report.run, report.own or {}
+    correction = {"holm": "Holm's correction across the run's tasks", "none": "no correction"}[report.correction]
     lines = [
         f"# Negative-transfer report: {run['arch']} + {run['balancer']} on {run['dataset']}",
         "",
-        f"Seeds pooled: {', '.join(map(str, report['seeds']))} ({len(report['seeds'])} run(s), "
-        f"pooling `report.pool={report['pool']['mode']}`). Metrics: {report['selection']}.",
+        f"Seeds pooled: {', '.join(map(str, report.seeds))} ({len(report.seeds)} run(s), "
+        f"pooling `report.pool={report.pool['mode']}`). Metrics: {report.selection}.",
         "",
-        f"Significance: {report['test']}, alpha = {report['alpha']}, {correction}; a verdict needs "
-        f"{report['min_seeds']} seeds on each side. Confidence intervals: {report['ci_method']}.",
+        f"Significance: {report.test}, alpha = {report.alpha}, {correction}; a verdict needs "
+        f"{report.min_seeds} seeds on each side. Confidence intervals: {report.ci_method}.",
         "",
-        f"- **Δm (improvement, higher is better): {_fmt(report['delta_m'])} %**",
-        f"- Δm drop (the Nash-MTL/FAMO form, lower is better): {_fmt(report['delta_m_drop'])} %",
-        f"- Δm of this run's seed ({report['own']['seed']}) against its own-seed baselines: "
-        f"{_fmt(report['own']['delta_m'])} %",
+        f"- **Δm (improvement, higher is better): {_fmt(report.delta_m)} %**",
+        f"- Δm drop (the Nash-MTL/FAMO form, lower is better): {_fmt(report.delta_m_drop)} %",
+        f"- Δm of this run's seed ({own.get('seed')}) against its own-seed baselines: {_fmt(own.get('delta_m'))} %",
         "",
     ]
-    adjusted = "p (Holm)" if report["correction"] == "holm" else "p (adjusted)"
+    adjusted = "p (Holm)" if report.correction == "holm" else "p (adjusted)"
     rows = [
         [
             task,
-            _fmt(v["delta"]),
-            _ci(v["ci95"]),
-            v["verdict"],
-            _p(v["p_value"]),
-            _p(v["p_adjusted"]),
-            v["n_mtl"],
-            v["n_stl"],
+            _fmt(v.delta),
+            _ci(v.ci95),
+            v.verdict,
+            _p(v.p_value),
+            _p(v.p_adjusted),
+            v.n_mtl,
+            v.n_stl,
         ]
-        for task, v in report["tasks"].items()
+        for task, v in report.tasks.items()
     ]
-    rows += [[task, "n/a", "n/a", "no baseline", "n/a", "n/a", "", 0] for task in report["missing_baselines"]]
+    rows += [[task, "n/a", "n/a", "no baseline", "n/a", "n/a", "", 0] for task in report.missing_baselines]
     header = ["task", "Δ_t (%)", "95% CI (%)", "verdict", "p (raw)", adjusted, "MTL seeds", "STL seeds"]
     lines += md_table(header, rows)
-    if report.get("how_to_get_verdicts"):
+    if report.how_to_get_verdicts:
         lines += [
             "",
             "## How to get verdicts",
             "",
-            f"A verdict needs {report['min_seeds']} seeds on each side; run the seeds as one sweep "
+            f"A verdict needs {report.min_seeds} seeds on each side; run the seeds as one sweep "
             "(reports pool the runs of their own sweep):",
             "",
             "```",
-            report["how_to_get_verdicts"],
+            report.how_to_get_verdicts,
             "```",
         ]
     rows = []
-    for task, v in report["tasks"].items():
-        for metric, m in v["metrics"].items():
+    for task, v in report.tasks.items():
+        for metric, m in v.metrics.items():
             rows.append(
                 [
                     task,
                     metric,
-                    "↑" if m["higher_is_better"] else "↓",
-                    _pm(m["mtl"], m["mtl_std"], v["n_mtl"]),
-                    _pm(m["stl"], m["stl_std"], v["n_stl"]),
-                    _fmt(m["delta"]),
+                    "↑" if m.higher_is_better else "↓",
+                    _pm(m.mtl, m.mtl_std, v.n_mtl),
+                    _pm(m.stl, m.stl_std, v.n_stl),
+                    _fmt(m.delta),
                 ]
             )
-        if v["excluded_metrics"]:
-            rows.append([task, ", ".join(v["excluded_metrics"]), "", "", "0", "excluded: STL value is 0"])
+        if v.excluded_metrics:
+            rows.append([task, ", ".join(v.excluded_metrics), "", "", "0", "excluded: STL value is 0"])
     lines += ["", "## Per metric", "", *md_table(["task", "metric", "dir", "MTL", "STL", "change (%)"], rows)]
-    lines += ["", "## Configuration", "", *_config_lines(report["config"])]
-    lines += ["", "## Compute cost", "", *_cost_lines(report["cost"])]
-    lines += ["", "## Suggested task grouping", "", *_grouping_lines(report.get("grouping"))]
-    if report.get("plots"):
-        lines += ["", "## Plots", "", *(f"- [{Path(p).stem}]({p})" for p in report["plots"])]
+    lines += ["", "## Configuration", "", *_config_lines(report.config)]
+    lines += ["", "## Compute cost", "", *_cost_lines(report.cost)]
+    lines += ["", "## Suggested task grouping", "", *_grouping_lines(report.grouping)]
+    if report.plots:
+        lines += ["", "## Plots", "", *(f"- [{Path(p).stem}]({p})" for p in report.plots)]
     lines += ["", "## Runs pooled", "", "Paths are relative to the folder the run was launched from.", ""]
-    for entry in report["pooled_runs"]:
+    for entry in report.pooled_runs:
         lines.append(f"- seed {entry['seed']}: `{entry['folder']}` (Δm of this seed {_fmt(entry['delta_m'])} %)")
-    for entry in report["pool"]["dropped"]:
+    for entry in report.pool["dropped"]:
         lines.append(f"- not pooled: `{entry['folder']}` (seed {entry['seed']}): {entry['reason']}")
-    lines += ["", f"Baseline cache: `{report['baseline_cache']}`.", ""]
+    lines += ["", f"Baseline cache: `{report.baseline_cache}`.", ""]
     return "\n".join(lines)
 
 
-def verdict_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"Negative transfer vs single-task baselines (Δm {_fmt(report['delta_m'])} %)")
-    p_name = "p (Holm)" if report.get("correction") == "holm" else "p"
+def verdict_table(report: TransferReport) -> Table:
+    table = Table(title=f"Negative transfer vs single-task baselines (Δm {_fmt(report.delta_m)} %)")
+    p_name = "p (Holm)" if report.correction == "holm" else "p"
     for name, justify in (
         ("task", "left"),
         ("Δ_t (%)", "right"),
@@ -478,19 +480,19 @@ def verdict_table(report: dict[str, Any]) -> Table:
     ):
         table.add_column(name, justify=justify)
     colour = {NEGATIVE: "red", POSITIVE: "green"}
-    for task, v in report["tasks"].items():
-        style = colour.get(v["verdict"], "")
-        verdict = f"[{style}]{v['verdict']}[/]" if style else v["verdict"]
-        p = "" if v.get("p_adjusted") is None else f"{v['p_adjusted']:.3f}"
-        table.add_row(task, _fmt(v["delta"]), _ci(v.get("ci95")), verdict, p, f"{v['n_mtl']}/{v['n_stl']}")
-    for task in report["missing_baselines"]:
+    for task, v in report.tasks.items():
+        style = colour.get(v.verdict, "")
+        verdict = f"[{style}]{v.verdict}[/]" if style else v.verdict
+        p = "" if v.p_adjusted is None else f"{v.p_adjusted:.3f}"
+        table.add_row(task, _fmt(v.delta), _ci(v.ci95), verdict, p, f"{v.n_mtl}/{v.n_stl}")
+    for task in report.missing_baselines:
         table.add_row(task, "n/a", "", "no baseline", "", "")
     return table
 
 
-def print_verdicts(report: dict[str, Any], console: Console | None = None) -> None:
+def print_verdicts(report: TransferReport, console: Console | None = None) -> None:
     console = console or make_console()
     console.print(verdict_table(report))
     # a sweep job's report is rebuilt with the sweep's other seeds when the sweep ends
-    if report.get("how_to_get_verdicts") and not report["pool"].get("sweep_job"):
-        console.print(f"for verdicts: {report['how_to_get_verdicts']}")
+    if report.how_to_get_verdicts and not report.pool.get("sweep_job"):
+        console.print(f"for verdicts: {report.how_to_get_verdicts}")

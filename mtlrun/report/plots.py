@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtlrun.runfolder import PLOTS, RunFolder, Summary
+from mtlrun.results.run_folder import PLOTS, RunFolder, Summary
+from mtlrun.results.transfer_report import TaskTransfer
 
 log = logging.getLogger("mtlrun")
 
@@ -221,19 +222,19 @@ def _better(higher_is_better: bool) -> str:
     return "↑ better" if higher_is_better else "↓ better"
 
 
-def plot_tradeoff(tasks: Mapping[str, Mapping[str, Any]], primary: Mapping[str, str], out_path: Path) -> Path | None:
+def plot_tradeoff(tasks: Mapping[str, TaskTransfer], primary: Mapping[str, str], out_path: Path) -> Path | None:
     """``tradeoff.png``: per pair of tasks, the run's primary test metrics (mean ± std over the pooled
     seeds) against the single-task point (both baselines), an arrow from one to the other, and the
     region better than the single-task point on both tasks shaded.
 
-    ``tasks`` is ``transfer.json``'s ``tasks`` (each metric's ``mtl``, ``mtl_std``, ``stl``, ``stl_std``,
-    ``higher_is_better``). Nothing for fewer than two tasks with a baseline.
+    ``tasks`` is the report's :attr:`~mtlrun.results.transfer_report.TransferReport.tasks`. Nothing
+    for fewer than two tasks with a baseline.
     """
     from itertools import combinations
 
     from matplotlib.patches import Rectangle
 
-    usable = [t for t in tasks if primary.get(t) in (tasks[t].get("metrics") or {})]
+    usable = [t for t in tasks if primary.get(t) in tasks[t].metrics]
     pairs = list(combinations(usable, 2))[:MAX_PAIRS]
     if not pairs:
         return None
@@ -242,30 +243,30 @@ def plot_tradeoff(tasks: Mapping[str, Mapping[str, Any]], primary: Mapping[str, 
     fig = _figure(4.4 * cols + 0.6, 3.9 * rows + 1.4)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, (tx, ty) in zip(axes, pairs):
-        mx, my = tasks[tx]["metrics"][primary[tx]], tasks[ty]["metrics"][primary[ty]]
+        mx, my = tasks[tx].metrics[primary[tx]], tasks[ty].metrics[primary[ty]]
         ax.errorbar(
-            mx["stl"], my["stl"], xerr=mx.get("stl_std") or 0.0, yerr=my.get("stl_std") or 0.0,
+            mx.stl, my.stl, xerr=mx.stl_std or 0.0, yerr=my.stl_std or 0.0,
             fmt="s", color="#555555", markersize=8, capsize=4, label="single-task baselines (STL)",
         )  # fmt: skip
         ax.errorbar(
-            mx["mtl"], my["mtl"], xerr=mx.get("mtl_std") or 0.0, yerr=my.get("mtl_std") or 0.0,
+            mx.mtl, my.mtl, xerr=mx.mtl_std or 0.0, yerr=my.mtl_std or 0.0,
             fmt="o", color="C0", markersize=8, capsize=4, label="multi-task (this configuration)",
         )  # fmt: skip
         ax.annotate(
             "",
-            xy=(mx["mtl"], my["mtl"]),
-            xytext=(mx["stl"], my["stl"]),
+            xy=(mx.mtl, my.mtl),
+            xytext=(mx.stl, my.stl),
             arrowprops={"arrowstyle": "->", "color": "C0", "lw": 1.2, "shrinkA": 6, "shrinkB": 6},
         )
         ax.margins(0.35)
         (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-        far_x = x1 if mx["higher_is_better"] else x0
-        far_y = y1 if my["higher_is_better"] else y0
+        far_x = x1 if mx.higher_is_better else x0
+        far_y = y1 if my.higher_is_better else y0
         ax.add_patch(
             Rectangle(
-                (mx["stl"], my["stl"]),
-                far_x - mx["stl"],
-                far_y - my["stl"],
+                (mx.stl, my.stl),
+                far_x - mx.stl,
+                far_y - my.stl,
                 color="#27ae60",
                 alpha=0.12,
                 linewidth=0,
@@ -275,8 +276,8 @@ def plot_tradeoff(tasks: Mapping[str, Mapping[str, Any]], primary: Mapping[str, 
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
         ax.set(
-            xlabel=f"{tx}: {primary[tx]} ({_better(mx['higher_is_better'])})",
-            ylabel=f"{ty}: {primary[ty]} ({_better(my['higher_is_better'])})",
+            xlabel=f"{tx}: {primary[tx]} ({_better(mx.higher_is_better)})",
+            ylabel=f"{ty}: {primary[ty]} ({_better(my.higher_is_better)})",
             title=f"{tx} vs {ty}",
         )
         ax.grid(alpha=0.3)

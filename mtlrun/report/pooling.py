@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlrun.report.folders import find_run_folders, flatten
-from mtlrun.runfolder import SUMMARY, RunFolder, Summary
+from mtlrun.results.run_folder import SUMMARY, RunFolder, Summary
 
 #: dotted config keys (and everything below them) that do not change what a run learns
 NOT_RESULTS = (
@@ -72,7 +72,7 @@ def sweep_folder(run_dir: Path) -> Path | None:
 
 def candidate_roots(run_dir: Path, mode: str, pool_from: Sequence[str | Path], base: Path) -> list[Path]:
     """The folders searched for seeds of ``run_dir``'s configuration under ``mode``."""
-    from mtlrun.config import POOL_MODES  # the schema's list; imported here to keep mtlrun-compare light
+    from mtlrun.config.schema import POOL_MODES  # the schema's list; imported here to keep mtlrun-compare light
 
     if mode not in POOL_MODES:
         raise ValueError(f"unknown pool mode {mode!r}; choose from: {', '.join(POOL_MODES)}")

@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mtlrun.config import CORRECTIONS
+from mtlrun.config.schema import CORRECTIONS
 
 
 @dataclass(frozen=True)

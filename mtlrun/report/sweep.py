@@ -17,12 +17,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from rich.console import Console
 
-from mtlrun.console import make_console
-from mtlrun.outputs import write_json, write_text
 from mtlrun.report.aggregate import Comparison, compare
 from mtlrun.report.compare import render_markdown, render_table
+from mtlrun.report.console import make_console
 from mtlrun.report.folders import read_runs
-from mtlrun.runfolder import SWEEP_REPORT, SWEEP_SUMMARY, TRANSFER
+from mtlrun.results.atomic import write_json, write_text
+from mtlrun.results.run_folder import SWEEP_REPORT, SWEEP_SUMMARY, TRANSFER
 
 log = logging.getLogger("mtlrun")
 
@@ -43,8 +43,8 @@ def summarize_sweep(sweep_dir: Path, console: Console | None = None) -> Comparis
 def refresh_transfer_reports(sweep_dir: Path, config: DictConfig) -> None:
     """Rebuild each job's negative-transfer report now that every seed of the sweep has finished,
     so the reports pool all seeds of the sweep (a job only sees the seeds that finished before it)."""
-    from mtlrun.baseline_cache import BaselineCache
     from mtlrun.report.negative_transfer import ReportOptions, build_report
+    from mtlrun.results.baseline_cache import BaselineCache
 
     report = config.get("report")
     if report is None or report.baselines is False:

@@ -7,8 +7,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from mtlrun.console import make_console
-from mtlrun.runfolder import Summary
+from mtlrun.report.console import make_console
+from mtlrun.results.run_folder import Summary
 
 
 def run_table(summary: Summary) -> Table:

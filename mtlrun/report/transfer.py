@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtlrun.objective import signed_relative_change
+from mtlrun.results.objective import signed_relative_change
 
 NEGATIVE = "negative transfer"
 POSITIVE = "positive transfer"
@@ -39,7 +39,7 @@ Metrics = Mapping[str, float]  # {metric: value}
 
 
 def relative_change(mtl: float, stl: float, higher_is_better: bool) -> float | None:
-    """``d·(mtl − stl)/|stl|·100`` in percent, or None when undefined (``mtlrun.objective``'s zero rule)."""
+    """``d·(mtl − stl)/|stl|·100`` in percent, or None when undefined (``mtlrun.results.objective``'s zero rule)."""
     change = signed_relative_change(mtl, stl, higher_is_better)
     return None if change is None else change * 100.0
 

@@ -24,13 +24,13 @@ import torch
 from omegaconf import DictConfig
 
 from mtlrun.balancers.weighting import EqualWeighting
-from mtlrun.baseline_cache import BaselineCache, baseline_key, baseline_settings
-from mtlrun.config import plain
+from mtlrun.config.schema import plain
 from mtlrun.data.base import MultiTaskDataset
 from mtlrun.data.multi_input import is_multi_input
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.grouped import GroupedSingleTask
 from mtlrun.models.multi_input import prepare_multi_input
+from mtlrun.results.baseline_cache import BaselineCache, baseline_key, baseline_settings
 from mtlrun.train.devices import compile_model
 from mtlrun.train.loop import EpochRecord, Trainer
 from mtlrun.train.seeding import seed_everything
@@ -174,6 +174,6 @@ def check_cache(
     cfg: DictConfig, tasks: Sequence[str], primary: Mapping[str, str], encoder: EncoderSpec, cache: BaselineCache
 ) -> None:
     """Read the run's baseline cache files before training, so that a corrupt one is reported
-    (:class:`~mtlrun.baseline_cache.CacheFileError`) before hours of training, not after."""
+    (:class:`~mtlrun.results.baseline_cache.CacheFileError`) before hours of training, not after."""
     for key in baseline_keys(cfg, tasks, primary, encoder).values():
         cache.load(key)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mtlrun.runfolder import MetricRow, RunFolder, Summary
+from mtlrun.results.run_folder import MetricRow, RunFolder, Summary
 from mtlrun.train.checkpoint import save_checkpoint
 from mtlrun.train.diagnostics import Diagnostics
 from mtlrun.train.loop import Callback, EpochRecord, FitResult, Trainer

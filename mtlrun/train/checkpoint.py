@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mtlrun.errors import ConfigError
-from mtlrun.outputs import save_torch
+from mtlrun.results.atomic import save_torch
 
 #: what every checkpoint of mtlrun holds (``Checkpointer.save``)
 REQUIRED = ("model", "optimizer", "epoch")

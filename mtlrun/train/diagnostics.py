@@ -34,9 +34,9 @@ from torch import Tensor, nn
 
 from mtlrun.balancers.base import Balancer, Batch, StepContext
 from mtlrun.balancers.jacobian import flat, task_jacobian
+from mtlrun.balancers.optim_rules import PREVIEWABLE, preview_step
 from mtlrun.data.batch import batch_losses
-from mtlrun.optim_rules import PREVIEWABLE, preview_step
-from mtlrun.outputs import write_json
+from mtlrun.results.atomic import write_json
 
 log = logging.getLogger("mtlrun")
 
@@ -80,7 +80,7 @@ def lookahead(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads:
 
     ``grads[k]`` has shape (K, *params[k].shape): K candidate gradients (one per task). Returns,
     per parameter, (K, *shape) updated values, by the optimiser's own update rule
-    (``mtlrun.optim_rules``, shared with the lookahead balancers). Never writes the optimizer's state.
+    (``mtlrun.balancers.optim_rules``, shared with the lookahead balancers). Never writes the optimizer's state.
     """
     return [preview_step(optimizer, p, g) for p, g in zip(params, grads)]
 

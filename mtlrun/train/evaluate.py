@@ -1,4 +1,4 @@
-"""Per-task evaluation with torchmetrics (the best epoch is chosen with ``mtlrun.objective``)."""
+"""Per-task evaluation with torchmetrics (the best epoch is chosen with ``mtlrun.results.objective``)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from mtlrun.balancers.jacobian import GradientOverflow
 from mtlrun.data.base import MultiTaskDataset, present_tasks
 from mtlrun.data.batch import batch_losses, batch_targets
 from mtlrun.models.base import MultiTaskModel
-from mtlrun.objective import primary_score
+from mtlrun.results.objective import primary_score
 from mtlrun.train.diagnostics import Diagnostics
 from mtlrun.train.evaluate import Metrics, TaskEvaluator
 from mtlrun.train.lr_schedule import EarlyStopping, LRSchedule

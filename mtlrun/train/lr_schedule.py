@@ -1,5 +1,5 @@
 """Learning-rate schedules (``trainer.scheduler``) and early stopping (``trainer.early_stopping``);
-their keys are checked in ``mtlrun.config``.
+their keys are checked in ``mtlrun.config.schema``.
 
 Each schedule is one of torch's, stepped as it expects: the cosine ones per optimisation step
 (their horizon is the run's steps, so a short run still anneals fully), ``step`` per epoch, and
@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from mtlrun.config import SCHEDULERS
+from mtlrun.config.schema import SCHEDULERS
 from mtlrun.errors import choices_error
 
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from mtlrun.balancers.base import Balancer
 from mtlrun.balancers.jacobian import loss_scaling
-from mtlrun.config import PRECISIONS
+from mtlrun.config.schema import PRECISIONS
 from mtlrun.errors import ConfigError, choices_error
 
 _DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}

@@ -13,7 +13,7 @@ class Progress:
     """Shows training progress; ``live`` only when the console is an interactive terminal."""
 
     def __init__(self, total_epochs: int, steps_per_epoch: int, enabled: bool = True) -> None:
-        from mtlrun.console import is_terminal
+        from mtlrun.report.console import is_terminal
 
         self.live = enabled and is_terminal()
         self.total_epochs = total_epochs

@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import platform
 import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,183 +18,19 @@ import torch
 from omegaconf import DictConfig
 
 import mtlrun
-from mtlrun.balancers import BALANCERS, Balancer
-from mtlrun.baseline_cache import BaselineCache
-from mtlrun.config import check_resolvable, plain, validate
-from mtlrun.data import MultiTaskDataset, build_dataset
-from mtlrun.data.loader import loader_options, place_splits
-from mtlrun.data.multi_input import is_multi_input
-from mtlrun.errors import ConfigError, choices_error
-from mtlrun.inert_settings import check_inert
+from mtlrun.config.schema import check_resolvable, plain
+from mtlrun.errors import ConfigError
 from mtlrun.loggers import build_logger
-from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
-from mtlrun.models.multi_input import prepare_multi_input
-from mtlrun.outputs import WriteFailed
-from mtlrun.resume import RESUMABLE_CHANGES, comparable_config, first_difference
-from mtlrun.runfolder import BEST_CHECKPOINT, DIAGNOSTICS, LAST_CHECKPOINT, SUMMARY, RunFolder, RunIdentity, Summary
+from mtlrun.results.baseline_cache import BaselineCache
+from mtlrun.results.run_folder import BEST_CHECKPOINT, DIAGNOSTICS, LAST_CHECKPOINT, RunFolder, RunIdentity, Summary
+from mtlrun.results.transfer_report import TransferReport
+from mtlrun.train.build import Components, build
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
-from mtlrun.train.devices import apply_threads, compile_model
 from mtlrun.train.diagnostics import diagnostics_for_run
 from mtlrun.train.loop import Diverged, Trainer
-from mtlrun.train.precision import Precision
-from mtlrun.train.schedule import SCHEDULES, TaskSchedule
-from mtlrun.train.seeding import seed_everything
 from mtlrun.train.signals import Interrupted, stop_on_signals
 
 log = logging.getLogger("mtlrun")
-
-#: exit status of a single run that diverged (2 is a configuration error, 1 any other failure)
-DIVERGED_EXIT = 3
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but no CUDA device is available; use trainer.device=cpu or auto")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("trainer.device=mps but MPS is not available; use trainer.device=cpu or auto")
-    return torch.device(name)
-
-
-def parallel_jobs() -> int | None:
-    """How many jobs the sweep this run belongs to runs at once (joblib's ``n_jobs``), if any."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        hydra_cfg = HydraConfig.get()
-    except (ImportError, ValueError):
-        return None
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return None
-    launcher = getattr(hydra_cfg, "launcher", None)
-    jobs = launcher.get("n_jobs") if launcher is not None else None
-    return int(jobs) if isinstance(jobs, int) else None
-
-
-def resolve_tasks(cfg: DictConfig, data: MultiTaskDataset) -> tuple[list[str], dict[str, str]]:
-    """The run's task set and each task's primary metric, validated against the dataset."""
-    available = list(data.tasks)
-    names = list(cfg.tasks.names) if cfg.tasks.names is not None else available
-    if not names:
-        raise ConfigError(f"tasks.names is empty; choose from: {', '.join(available)}")
-    for name in names:
-        if name not in data.tasks:
-            raise choices_error("tasks.names", name, available)
-    if len(set(names)) != len(names):
-        raise ConfigError(f"tasks.names={names} lists a task twice")
-    overrides = dict(cfg.tasks.primary or {})
-    primary = {}
-    for task in names:
-        chosen = overrides.get(task, data.tasks[task].primary)
-        if chosen not in data.tasks[task].metrics:
-            raise choices_error(f"tasks.primary.{task}", chosen, list(data.tasks[task].metrics))
-        primary[task] = chosen
-    for task in overrides:
-        if task not in names:
-            raise choices_error("tasks.primary", task, names)
-    return names, primary
-
-
-def check_objective(objective: str, data: MultiTaskDataset, tasks: list[str]) -> None:
-    """``objective`` is ``primary_mean`` or a ``TASK/METRIC`` of the run's task set."""
-    from mtlrun.objective import PRIMARY_MEAN
-
-    valid = [PRIMARY_MEAN] + [f"{t}/{m}" for t in tasks for m in data.tasks[t].metrics]
-    if objective not in valid:
-        raise choices_error("objective", objective, valid)
-
-
-def balancer_options(cfg: DictConfig) -> dict[str, Any]:
-    """The balancer's options, with ``tasks.weights`` as the weights of a balancer that takes them."""
-    import inspect
-
-    options = plain(cfg.balancer)
-    if cfg.tasks.weights is not None:
-        factory = BALANCERS.get(cfg.balancer.name)
-        if "weights" not in inspect.signature(factory).parameters:
-            takes = [n for n in BALANCERS.names() if "weights" in inspect.signature(BALANCERS.get(n)).parameters]
-            raise ConfigError(
-                f"tasks.weights is set but balancer={cfg.balancer.name} does not use static task weights; "
-                f"use balancer={' or balancer='.join(takes)}, or drop tasks.weights"
-            )
-        options["weights"] = plain(cfg.tasks.weights)
-    return options
-
-
-def encoder_spec(cfg: DictConfig, data: MultiTaskDataset) -> EncoderSpec:
-    options = {k: v for k, v in plain(cfg.encoder).items() if k != "name"}
-    name = cfg.encoder.name
-    if name == "auto":
-        name, options = data.default_encoder, {}
-    context = data.encoder_context.get(name, {})
-    return EncoderSpec(name=name, input_shape=tuple(data.input_shape), options=options, context=context)
-
-
-@dataclass
-class Components:
-    data: MultiTaskDataset
-    tasks: list[str]
-    primary: dict[str, str]
-    encoder: EncoderSpec
-    model: MultiTaskModel
-    balancer: Balancer
-    device: torch.device
-    schedule: TaskSchedule | None = None
-
-
-def build(cfg: DictConfig) -> Components:
-    """Everything a run needs, validated; raises ConfigError on the first bad value."""
-    validate(cfg)
-    check_inert(cfg)  # after the range checks, so a bad value is named as bad rather than as inert
-    device = pick_device(cfg.trainer.device)
-    apply_threads(cfg.trainer.threads, parallel_jobs())
-    seed_everything(cfg.seed, cfg.trainer.deterministic)
-    full = build_dataset(plain(cfg.dataset))
-    tasks, primary = resolve_tasks(cfg, full)
-    check_objective(cfg.objective, full, tasks)
-    data = full.select(tasks)
-    spec = encoder_spec(cfg, data)
-    spec.build()  # validates encoder options against the dataset before the model is built
-    seed_everything(cfg.seed, cfg.trainer.deterministic)  # model init independent of data building
-    model = ARCHS.build(cfg.arch.name, plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
-    prepare_multi_input(model, data, cfg.arch.name)  # one input per task: check the arch, add input adapters
-    balancer = BALANCERS.build(cfg.balancer.name, balancer_options(cfg), tasks=tasks)
-    if balancer.uses_task_gradients and not balancer.needs_representation and not model.shared_parameters():
-        raise ConfigError(
-            f"balancer={cfg.balancer.name} combines task gradients on shared parameters, which arch={cfg.arch.name} "
-            "does not have; use a loss-weighting balancer (e.g. balancer=ew)"
-        )
-    if balancer.needs_representation and is_multi_input(data):
-        raise ConfigError(
-            f"balancer={cfg.balancer.name} with rep_grad needs one representation of common inputs, "
-            "but this dataset gives each task its own inputs"
-        )
-    if balancer.needs_representation and not model.has_representation:
-        raise ConfigError(
-            f"balancer={cfg.balancer.name} with rep_grad needs a shared representation, "
-            f"which arch={cfg.arch.name} lacks"
-        )
-    Precision(cfg.trainer.precision, device).check(balancer, cfg.balancer.name)
-    schedule_cfg = plain(cfg.get("schedule")) or {"name": "none"}
-    schedule = SCHEDULES.build(
-        schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks, epochs=int(cfg.trainer.epochs)
-    )
-    model.to(device)
-    balancer.to(device)
-    if cfg.trainer.compile:
-        compile_model(model)
-    data.info = {**data.info, "loader": place_splits(data, *loader_options(plain(cfg.get("loader"))), device)}
-    if data.info["loader"] == "memory" and cfg.get("loader") is not None:
-        from mtlrun.inert_settings import inert_loader_settings
-
-        for message in inert_loader_settings(cfg.loader, "loader.mode=auto, which keeps this data in memory"):
-            raise ConfigError(message)
-    data.train, data.val, data.test = (s.to(device) for s in (data.train, data.val, data.test))
-    return Components(data, tasks, primary, spec, model, balancer, device, schedule)
 
 
 def versions() -> dict[str, str]:
@@ -224,45 +58,9 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def resume_point(cfg: DictConfig, output_dir: Path, in_sweep: bool = False) -> dict[str, Any] | None:
-    """The checkpoint a run continues from, checked against ``cfg``; None when the run starts from
-    the beginning: ``resume`` is not set, or the folder has no checkpoint yet.
-
-    A sweep's job continues from its own checkpoint even without ``resume``: its folder is new to
-    every fresh sweep (the folder guard), so a checkpoint there is from an earlier attempt of this
-    very job, such as a SLURM job pre-empted and requeued by submitit.
-    """
-    folder = RunFolder(output_dir)
-    path = folder.path(LAST_CHECKPOINT)
-    if cfg.get("resume") is None and not (in_sweep and path.is_file()):
-        return None
-    from mtlrun.train.checkpoint import load_checkpoint
-
-    for stale in path.parent.glob(".*.pt.*.tmp"):  # a write cut short by a kill
-        stale.unlink(missing_ok=True)
-    if not path.is_file():
-        log.info("%s has no checkpoint yet: training from the start", output_dir)
-        return None
-    state = load_checkpoint(path)  # a damaged or foreign file: one CheckpointError line naming it
-    if not isinstance(state.get("config"), dict) or "records" not in state:
-        raise ConfigError(f"cannot resume from {path}: it is not a checkpoint of a resumable mtlrun run")
-    changed = first_difference(comparable_config(state["config"]), comparable_config(plain(cfg)))
-    if changed is not None:
-        raise ConfigError(
-            f"cannot resume {output_dir}: its config differs in '{changed}' from the one composed now; "
-            f"only {' and '.join(RESUMABLE_CHANGES)} may change on a resume"
-        )
-    if int(state["epoch"]) > cfg.trainer.epochs:
-        raise ConfigError(
-            f"trainer.epochs={cfg.trainer.epochs} is fewer than the {state['epoch']} epochs {output_dir} has "
-            "trained already; give at least that many"
-        )
-    return state
-
-
 def run(
     cfg: DictConfig, output_dir: Path, checkpoint: dict[str, Any] | None = None
-) -> tuple[Summary, dict[str, Any] | None]:
+) -> tuple[Summary, TransferReport | None]:
     """Train one configuration into ``output_dir``; return its summary and its transfer report.
 
     With ``checkpoint`` (a ``last.pt`` of this run, see :func:`resume_point`) the run continues
@@ -399,7 +197,7 @@ def baseline_cache(cfg: DictConfig) -> BaselineCache:
     return BaselineCache((Path.cwd() / cfg.report.cache_dir).resolve())
 
 
-def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) -> dict[str, Any] | None:
+def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) -> TransferReport | None:
     """Make sure the single-task baselines exist (train the missing ones), then write the report."""
     from mtlrun.report.negative_transfer import ReportOptions, build_report
     from mtlrun.train.baselines import resolve_baselines
@@ -438,84 +236,3 @@ def training_command() -> str:
         overrides = []
     kept = [o for o in overrides if not o.lstrip("+~").startswith("report.baselines=")]
     return " ".join(["mtlrun", *(shlex.quote(o) for o in kept), "report.baselines=true"])
-
-
-def already_completed(output_dir: Path, checkpoint: dict[str, Any] | None, epochs: int) -> Summary | None:
-    """The summary of a run that has finished ``epochs`` epochs, or diverged on its way to them
-    (a resume then has nothing to do: the same state and seed would diverge at the same step)."""
-    if checkpoint is None:
-        return None
-    summary = RunFolder(output_dir).read_summary()
-    if summary is None:
-        return None
-    if summary.completed and int(checkpoint["epoch"]) == epochs and summary.epochs_completed == epochs:
-        return summary
-    planned = (checkpoint.get("config") or {}).get("trainer", {}).get("epochs")
-    return summary if summary.status == "diverged" and planned == epochs else None
-
-
-def run_from_hydra(cfg: DictConfig) -> float | None:
-    """The Hydra task: run, print the per-task table and the folder, record any failure.
-
-    In a sweep a failing job records ``failed`` in its summary and returns normally, so the
-    other jobs and the sweep-end callback still run.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from mtlrun.objective import run_objective
-    from mtlrun.report.tables import print_run_summary
-
-    hydra_cfg = HydraConfig.get()
-    output_dir = Path(hydra_cfg.runtime.output_dir)
-    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
-    try:
-        checkpoint = resume_point(cfg, output_dir, in_sweep)
-        done = already_completed(output_dir, checkpoint, cfg.trainer.epochs)
-        if done is not None:
-            log.info("%s has %s already: nothing to resume", output_dir, done.status)
-            print_run_summary(done, output_dir)
-            return run_objective(done, cfg.objective)
-        summary, report = run(cfg, output_dir, checkpoint)
-    except KeyboardInterrupt:
-        raise
-    except Diverged as ex:
-        kept = "the last good checkpoint is kept" if (output_dir / LAST_CHECKPOINT).is_file() else "no checkpoint"
-        if in_sweep:  # a result, not a failure: the other jobs go on and the sweep summary lists it
-            log.error("run diverged: %s (%s)", ex, output_dir)
-            return None
-        print(
-            f"mtlrun: run diverged: {ex}; {kept} ({output_dir / SUMMARY}); "
-            "try a lower trainer.lr, trainer.grad_clip or trainer.on_nan=skip",
-            file=sys.stderr,
-        )
-        sys.exit(DIVERGED_EXIT)
-    except ConfigError as ex:
-        if in_sweep:
-            log.error("job failed: %s", ex)
-            return None
-        from mtlrun.folder_guard import release_if_created
-
-        release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
-        print(f"mtlrun: error: {ex}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as ex:
-        folder = RunFolder(output_dir)
-        summary = folder.read_summary() or Summary()
-        if summary.status != "failed":
-            reason = str(ex) if isinstance(ex, WriteFailed) else f"{type(ex).__name__}: {ex}"
-            summary.status, summary.error = "failed", reason.splitlines()[0]
-            try:
-                folder.write_summary(summary)
-            except WriteFailed as again:  # the disk is still full: say so, keep the original error
-                log.error("%s", again)
-        if not in_sweep:
-            raise
-        log.exception("job failed: %s", ex)
-        return None
-    print_run_summary(summary, output_dir)
-    if report is not None:
-        from mtlrun.report.negative_transfer import print_verdicts
-
-        print_verdicts(report)
-    return run_objective(summary, cfg.objective)  # for sweepers such as optuna: higher is better

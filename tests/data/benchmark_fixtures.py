@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mtlrun.data.celeba import ATTRIBUTES
-from mtlrun.data.census_income import COLUMNS
-from mtlrun.data.idx import pack_images, pack_labels
-from mtlrun.data.multi_mnist import FILES
+from mtlrun.data.benchmarks.celeba import ATTRIBUTES
+from mtlrun.data.benchmarks.census_income import COLUMNS
+from mtlrun.data.benchmarks.multi_mnist import FILES
+from mtlrun.data.formats.idx import pack_images, pack_labels
 
 
 def write_idx(folder: Path, n_train: int = 40, n_test: int = 20, seed: int = 0, gz: bool = True) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mtlrun.data import benchmark_files as bf
+from mtlrun.data.formats import benchmark_files as bf
 from mtlrun.errors import ConfigError
 
 
@@ -81,7 +81,7 @@ def test_download_is_verified_and_atomic(tmp_path, monkeypatch):
 def test_multi_mnist_download_through_the_dataset(tmp_path, monkeypatch):
     """dataset.download=true fetches the four files (faked) and then builds from them."""
     from mtlrun.data import DATASETS
-    from mtlrun.data.multi_mnist import source_files
+    from mtlrun.data.benchmarks.multi_mnist import source_files
     from tests.data.benchmark_fixtures import write_idx
 
     source = tmp_path / "source"

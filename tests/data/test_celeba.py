@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mtlrun.data import DATASETS
-from mtlrun.data.celeba import ATTRIBUTES
+from mtlrun.data.benchmarks.celeba import ATTRIBUTES
 from mtlrun.errors import ConfigError
 from tests.data.benchmark_fixtures import write_celeba
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mtlrun.data import DATASETS
-from mtlrun.data.census_income import CATEGORICAL
+from mtlrun.data.benchmarks.census_income import CATEGORICAL
 from mtlrun.errors import ConfigError
 from tests.data.benchmark_fixtures import CENSUS_ROWS, write_census
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from mtlrun.data import DATASETS
-from mtlrun.data.multi_digits import compose_pairs
-from mtlrun.data.synthetic import mmoe_synthetic
+from mtlrun.data.benchmarks.multi_digits import compose_pairs
+from mtlrun.data.benchmarks.synthetic import mmoe_synthetic
 
 
 def test_multi_digits_is_reproducible_and_consistent():

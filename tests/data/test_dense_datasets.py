@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mtlrun.data import DATASETS
-from mtlrun.data.npy_folders import augment_batch
+from mtlrun.data.formats.npy_folders import augment_batch
 from mtlrun.errors import ConfigError
 from tests.data.dense_fixtures import write_cityscapes, write_nyuv2
 

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from mtlrun.data import DATASETS
-from mtlrun.data.idx import IdxFormatError, pack_images, pack_labels, parse_images, parse_labels
-from mtlrun.data.multi_mnist import MEAN, STD, compose
+from mtlrun.data.benchmarks.multi_mnist import MEAN, STD, compose
+from mtlrun.data.formats.idx import IdxFormatError, pack_images, pack_labels, parse_images, parse_labels
 from mtlrun.errors import ConfigError
 from tests.data.benchmark_fixtures import write_idx
 
@@ -115,8 +115,8 @@ def test_cli_run_on_a_tiny_folder(cli, tmp_path):
     reason=f"Debian's dataset-fashion-mnist is not installed ({DEBIAN}); apt-get install dataset-fashion-mnist",
 )
 def test_real_multi_fashion_from_debian(cli, tmp_path):
-    from mtlrun.data.idx import parse_images as images_of
-    from mtlrun.data.idx import parse_labels as labels_of
+    from mtlrun.data.formats.idx import parse_images as images_of
+    from mtlrun.data.formats.idx import parse_labels as labels_of
 
     data = DATASETS.build("multi_fashion", {"root": str(DEBIAN)})  # verify=true: published counts and MD5s
     assert len(data.train) + len(data.val) == 60000 and len(data.test) == 10000

@@ -170,7 +170,7 @@ def test_cli_trains_hps_on_the_office_folder(cli, tmp_path):
 def test_verify_accepts_the_published_counts_and_refuses_others(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from mtlrun.data import office
+    from mtlrun.data.benchmarks import office
 
     write_office31(tmp_path, lists=True)
     published = replace(office.OFFICE31, num_classes=3, counts={d: (9, 3, 3) for d in DOMAINS})
@@ -188,7 +188,7 @@ def test_verify_accepts_the_published_counts_and_refuses_others(tmp_path, monkey
 
 
 def test_large_folders_are_cached_and_rebuilt_when_an_image_changes(tmp_path, monkeypatch):
-    from mtlrun.data import office
+    from mtlrun.data.benchmarks import office
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("MTLRUN_DATA", raising=False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mtlrun.data import DATASETS
-from mtlrun.data.qm9 import HARTREE_TO_EV, KCALMOL_TO_EV, TARGETS
+from mtlrun.data.benchmarks.qm9 import HARTREE_TO_EV, KCALMOL_TO_EV, TARGETS
 from mtlrun.errors import ConfigError
 from tests.data.benchmark_fixtures import write_qm9
 
@@ -71,8 +71,8 @@ def test_download_extracts_the_archive(tmp_path, monkeypatch):
     import io
     import zipfile
 
-    from mtlrun.data import benchmark_files as bf
-    from mtlrun.data.qm9 import EXCLUDED, ZIP
+    from mtlrun.data.benchmarks.qm9 import EXCLUDED, ZIP
+    from mtlrun.data.formats import benchmark_files as bf
     from tests.data.test_benchmark_files import fake_opener
 
     source = tmp_path / "source"

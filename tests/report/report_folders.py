@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from mtlrun.baseline_cache import BaselineCache
 from mtlrun.report.negative_transfer import baseline_keys_for
-from mtlrun.runfolder import RunFolder
+from mtlrun.results.baseline_cache import BaselineCache
+from mtlrun.results.run_folder import RunFolder
 from tests.report.helpers import DIRECTIONS, make_run
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mtlrun.report import plots
+from mtlrun.results.transfer_report import MetricTransfer, TaskTransfer
 from tests.conftest import TINY
 
 #: end-to-end runs without the single-task baselines of the transfer report (not under test here)
@@ -230,13 +231,12 @@ def test_no_weights_plot_for_constant_weights(tmp_path):
 
 
 TRANSFER_TASKS = {
-    "left": {
-        "metrics": {"accuracy": {"mtl": 0.62, "mtl_std": 0.02, "stl": 0.66, "stl_std": 0.01, "higher_is_better": True}}
-    },
-    "sum": {"metrics": {"mae": {"mtl": 1.1, "mtl_std": 0.05, "stl": 1.25, "stl_std": 0.04, "higher_is_better": False}}},
-    "parity": {
-        "metrics": {"accuracy": {"mtl": 0.8, "mtl_std": None, "stl": 0.8, "stl_std": None, "higher_is_better": True}}
-    },
+    task: TaskTransfer(metrics={name: MetricTransfer(**values) for name, values in metrics.items()})
+    for task, metrics in {
+        "left": {"accuracy": {"mtl": 0.62, "mtl_std": 0.02, "stl": 0.66, "stl_std": 0.01, "higher_is_better": True}},
+        "sum": {"mae": {"mtl": 1.1, "mtl_std": 0.05, "stl": 1.25, "stl_std": 0.04, "higher_is_better": False}},
+        "parity": {"accuracy": {"mtl": 0.8, "mtl_std": None, "stl": 0.8, "stl_std": None, "higher_is_better": True}},
+    }.items()
 }
 TRANSFER_PRIMARY = {"left": "accuracy", "sum": "mae", "parity": "accuracy"}
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from mtlrun.baseline_cache import BaselineCache
 from mtlrun.report.aggregate import compare
 from mtlrun.report.folders import read_runs
 from mtlrun.report.negative_transfer import ReportOptions, build_report, print_verdicts
+from mtlrun.results.baseline_cache import BaselineCache
+from mtlrun.results.transfer_report import TransferReport
 from tests.report.report_folders import make_job, store_baselines
 
 MTL = {0: (0.60, 1.30), 1: (0.66, 1.20), 2: (0.57, 1.45)}  # seed: (acc, mae)
@@ -93,15 +94,15 @@ def test_lone_seed_report_says_how_to_get_verdicts(tmp_path):
     )
     store_baselines(cache, job, 0.8, 1.0)
     report = build_report(job, cache, ReportOptions(base=tmp_path))
-    assert {v["verdict"] for v in report["tasks"].values()} == {"untested (1 seed)"}
-    assert report["how_to_get_verdicts"] == "mtlrun -m arch=hps balancer=ew seed=0,1,2"
+    assert {v.verdict for v in report.tasks.values()} == {"untested (1 seed)"}
+    assert report.how_to_get_verdicts == "mtlrun -m arch=hps balancer=ew seed=0,1,2"
     text = (job / "report.md").read_text()
     assert "## How to get verdicts" in text and "mtlrun -m arch=hps balancer=ew seed=0,1,2" in text
     assert "for verdicts: mtlrun -m arch=hps balancer=ew seed=0,1,2" in printed(report)
     assert "**No stable grouping**" in text and "unknown (one seed)" in text
 
 
-def printed(report: dict) -> str:
+def printed(report: TransferReport) -> str:
     console = Console(file=io.StringIO(), width=200, no_color=True)
     print_verdicts(report, console)
     return console.file.getvalue()
@@ -112,7 +113,7 @@ def test_a_sweep_job_does_not_print_the_seed_command_its_sweep_is_running(tmp_pa
     job = make_job(tmp_path / "multirun/d/s/0", seed=0, acc=0.6, mae=1.3, overrides=("seed=0,1,2",))
     store_baselines(cache, job, 0.8, 1.0)
     report = build_report(job, cache, ReportOptions(base=tmp_path))
-    assert report["how_to_get_verdicts"] is not None and "for verdicts" not in printed(report)
+    assert report.how_to_get_verdicts is not None and "for verdicts" not in printed(report)
 
 
 def test_noisy_affinity_gives_no_stable_grouping(tmp_path):
@@ -124,6 +125,6 @@ def test_noisy_affinity_gives_no_stable_grouping(tmp_path):
     for job in jobs:
         store_baselines(cache, job, 0.8, 1.0)
     report = build_report(jobs[0], cache, ReportOptions(base=tmp_path))
-    grouping = report["grouping"]
+    grouping = report.grouping
     assert grouping["margin"] < grouping["spread"] and not grouping["stable"]
     assert "**No stable grouping**" in (jobs[0] / "report.md").read_text()

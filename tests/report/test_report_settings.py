@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from mtlrun.config import register_schema, validate
+from mtlrun.config.schema import register_schema, validate
 from mtlrun.errors import ConfigError
 
 

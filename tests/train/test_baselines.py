@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mtlrun.baseline_cache import baseline_key, baseline_settings
+from mtlrun.results.baseline_cache import baseline_key, baseline_settings
 from tests.conftest import TINY
 
 SMALL = ["encoder=mlp", "encoder.hidden=[32]", "trainer.batch_size=128", "diagnostics.every=0"]

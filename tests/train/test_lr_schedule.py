@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from mtlrun.baseline_cache import baseline_key, baseline_settings
+from mtlrun.results.baseline_cache import baseline_key, baseline_settings
 from mtlrun.train.lr_schedule import EarlyStopping, LRSchedule
 from tests.conftest import TINY_SYNTHETIC
 

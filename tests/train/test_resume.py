@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mtlrun.cli.resume import quoted, rewrite_argv
 from mtlrun.errors import ConfigError
-from mtlrun.resume import quoted, rewrite_argv
 
 #: tiny and fast, but with enough steps per epoch that a signal lands in the middle of one
 SMALL = [

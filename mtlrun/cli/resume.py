@@ -15,8 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mtlrun.config.resumable import check_same_config
 from mtlrun.errors import ConfigError
-from mtlrun.runfolder import HYDRA_CONFIG, OVERRIDES
+from mtlrun.results.run_folder import HYDRA_CONFIG, OVERRIDES
 
 SWEEP_CONFIG = "multirun.yaml"
 #: the only override a resume accepts
@@ -91,36 +92,13 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     return [*head, *task, *epochs, *own, where, f"resume={quoted(str(folder))}"]
 
 
-#: config keys a resumed run may change: the resume itself and the number of epochs (to train longer)
-RESUMABLE_CHANGES = ("resume", "trainer.epochs")
-
-
-def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` without the keys a resume may change."""
-    out = {k: v for k, v in config.items() if k != "resume"}
-    if isinstance(out.get("trainer"), dict):
-        out["trainer"] = {k: v for k, v in out["trainer"].items() if k != "epochs"}
-    return out
-
-
-def first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
-    """The dotted key of the first value that differs between two plain configs (None if equal)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            found = first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
-            if found is not None:
-                return found
-        return None
-    return None if a == b else (prefix or "(config)")
-
-
 def check_unchanged(config: Any, folder: Path) -> None:
     """Refuse (one line) a resume whose config, composed now from the saved command line, is not the
     one ``folder`` ran with (``.hydra/config.yaml``), before Hydra writes anything into the folder."""
     import yaml
     from omegaconf import OmegaConf
 
-    from mtlrun.runfolder import CONFIG
+    from mtlrun.results.run_folder import CONFIG
 
     try:
         saved = yaml.safe_load((folder / CONFIG).read_text(encoding="utf-8"))
@@ -131,12 +109,7 @@ def check_unchanged(config: Any, folder: Path) -> None:
     now = OmegaConf.to_container(config, resolve=False)
     assert isinstance(now, dict)
     now.pop("hydra", None)
-    changed = first_difference(comparable_config(saved), comparable_config(now))
-    if changed is not None:
-        raise ConfigError(
-            f"cannot resume {folder}: its config differs in '{changed}' from the one composed now; "
-            f"only {' and '.join(RESUMABLE_CHANGES)} may change on a resume"
-        )
+    check_same_config(saved, now, folder)
 
 
 def resumes(config_resume: Any, folder: Path) -> bool:

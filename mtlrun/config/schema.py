@@ -113,7 +113,7 @@ class RunOptions:
 class RunConf:
     seed: int = 0
     run: RunOptions = field(default_factory=RunOptions)
-    #: a run (or sweep) folder to continue in place: ``mtlrun resume=FOLDER`` (see ``mtlrun.resume``)
+    #: a run (or sweep) folder to continue in place: ``mtlrun resume=FOLDER`` (see ``mtlrun.cli.resume``)
     resume: Optional[str] = None
     #: what a run returns to a sweeper (optuna): primary_mean, or TASK/METRIC (validation, best epoch)
     objective: str = "primary_mean"
@@ -134,7 +134,7 @@ class RunConf:
 def register_schema() -> None:
     """The run's schema, and one typed node per group choice (``schema/<group>/<choice>``) that
     the choice's YAML builds on, so Hydra type-checks ``balancer.c=abc`` while composing."""
-    from mtlrun.config_options import OPTIONS
+    from mtlrun.config.options import OPTIONS
 
     store = ConfigStore.instance()
     store.store(name="mtlrun_schema", node=RunConf)
@@ -147,7 +147,7 @@ def reject_added_keys(cfg: DictConfig) -> None:
     schema declares would be silently ignored, so it is an error (``+trainer.amp=true``)."""
     from dataclasses import fields, is_dataclass
 
-    from mtlrun.config_options import OPTIONS
+    from mtlrun.config.options import OPTIONS
 
     def check(node: Any, schema: Any, prefix: str) -> None:
         declared = {f.name: f for f in fields(schema)}

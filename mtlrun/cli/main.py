@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import hydra
 from omegaconf import DictConfig
 
-from mtlrun.config import register_schema
+from mtlrun.config.schema import register_schema
 from mtlrun.errors import ConfigError
 
 register_schema()
@@ -24,7 +24,7 @@ register_schema()
 
 @hydra.main(version_base="1.3", config_path="pkg://mtlrun.conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from mtlrun.train.run import run_from_hydra
+    from mtlrun.cli.task import run_from_hydra
 
     return run_from_hydra(cfg)
 
@@ -165,7 +165,7 @@ def skip_mode_probe(args: list[str]) -> Iterator[None]:
 def main() -> None:
     """The ``mtlrun`` console script."""
     if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
-        from mtlrun.help import render_help
+        from mtlrun.cli.help import render_help
 
         try:
             print(render_help(), flush=True)
@@ -179,7 +179,7 @@ def main() -> None:
         sys.exit(2)
     user_wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we print one line below
-    from mtlrun.resume import rewrite_argv
+    from mtlrun.cli.resume import rewrite_argv
 
     try:
         sys.argv[1:] = rewrite_argv(sys.argv[1:])  # resume=FOLDER: replay the folder's own command line
@@ -195,7 +195,7 @@ def main() -> None:
     except Exception as ex:
         if user_wants_traceback:
             raise
-        from mtlrun.outputs import WriteFailed
+        from mtlrun.results.atomic import WriteFailed
 
         if isinstance(ex, WriteFailed):  # disk full, no permission: the system's reason says it all
             print(f"mtlrun: error: {ex}", file=sys.stderr)

@@ -5,14 +5,14 @@ and split 795 train / 654 test, with the 13 semantic classes of Couprie et al. (
 surface normals of Eigen & Fergus (2015). Layout ``ROOT/{train,val}/{image,label,depth,normal}/<i>.npy``
 (image (288, 384, 3) in [0, 1]; label (288, 384) with -1 unlabeled; depth (288, 384, 1) in metres,
 0 invalid; normal (288, 384, 3) unit vectors, all-zero invalid). The published ``val`` folder is
-the test split of the Nash-MTL and FAMO tables (see :func:`~mtlrun.data.npy_folders.benchmark_splits`).
+the test split of the Nash-MTL and FAMO tables (see :func:`~mtlrun.data.formats.npy_folders.benchmark_splits`).
 """
 
 from __future__ import annotations
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset
 from mtlrun.data.dense_tasks import depth_task, normal_task, segmentation_task
-from mtlrun.data.npy_folders import benchmark_splits, data_root
+from mtlrun.data.formats.npy_folders import benchmark_splits, data_root
 
 NUM_CLASSES = 13
 PUBLISHED = {"train": 795, "val": 654}

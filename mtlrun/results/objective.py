@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mtlrun.runfolder import Summary
+    from mtlrun.results.run_folder import Summary
 
 Metrics = Mapping[str, Mapping[str, float]]  # {task: {metric: value}}
 #: the sweeper's default objective: the mean direction-signed primary metric at the best epoch

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mtlrun.errors import ConfigError
-from mtlrun.outputs import write_json
+from mtlrun.results.atomic import write_json
 
 #: trainer keys that do not change what a baseline learns
 _TRAINER_IGNORED = ("device", "checkpoint_every", "compile", "threads")

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mtlrun.data import benchmark_files as bf
 from mtlrun.data.base import DATASETS, MultiTaskDataset
-from mtlrun.data.byte_images import ByteImageSplit
+from mtlrun.data.formats import benchmark_files as bf
+from mtlrun.data.formats.byte_images import ByteImageSplit
 from mtlrun.data.tasks import binary_task
 from mtlrun.lazy import lazy_module
 from mtlrun.registry import in_range

@@ -19,14 +19,15 @@ class WriteFailed(OSError):
     """Writing a file failed (disk full, no permission); its previous version is intact."""
 
 
-def _atomic(path: Path, write: Callable[[IO[Any]], None], mode: str = "w") -> None:
+def _atomic(path: Path, write: Callable[[IO[Any]], object], mode: str = "w") -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as ex:
         raise _failed(path, ex) from ex
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+        text_options: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8"}
+        with os.fdopen(fd, mode, **text_options) as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

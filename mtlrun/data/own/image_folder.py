@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit
-from mtlrun.data.table import read_table, resolve_path
+from mtlrun.data.own.table import read_table, resolve_path
 from mtlrun.errors import ConfigError, choices_error
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def image_folder(
     seed: int = 0,
 ) -> MultiTaskDataset:
     """Build a dataset from a folder of images and a labels table."""
-    from mtlrun.data.columns import (
+    from mtlrun.data.formats.columns import (
         check_fractions,
         check_not_empty,
         encode_tasks,

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtlrun.data import benchmark_files as bf
 from mtlrun.data.base import DATASETS, MultiTaskDataset
-from mtlrun.data.byte_images import ByteImageSplit
-from mtlrun.data.idx import IdxFormatError, parse_images, parse_labels
+from mtlrun.data.formats import benchmark_files as bf
+from mtlrun.data.formats.byte_images import ByteImageSplit
+from mtlrun.data.formats.idx import IdxFormatError, parse_images, parse_labels
 from mtlrun.data.tasks import classification_task
 from mtlrun.errors import ConfigError
 from mtlrun.lazy import lazy_module

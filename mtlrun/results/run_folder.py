@@ -6,7 +6,7 @@ a missing or corrupt file is ``None`` (or a :class:`RunFolderError` with one lin
 needs the file), a half-written last line of ``metrics.jsonl`` is skipped.
 
 NaN convention: JSON has no NaN or infinity, so non-finite floats are written as the strings
-``"nan"``, ``"inf"``, ``"-inf"`` (``mtlrun.outputs``) and read back as floats by :func:`number`.
+``"nan"``, ``"inf"``, ``"-inf"`` (``mtlrun.results.atomic``) and read back as floats by :func:`number`.
 
 >>> import tempfile
 >>> folder = RunFolder(tempfile.mkdtemp())
@@ -19,12 +19,13 @@ NaN convention: JSON has no NaN or infinity, so non-finite floats are written as
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mtlrun.outputs import write_json, write_jsonl, write_text
+from mtlrun.results.atomic import write_json, write_jsonl, write_text
+from mtlrun.results.transfer_report import TransferReport
+from mtlrun.results.values import number
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
@@ -51,20 +52,6 @@ Metrics = dict[str, dict[str, float]]  # {task: {metric: value}}
 
 class RunFolderError(ValueError):
     """A run folder's file is missing or unreadable (one line, naming the file)."""
-
-
-def number(value: Any) -> float | None:
-    """A metric value as written by the run folder (a float, or ``"nan"``/``"inf"``); None if not a number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
 
 
 @dataclass
@@ -283,11 +270,12 @@ class RunFolder:
         return rows
 
     # -- transfer.json, report.md, diagnostics.json --
-    def write_transfer(self, report: dict[str, Any]) -> None:
-        write_json(self.path(TRANSFER), report)
+    def write_transfer(self, report: TransferReport) -> None:
+        write_json(self.path(TRANSFER), report.to_dict())
 
-    def read_transfer(self) -> dict[str, Any] | None:
-        return read_json_object(self.path(TRANSFER))[0]
+    def read_transfer(self) -> TransferReport | None:
+        data = read_json_object(self.path(TRANSFER))[0]
+        return TransferReport.from_dict(data) if data is not None else None
 
     def write_report_markdown(self, text: str) -> None:
         write_text(self.path(REPORT_MD), text)
@@ -297,12 +285,3 @@ class RunFolder:
 
     def read_diagnostics(self) -> dict[str, Any] | None:
         return read_json_object(self.path(DIAGNOSTICS))[0]
-
-
-def finite_or_none(value: Any) -> float | None:
-    """A stored metric as a finite float, or None (missing, NaN or infinite)."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None

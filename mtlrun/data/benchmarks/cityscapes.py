@@ -15,7 +15,7 @@ import re
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset
 from mtlrun.data.dense_tasks import depth_task, segmentation_task
-from mtlrun.data.npy_folders import benchmark_splits, data_root
+from mtlrun.data.formats.npy_folders import benchmark_splits, data_root
 from mtlrun.errors import ConfigError
 
 PUBLISHED = {"train": 2975, "val": 500}

@@ -26,7 +26,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.errors import ConfigError
-from mtlrun.runfolder import CHECKPOINTS, HYDRA_DIR, METRICS, SUMMARY
+from mtlrun.results.run_folder import CHECKPOINTS, HYDRA_DIR, METRICS, SUMMARY
 
 #: created with O_EXCL by the one process that takes a run or sweep folder
 CLAIM = ".mtlrun-claim"
@@ -143,7 +143,7 @@ class RunFolderGuard(Callback):
 
 def resuming(config: DictConfig, path: Path) -> bool:
     """A resume re-enters its own folder (``resume=FOLDER`` names this run or sweep folder)."""
-    from mtlrun.resume import resumes
+    from mtlrun.cli.resume import resumes
 
     return resumes(OmegaConf.select(config, "resume", default=None, throw_on_missing=False), path)
 
@@ -153,8 +153,8 @@ def _refuse_bad_settings(config: DictConfig) -> None:
     stop the run before its folder exists: one line, exit 2. The run repeats them (``validate``)."""
     import sys
 
-    from mtlrun.config import check_resolvable, validate
-    from mtlrun.inert_settings import check_inert
+    from mtlrun.config.inert import check_inert
+    from mtlrun.config.schema import check_resolvable, validate
 
     job = OmegaConf.masked_copy(config, [str(k) for k in config.keys() if k != "hydra"])
     try:
@@ -169,7 +169,7 @@ def _refuse_bad_settings(config: DictConfig) -> None:
 def _check_unchanged_or_exit(config: DictConfig, path: Path) -> None:
     import sys
 
-    from mtlrun.resume import check_unchanged
+    from mtlrun.cli.resume import check_unchanged
 
     try:
         check_unchanged(config, path)

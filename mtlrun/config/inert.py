@@ -7,7 +7,7 @@ would make it count. A setting counts as given when it differs from the schema's
 default cannot be told apart from the same value typed out, and is harmless either way).
 
 The check reads the composed config only, so it runs before the run folder exists (the Hydra
-callback of :mod:`mtlrun.folder_guard`) and again with the other checks inside the run.
+callback of :mod:`mtlrun.cli.folder_guard`) and again with the other checks inside the run.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mtlrun.config import DiagnosticsConf, LoaderConf, ReportConf, TrainerConf
-from mtlrun.config_options import ScheduleCurriculumOptions
+from mtlrun.config.options import ScheduleCurriculumOptions
+from mtlrun.config.schema import DiagnosticsConf, LoaderConf, ReportConf, TrainerConf
 from mtlrun.errors import ConfigError
 
 

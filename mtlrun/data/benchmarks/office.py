@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mtlrun.data import benchmark_files as bf
 from mtlrun.data.base import DATASETS, split_indices
-from mtlrun.data.byte_images import ByteImageSplit
-from mtlrun.data.image_folder import load_image
+from mtlrun.data.formats import benchmark_files as bf
+from mtlrun.data.formats.byte_images import ByteImageSplit
 from mtlrun.data.multi_input import MultiInputDataset, MultiInputSplit
+from mtlrun.data.own.image_folder import load_image
 from mtlrun.data.tasks import classification_task
 from mtlrun.errors import ConfigError
 from mtlrun.registry import in_range

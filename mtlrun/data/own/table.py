@@ -5,7 +5,7 @@ One file (``path``) split by a ``split`` column or by seeded fractions, or one f
 are the listed columns or every other column. Numeric features are standardised on train,
 string (or listed ``categorical``) features become learned embeddings in ``encoder=tabular``
 (the input form of MMoE/PLE on recommendation data, Ma et al. KDD 2018; Tang et al. RecSys
-2020). The exact rules for labels, missing values and splits are in :mod:`mtlrun.data.columns`.
+2020). The exact rules for labels, missing values and splits are in :mod:`mtlrun.data.formats.columns`.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def load_splits(
 
     ``strata_of(frame)`` gives the stratification labels of a frame (or None).
     """
-    from mtlrun.data.columns import SPLITS, check_not_empty, require_columns, split_by_column
+    from mtlrun.data.formats.columns import SPLITS, check_not_empty, require_columns, split_by_column
 
     if path is not None and any(p is not None for p in (train, val, test)):
         raise ConfigError("give dataset.path (one file) or dataset.train/val/test (one file per split), not both")
@@ -139,7 +139,7 @@ def load_splits(
 def _fractions(
     frame: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int, strata_of: Any, source: str
 ) -> list[pd.DataFrame]:
-    from mtlrun.data.columns import check_fractions, check_not_empty, split_by_fractions
+    from mtlrun.data.formats.columns import check_fractions, check_not_empty, split_by_fractions
 
     check_fractions(val_fraction, test_fraction)
     rows = split_by_fractions(len(frame), val_fraction, test_fraction, seed, strata_of(frame))
@@ -165,7 +165,7 @@ def table(
     seed: int = 0,
 ) -> MultiTaskDataset:
     """Build a dataset from a table; the same files, declarations and ``seed`` give the same data."""
-    from mtlrun.data.columns import (
+    from mtlrun.data.formats.columns import (
         FeatureEncoder,
         encode_tasks,
         fingerprint,

@@ -12,7 +12,7 @@ keyword arguments and returns either
 
   where ``x`` is an array or tensor (N, ...) used as it is, and each label is a 1-D array of raw
   values (a 2-D 0/1 array for multilabel) encoded exactly like a table column (classes from
-  train, regression standardised on train, NaN/None missing; see :mod:`mtlrun.data.columns`).
+  train, regression standardised on train, NaN/None missing; see :mod:`mtlrun.data.formats.columns`).
 
 :func:`build_dataset` is the one place a ``dataset`` config becomes a dataset.
 """
@@ -91,7 +91,7 @@ def from_target(target: str, options: Mapping[str, Any]) -> MultiTaskDataset:
         return from_simple(result, target, options.get("name") or "python")
     raise ConfigError(
         f"dataset._target_={target} returned {type(result).__name__}; return a MultiTaskDataset or a mapping "
-        "with 'tasks', 'train', 'val', 'test' (see mtlrun.data.python_dataset)"
+        "with 'tasks', 'train', 'val', 'test' (see mtlrun.data.own.python_dataset)"
     )
 
 
@@ -140,7 +140,7 @@ def _as_frame(labels: Mapping[str, Any], n: int, where: str) -> Any:
 
 def from_simple(result: Mapping[str, Any], target: str, name: str) -> MultiTaskDataset:
     """Convert the simple form (see the module docstring) into a MultiTaskDataset."""
-    from mtlrun.data.columns import encode_tasks, fingerprint, parse_tasks
+    from mtlrun.data.formats.columns import encode_tasks, fingerprint, parse_tasks
 
     where = f"dataset._target_={target}"
     for key in ("tasks", *SPLITS):

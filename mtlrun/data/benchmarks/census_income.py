@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import torch
 
-from mtlrun.data import benchmark_files as bf
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit
+from mtlrun.data.formats import benchmark_files as bf
 from mtlrun.data.tasks import binary_task
 from mtlrun.lazy import lazy_module
 from mtlrun.registry import in_range

@@ -1,0 +1,89 @@
+"""The Hydra task: run one job, print its per-task table and folder, and turn its outcome into the
+CLI's exit status (2 a configuration error, 3 diverged, 1 any other failure)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from mtlrun.errors import ConfigError
+from mtlrun.results.atomic import WriteFailed
+from mtlrun.results.run_folder import LAST_CHECKPOINT, SUMMARY, RunFolder, Summary
+from mtlrun.train.loop import Diverged
+from mtlrun.train.resume import already_completed, resume_point
+from mtlrun.train.run import run
+
+log = logging.getLogger("mtlrun")
+
+#: exit status of a single run that diverged (2 is a configuration error, 1 any other failure)
+DIVERGED_EXIT = 3
+
+
+def run_from_hydra(cfg: DictConfig) -> float | None:
+    """The Hydra task: run, print the per-task table and the folder, record any failure.
+
+    In a sweep a failing job records ``failed`` in its summary and returns normally, so the
+    other jobs and the sweep-end callback still run.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from mtlrun.report.tables import print_run_summary
+    from mtlrun.results.objective import run_objective
+
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        checkpoint = resume_point(cfg, output_dir, in_sweep)
+        done = already_completed(output_dir, checkpoint, cfg.trainer.epochs)
+        if done is not None:
+            log.info("%s has %s already: nothing to resume", output_dir, done.status)
+            print_run_summary(done, output_dir)
+            return run_objective(done, cfg.objective)
+        summary, report = run(cfg, output_dir, checkpoint)
+    except KeyboardInterrupt:
+        raise
+    except Diverged as ex:
+        kept = "the last good checkpoint is kept" if (output_dir / LAST_CHECKPOINT).is_file() else "no checkpoint"
+        if in_sweep:  # a result, not a failure: the other jobs go on and the sweep summary lists it
+            log.error("run diverged: %s (%s)", ex, output_dir)
+            return None
+        print(
+            f"mtlrun: run diverged: {ex}; {kept} ({output_dir / SUMMARY}); "
+            "try a lower trainer.lr, trainer.grad_clip or trainer.on_nan=skip",
+            file=sys.stderr,
+        )
+        sys.exit(DIVERGED_EXIT)
+    except ConfigError as ex:
+        if in_sweep:
+            log.error("job failed: %s", ex)
+            return None
+        from mtlrun.cli.folder_guard import release_if_created
+
+        release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
+        print(f"mtlrun: error: {ex}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as ex:
+        folder = RunFolder(output_dir)
+        summary = folder.read_summary() or Summary()
+        if summary.status != "failed":
+            reason = str(ex) if isinstance(ex, WriteFailed) else f"{type(ex).__name__}: {ex}"
+            summary.status, summary.error = "failed", reason.splitlines()[0]
+            try:
+                folder.write_summary(summary)
+            except WriteFailed as again:  # the disk is still full: say so, keep the original error
+                log.error("%s", again)
+        if not in_sweep:
+            raise
+        log.exception("job failed: %s", ex)
+        return None
+    print_run_summary(summary, output_dir)
+    if report is not None:
+        from mtlrun.report.negative_transfer import print_verdicts
+
+        print_verdicts(report)
+    return run_objective(summary, cfg.objective)  # for sweepers such as optuna: higher is better

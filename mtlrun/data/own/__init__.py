@@ -1,0 +1,1 @@
+"""Your own data: tables, image folders, array folders and your own Python function."""
