@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH ?= $(shell $(PYTHON) -c "import pathlib,sys; print('torch==2.13.0' if any(pathlib.Path('/opt/wheels').glob('torch-2.13.0*')) or pathlib.Path('/etc/xdg/pip').exists() else 'torch')")
 ARGS ?=
 
-.PHONY: install install-run run test test-all lint bench clean
+.PHONY: install install-run run test test-all test-oldest-torch lint bench clean
 
 # `make run` installs what running needs (torch, then mtlrun and its dependencies); `make test`
 # adds the [dev] extra (test tools, launchers, trackers, torchjd) on top.
@@ -41,6 +41,20 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -n auto --dist worksteal -m "slow or not slow"
 
+# torch's private paths that start-up relies on (mtlrun/train/optimizers.py, seeding.py), checked on
+# the oldest torch pyproject.toml allows; a separate venv, since that torch is a CUDA build of about 2.6 GB
+OLDEST_TORCH ?= $(shell sed -n 's/^ *"torch>=\([0-9.]*\)",/\1/p' pyproject.toml)
+OLDEST_VENV ?= .venv-oldest-torch
+$(OLDEST_VENV)/.installed: pyproject.toml
+	@test -n "$(OLDEST_TORCH)" || { echo "no torch lower bound found in pyproject.toml"; exit 1; }
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet "torch==$(OLDEST_TORCH)" "numpy<2" pytest
+	touch $@
+
+test-oldest-torch: $(OLDEST_VENV)/.installed
+	PYTHONPATH=$(CURDIR) $(OLDEST_VENV)/bin/python -m pytest -q -p no:cacheprovider -o addopts="" \
+		tests/train/test_optimizers.py tests/train/test_torch_private_paths.py
+
 lint: install
 	$(VENV)/bin/ruff check mtlrun tests bench
 	$(VENV)/bin/ruff format --check mtlrun tests bench
@@ -53,4 +67,4 @@ bench: install-run
 	$(PY) bench/run_all.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) build dist *.egg-info .pytest_cache .ruff_cache
