@@ -105,3 +105,28 @@ def test_the_tasks_line_of_a_built_in_dataset_names_its_tasks():
     declared = DATASETS.build("multi_digits", {}).tasks
     line = dataset_tasks()["multi_digits"]
     assert [t for t in declared if t in line] == list(declared)
+
+
+@pytest.mark.parametrize(
+    "registry_path",
+    ["mtlrun.data:DATASETS", "mtlrun.models:ARCHS", "mtlrun.models:ENCODERS", "mtlrun.balancers:BALANCERS"],
+)
+def test_the_readme_names_every_registered_method(registry_path):
+    import importlib
+
+    module, _, name = registry_path.partition(":")
+    registry = getattr(importlib.import_module(module), name)
+    text = README.read_text(encoding="utf-8")
+    missing = [choice for choice in registry.names() if f"`{choice}`" not in text]
+    assert not missing, f"README.md does not name these {registry.group} choices: {missing}"
+
+
+def test_contributing_names_every_sub_package():
+    import pkgutil
+
+    import mtlrun
+
+    text = (README.parent / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    rooms = [m.name for m in pkgutil.iter_modules(mtlrun.__path__) if m.ispkg]
+    missing = [room for room in rooms if f"`{room}/`" not in text]
+    assert not missing, f"CONTRIBUTING.md's package map misses: {missing}"

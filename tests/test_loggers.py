@@ -12,7 +12,7 @@ import yaml
 
 from mtlrun.errors import ConfigError
 from mtlrun.loggers import LOGGERS, GuardedLogger, RunLogger, build_logger, epoch_scalars
-from mtlrun.train.loop import EpochRecord
+from mtlrun.train.records import EpochRecord
 from tests.sweep_helpers import SMALL
 
 

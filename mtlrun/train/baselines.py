@@ -32,7 +32,8 @@ from mtlrun.models.grouped import GroupedSingleTask
 from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.results.baseline_cache import BaselineCache, baseline_key, baseline_settings
 from mtlrun.train.devices import compile_model
-from mtlrun.train.loop import EpochRecord, Trainer
+from mtlrun.train.loop import Trainer
+from mtlrun.train.records import EpochRecord
 from mtlrun.train.seeding import seed_everything
 
 log = logging.getLogger("mtlrun")

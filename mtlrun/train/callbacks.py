@@ -11,7 +11,8 @@ from typing import Any
 from mtlrun.results.run_folder import MetricRow, RunFolder, Summary
 from mtlrun.train.checkpoint import save_checkpoint
 from mtlrun.train.diagnostics import Diagnostics
-from mtlrun.train.loop import Callback, EpochRecord, FitResult, Trainer
+from mtlrun.train.loop import Callback, Trainer
+from mtlrun.train.records import EpochRecord, FitResult
 
 
 def epoch_rows(r: EpochRecord) -> list[MetricRow]:

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -27,7 +27,6 @@ from mtlrun.balancers.jacobian import GradientOverflow
 from mtlrun.data.base import MultiTaskDataset, present_tasks
 from mtlrun.data.batch import batch_losses, batch_targets
 from mtlrun.models.base import MultiTaskModel
-from mtlrun.results.objective import primary_score
 from mtlrun.train.diagnostics import Diagnostics
 from mtlrun.train.evaluate import Metrics, TaskEvaluator
 from mtlrun.train.lr_schedule import EarlyStopping, LRSchedule
@@ -35,6 +34,7 @@ from mtlrun.train.nan_guard import Diverged, NanGuard
 from mtlrun.train.optimizers import build_optimizer
 from mtlrun.train.precision import Precision, scale_gradient
 from mtlrun.train.progress import Progress
+from mtlrun.train.records import BestEpoch, EpochPosition, EpochRecord, FitResult, record_from_dict
 from mtlrun.train.schedule import ScheduleProbe, TaskSchedule
 from mtlrun.train.signals import Interrupted
 
@@ -46,107 +46,6 @@ __all__ = ["Callback", "Diverged", "EpochRecord", "FitResult", "Trainer"]
 
 #: trainer attributes (set by other features) whose ``state_dict`` is checkpointed when present
 OPTIONAL_STATE = ("lr_scheduler", "grad_scaler")
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    step: int
-    train_loss: dict[str, float]
-    weights: dict[str, float]
-    extra_losses: dict[str, float]
-    val: Metrics
-    val_loss: dict[str, float]
-    #: test metrics after this epoch, when the trainer evaluates test every epoch (baselines)
-    test: Metrics | None = None
-    balancer_extras: dict[str, float] = field(default_factory=dict)
-    #: the task schedule's loss multipliers in this epoch (empty without a schedule)
-    schedule: dict[str, float] = field(default_factory=dict)
-    #: the learning rate the epoch began with
-    lr: float | None = None
-
-
-@dataclass
-class FitResult:
-    epochs: list[EpochRecord]
-    best_epoch: int
-    best_state: dict[str, Tensor]
-    train_seconds: float
-    eval_seconds: float
-    steps: int
-    #: test metrics with the last and with the best-validation weights (unless tested every epoch)
-    test_last: Metrics | None = None
-    test_best: Metrics | None = None
-    #: whether early stopping ended the fit before ``trainer.epochs``
-    stopped_early: bool = False
-
-    @property
-    def best_record(self) -> EpochRecord:
-        return next(r for r in self.epochs if r.epoch == self.best_epoch)
-
-
-@dataclass
-class BestEpoch:
-    """The best-validation epoch so far: its score, its weights, and the reference it is scored
-    against (the first epoch's validation metrics). Part of the trainer's state, so a resumed run
-    picks the same best epoch as an uninterrupted one."""
-
-    epoch: int = 0
-    score: float = -math.inf
-    state: dict[str, Tensor] = field(default_factory=dict)
-    reference: Metrics | None = None
-
-    def update(self, epoch: int, val: Metrics, primary: dict[str, str], directions: Any, model: nn.Module) -> float:
-        """Score ``val`` (returned); keep ``model``'s weights if this epoch is the best so far (or the first)."""
-        self.reference = self.reference or val
-        relative = primary_score(val, self.reference, primary, directions)
-        score = relative if relative is not None else -math.inf
-        if score > self.score or self.epoch == 0:
-            self.epoch, self.score = epoch, score
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        return score
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "score": self.score, "state": self.state, "reference": self.reference}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch, self.score = int(state["epoch"]), float(state["score"])
-        self.state, self.reference = dict(state["state"]), state["reference"]
-
-
-@dataclass
-class EpochPosition:
-    """How far the current epoch has got: the shuffling generator's state when the epoch began,
-    the steps done and the sums gathered. A checkpoint taken between two steps of an epoch stores
-    it, so the resumed run replays the same batch order and skips the steps already taken."""
-
-    epoch: int
-    shuffle_state: Tensor
-    loss_sum: Tensor
-    weight_sum: Tensor
-    steps: int = 0  # steps counted in the sums
-    taken: int = 0  # step groups drawn, including steps skipped for a non-finite value
-    lr: float = 0.0  # the learning rate when the epoch began (its record's)
-    extra_sum: dict[str, Tensor] = field(default_factory=dict)
-    extras: dict[str, float] = field(default_factory=dict)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "shuffle_state": self.shuffle_state,
-            "loss_sum": self.loss_sum,
-            "weight_sum": self.weight_sum,
-            "steps": self.steps,
-            "taken": self.taken,
-            "lr": self.lr,
-            "extra_sum": dict(self.extra_sum),
-            "extras": dict(self.extras),
-        }
-
-
-def record_from_dict(data: dict[str, Any]) -> EpochRecord:
-    """An :class:`EpochRecord` from its ``dataclasses.asdict`` form (as checkpointed)."""
-    return EpochRecord(**data)
 
 
 class Callback:
