@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mtlrun.report.transfer import best_grouping, grouping_score
+from mtlrun.results.run_folder import LaunchArguments
 
 Affinity = dict[str, dict[str, float]]
 
@@ -37,7 +38,7 @@ def mean_affinity(matrices: Sequence[Affinity]) -> Affinity:
 
 
 def suggest_grouping(
-    names: list[str], matrices: Sequence[Affinity], groups: int, overrides: Sequence[str]
+    names: list[str], matrices: Sequence[Affinity], groups: int, launch: LaunchArguments
 ) -> dict[str, Any] | None:
     """The best split of ``names`` into ``groups`` groups, its margin, its stability and the commands."""
     if len(names) < 2 or not matrices:
@@ -52,7 +53,7 @@ def suggest_grouping(
         spread = statistics.stdev(margins)
     result["spread"] = spread
     result["stable"] = bool(result["margin"] is not None and spread is not None and result["margin"] > spread)
-    result["commands"] = training_commands(result["groups"], overrides) if len(result["groups"]) > 1 else []
+    result["commands"] = training_commands(result["groups"], launch) if len(result["groups"]) > 1 else []
     return result
 
 
@@ -65,21 +66,26 @@ def without(overrides: Sequence[str], *keys: str) -> list[str]:
     return [o for o in overrides if not any(_key(o) == k or _key(o).startswith(f"{k}.") for k in keys)]
 
 
-def command(*parts: str) -> str:
-    return " ".join(["mtlrun", *(shlex.quote(p) for p in parts)])
+def command(launch: LaunchArguments, *parts: str, drop: Sequence[str] = ()) -> str:
+    """``mtlrun`` with the run's flags, its overrides less those setting ``drop``, then ``parts``
+    (``-m`` goes first), each quoted for a POSIX shell: it runs as printed."""
+    flags = ["-m"] if "-m" in parts else []
+    rest = [p for p in parts if p != "-m"]
+    words = [*flags, *launch.flags, *without(launch.overrides, *drop), *rest]
+    return " ".join(["mtlrun", *(shlex.quote(w) for w in words)])
 
 
-def training_commands(split: Sequence[Sequence[str]], overrides: Sequence[str]) -> list[dict[str, str]]:
+def training_commands(split: Sequence[Sequence[str]], launch: LaunchArguments) -> list[dict[str, str]]:
     """One branched network whose groups split at the input, and one run per group (a sweep)."""
     branch_at = "{" + ",".join(f"{'+'.join(g)}:0" for g in split) + "}"
     per_group = ",".join("[" + ",".join(g) + "]" for g in split)
     return [
         {
             "what": "one branched network: the tasks of a group share the encoder, the groups share nothing",
-            "command": command(*without(overrides, "arch", "seed"), "arch=branched", f"arch.branch_at={branch_at}"),
+            "command": command(launch, "arch=branched", f"arch.branch_at={branch_at}", drop=("arch", "seed")),
         },
         {
             "what": "one multi-task run per group",
-            "command": command("-m", *without(overrides, "tasks.names", "seed"), f"tasks.names={per_group}"),
+            "command": command(launch, "-m", f"tasks.names={per_group}", drop=("tasks.names", "seed")),
         },
     ]

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mtlrun.report.console import make_console
-from mtlrun.report.grouping import affinity_of, command, suggest_grouping, without
+from mtlrun.report.grouping import affinity_of, command, suggest_grouping
 from mtlrun.report.markdown import md_table
 from mtlrun.report.pooling import find_pool, relative, sweep_folder
 from mtlrun.report.transfer import (
@@ -32,7 +32,7 @@ from mtlrun.report.transfer import (
     judge_task,
 )
 from mtlrun.results.baseline_cache import BaselineCache, baseline_key, baseline_settings
-from mtlrun.results.run_folder import PLOTS, RunFolder, Summary
+from mtlrun.results.run_folder import PLOTS, LaunchArguments, RunFolder, Summary
 from mtlrun.results.transfer_report import MetricTransfer, TaskTransfer, TransferReport
 
 TEST = "two-sided Welch t-test (unequal variances) on per-seed relative scores; direction from the sign of Δ_t"
@@ -132,7 +132,7 @@ def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | N
     stl_mean = {t: {m: v["stl"] for m, v in verdicts[t].metrics.items()} for t in verdicts}
     dirs = {t: directions[t] for t in verdicts}
     own = next((p for p in pooled_info if p["folder"] == relative(run_dir, base)), None)
-    overrides = folder.read_overrides()
+    launch = folder.read_launch()
     report = TransferReport(
         run=asdict(summary.run),
         selection="test metrics at the best-validation epoch",
@@ -158,9 +158,9 @@ def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | N
         complete=len(verdicts) == len(tasks),
         config=resolved_config(config, summary),
         cost=compute_cost(summary, baseline_records),
-        how_to_get_verdicts=verdict_command(overrides, pooled_info, verdicts, options.min_seeds),
+        how_to_get_verdicts=verdict_command(launch, pooled_info, verdicts, options.min_seeds),
     )
-    report.grouping = suggest_grouping(tasks, affinities, options.groups, overrides)
+    report.grouping = suggest_grouping(tasks, affinities, options.groups, launch)
     own_keys = baseline_keys_for(config, summary)
     stl_curves = {t: rec["curves"] for t in tasks if (rec := cache.load(own_keys[t])) is not None and "curves" in rec}
     _plot(run_dir, report, summary, stl_curves)
@@ -240,7 +240,7 @@ def compute_cost(summary: Summary, baselines: dict[str, dict[str, Any]]) -> dict
 
 
 def verdict_command(
-    overrides: Sequence[str], pooled: Sequence[dict[str, Any]], verdicts: dict[str, TaskVerdict], min_seeds: int
+    launch: LaunchArguments, pooled: Sequence[dict[str, Any]], verdicts: dict[str, TaskVerdict], min_seeds: int
 ) -> str | None:
     """The sweep that gives every task enough seeds for a verdict, or None when none is missing."""
     if not any(v.verdict.startswith(UNTESTED) for v in verdicts.values()) or len(pooled) >= min_seeds:
@@ -253,7 +253,7 @@ def verdict_command(
             wanted.append(candidate)
         candidate += 1
     seed_list = ",".join(str(s) for s in sorted(wanted))
-    return command("-m", *without(overrides, "seed"), f"seed={seed_list}")
+    return command(launch, "-m", f"seed={seed_list}", drop=("seed",))
 
 
 def _plot(run_dir: Path, report: TransferReport, summary: Summary, stl_curves: dict[str, Any]) -> None:
@@ -495,4 +495,5 @@ def print_verdicts(report: TransferReport, console: Console | None = None) -> No
     console.print(verdict_table(report))
     # a sweep job's report is rebuilt with the sweep's other seeds when the sweep ends
     if report.how_to_get_verdicts and not report.pool.get("sweep_job"):
-        console.print(f"for verdicts: {report.how_to_get_verdicts}")
+        # no markup (brackets of list values are not rich tags), and never broken across lines
+        console.print(f"for verdicts: {report.how_to_get_verdicts}", markup=False, highlight=False, soft_wrap=True)

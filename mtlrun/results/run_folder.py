@@ -50,6 +50,27 @@ FINISHED = ("completed", "diverged", "failed", "interrupted")
 Metrics = dict[str, dict[str, float]]  # {task: {metric: value}}
 
 
+#: the primary config mtlrun's entry point composes (``--config-path``/``--config-name`` change them)
+PACKAGED_CONFIGS = "mtlrun.conf"
+PACKAGED_CONFIG_NAME = "config"
+#: overrides that say how a run was launched, not what it trains: left out of printed commands
+LAUNCH_ONLY_KEYS = ("resume",)
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+@dataclass(frozen=True)
+class LaunchArguments:
+    """A run's command line, to print commands that compose the same config: Hydra's flags that
+    choose the configs (``--config-dir``, ``--config-path``, ``--config-name``) and the overrides
+    (``hydra.searchpath`` and the task's own, less ``resume``)."""
+
+    flags: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+
+
 class RunFolderError(ValueError):
     """A run folder's file is missing or unreadable (one line, naming the file)."""
 
@@ -238,6 +259,35 @@ class RunFolder:
         except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
             return {}
         return data if isinstance(data, dict) else {}
+
+    def read_launch(self) -> LaunchArguments:
+        """What reproduces this run's composition on a command line (:class:`LaunchArguments`)."""
+        hydra = self.read_hydra()
+
+        def section(name: str) -> dict[str, Any]:
+            value = hydra.get(name)
+            return value if isinstance(value, dict) else {}
+
+        runtime = section("runtime")
+        flags: list[str] = []
+        for source in runtime.get("config_sources") or []:
+            if not isinstance(source, dict):
+                continue
+            where = str(source.get("path") or "")
+            if source.get("provider") == "command-line" and source.get("schema") == "file":
+                flags += ["--config-dir", where]
+            elif source.get("provider") == "main" and where != PACKAGED_CONFIGS:
+                flags += [
+                    "--config-path",
+                    where if source.get("schema") == "file" else f"{source.get('schema')}://{where}",
+                ]
+        job = section("job")
+        if job.get("config_name") not in (None, PACKAGED_CONFIG_NAME):
+            flags += ["--config-name", str(job["config_name"])]
+        own = section("overrides")
+        searchpath = [str(o) for o in own.get("hydra") or [] if _override_key(str(o)) == "hydra.searchpath"]
+        task = [o for o in self.read_overrides() if _override_key(o) not in LAUNCH_ONLY_KEYS]
+        return LaunchArguments(flags=flags, overrides=searchpath + task)
 
     def read_overrides(self) -> list[str]:
         """The command-line overrides of the run (``.hydra/overrides.yaml``), or []."""

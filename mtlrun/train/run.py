@@ -215,7 +215,7 @@ def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) ->
             "written; train them (and get the report) with: %s",
             ", ".join(c.tasks),
             cfg.report.cache_dir,
-            training_command(),
+            training_command(output_dir),
         )
         return None
     report = build_report(output_dir, cache, ReportOptions.from_config(cfg.report, launch))
@@ -224,15 +224,9 @@ def negative_transfer_stage(cfg: DictConfig, c: Components, output_dir: Path) ->
     return report
 
 
-def training_command() -> str:
+def training_command(output_dir: Path) -> str:
     """This run's command line with ``report.baselines=only_cached`` replaced by training the baselines."""
-    import shlex
+    from mtlrun.report.grouping import command
 
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = list(HydraConfig.get().overrides.task)
-    except Exception:  # not under Hydra (a test calling run() directly)
-        overrides = []
-    kept = [o for o in overrides if not o.lstrip("+~").startswith("report.baselines=")]
-    return " ".join(["mtlrun", *(shlex.quote(o) for o in kept), "report.baselines=true"])
+    launch = RunFolder(output_dir).read_launch()
+    return command(launch, "report.baselines=true", drop=("report.baselines",))
