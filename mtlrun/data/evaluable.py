@@ -2,7 +2,8 @@
 
 A metric that is undefined on a split used to surface late and quietly: R² of one label raises
 inside torchmetrics at the first evaluation, R² of a constant target and the AUROC of a split
-holding one class come out as 0 with a warning, a split without labels gives NaN. Each metric
+holding one class come out as 0 with a warning, the average precision of a split without
+negatives is 1 whatever the model predicts, a split without labels gives NaN. Each metric
 declares what it needs from a split's labels (``MetricFactory.needs``, see
 :data:`mtlrun.data.base.METRIC_NEEDS`), and :func:`check_evaluable` refuses a split that lacks it
 in one line naming the split, the task and the metric. The rules:
@@ -62,7 +63,9 @@ def unmet(need: str, spec: TaskSpec, y: Tensor) -> str | None:
                 values = set(y[:, j][present[:, j]].tolist())
                 if not {0, 1} <= {int(v) for v in values}:
                     held = ", ".join(str(int(v)) for v in sorted(values)) or "no label"
-                    return f"label column {j + 1} holds only {held}; the metric needs both 0 and 1 in every label column"
+                    return (
+                        f"label column {j + 1} holds only {held}; the metric needs both 0 and 1 in every label column"
+                    )
         return None
     labels = _present(spec, y)
     count = int(labels.numel())

@@ -15,7 +15,7 @@ threads and follows a umask changed while the process runs.
 lock file's mode with ``fchmod`` in the versions mtlrun supports, bypassing the umask). It never
 calls ``os.umask``, which can only read the value by changing it, process-wide and racing with
 other threads: it reads the ``Umask:`` line of ``/proc/self/status`` (Linux 4.7+), and elsewhere
-creates a probe file with mode 0o666 in a fresh private folder and reads back the mode the kernel
+creates a probe file with mode 0o777 in a fresh private folder and reads back the mode the kernel
 gave it.
 """
 
@@ -61,14 +61,14 @@ def umask() -> int:
 def _probed_umask() -> int:
     folder = tempfile.mkdtemp(prefix=".mtlrun-umask-")
     try:
-        fd = os.open(os.path.join(folder, "probe"), _FLAGS, REQUESTED_MODE)
+        fd = os.open(os.path.join(folder, "probe"), _FLAGS, 0o777)  # every bit asked, so every bit shows
         try:
             mode = os.fstat(fd).st_mode & 0o777
         finally:
             os.close(fd)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return REQUESTED_MODE & ~mode
+    return 0o777 & ~mode
 
 
 def shared_mode() -> int:

@@ -73,7 +73,9 @@ def read_header(path: Path, what: str) -> NpyHeader:
         raise ConfigError(f"{what}: {path} is not a readable .npy array ({reason})") from None
     header = NpyHeader(Path(path), tuple(int(d) for d in shape), np.dtype(dtype), bool(fortran_order), offset, size)
     if header.dtype.hasobject:
-        raise ConfigError(f"{what}: {path} holds Python objects ({header.dtype}); save numbers (numpy.save of a numeric array)")
+        raise ConfigError(
+            f"{what}: {path} holds Python objects ({header.dtype}); save numbers (numpy.save of a numeric array)"
+        )
     expected = offset + header.data_bytes
     if size < expected:
         raise ConfigError(
