@@ -32,8 +32,9 @@ import lzma
 import zipfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from mtlrun.errors import ConfigError
 
@@ -60,30 +61,32 @@ def _refuse_duplicates(names: Sequence[str], path: Path, key: str, renamed_by_pa
         raise ConfigError(f"{key}: {path} has duplicate column names: {where}; give every column its own name{why}")
 
 
-def _text(path: Path) -> io.TextIOBase:
+@contextmanager
+def _text(path: Path) -> Iterator[io.TextIOWrapper]:
     """``path`` as text, decompressed by its suffix as pandas does (.gz, .bz2, .zip, .xz, .zst)."""
     suffix = path.suffix.lower()
-    raw: io.BufferedIOBase
-    if suffix == ".gz":
-        raw = gzip.open(path, "rb")  # type: ignore[assignment]
-    elif suffix == ".bz2":
-        raw = bz2.open(path, "rb")  # type: ignore[assignment]
-    elif suffix == ".xz":
-        raw = lzma.open(path, "rb")  # type: ignore[assignment]
-    elif suffix == ".zip":
-        archive = zipfile.ZipFile(path)
-        raw = archive.open(archive.namelist()[0])  # type: ignore[assignment]
-    elif suffix == ".zst":
-        import zstandard  # pandas needs it for .zst too, so it is there when pandas read the file
+    with ExitStack() as stack:
+        raw: IO[bytes]
+        if suffix == ".gz":
+            raw = stack.enter_context(gzip.open(path, "rb"))
+        elif suffix == ".bz2":
+            raw = stack.enter_context(bz2.open(path, "rb"))
+        elif suffix == ".xz":
+            raw = stack.enter_context(lzma.open(path, "rb"))
+        elif suffix == ".zip":
+            archive = stack.enter_context(zipfile.ZipFile(path))
+            raw = stack.enter_context(archive.open(archive.namelist()[0]))
+        elif suffix == ".zst":
+            import zstandard  # pandas needs it for .zst too, so it is there when pandas read the file
 
-        raw = zstandard.open(path, "rb")
-    else:
-        raw = open(path, "rb")  # closed with the TextIOWrapper
-    # utf-8-sig drops a byte-order mark, as pandas does; pandas has already refused undecodable text
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+            raw = stack.enter_context(zstandard.open(path, "rb"))
+        else:
+            raw = stack.enter_context(open(path, "rb"))
+        # utf-8-sig drops a byte-order mark, as pandas does; pandas has already refused undecodable text
+        yield stack.enter_context(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=""))
 
 
-def _records(handle: io.TextIOBase, sep: str) -> Iterator[tuple[int, list[str]]]:
+def _records(handle: io.TextIOWrapper, sep: str) -> Iterator[tuple[int, list[str]]]:
     """``(line, fields)`` of every non-blank record (``line`` is where the record ends)."""
     if csv.field_size_limit() < _FIELD_LIMIT:
         csv.field_size_limit(_FIELD_LIMIT)
