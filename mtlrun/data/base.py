@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtlrun.errors import ConfigError
 from mtlrun.registry import Registry
 
 DATASETS: Registry[MultiTaskDataset] = Registry("dataset")
@@ -30,15 +31,32 @@ TASK_KINDS = ("classification", "binary", "regression", "segmentation", "depth",
 DENSE_KINDS = ("segmentation", "depth", "normal")
 
 
+#: what a metric needs from a split's labels: ``labels`` at least one (every metric); ``distinct``
+#: two different values (R² divides by their variance); ``both_classes`` positives and negatives
+#: (binary AUROC, average precision); ``every_class`` each class present (one-vs-rest AUROC over
+#: every class); ``both_values_per_label`` a 0 and a 1 in every label column (multilabel AUROC)
+METRIC_NEEDS = ("labels", "distinct", "both_classes", "every_class", "both_values_per_label")
+
+
 @dataclass(frozen=True)
 class MetricFactory:
     """Builds a fresh metric and declares its direction up front. Building a torchmetrics metric
     imports torchmetrics (and with it scipy.signal and matplotlib, seconds on a small machine), so
     the run reads directions from here and builds metrics only at its first evaluation. Any
-    zero-argument callable returning a metric with ``higher_is_better`` works as a factory too."""
+    zero-argument callable returning a metric with ``higher_is_better`` works as a factory too.
+
+    ``needs`` says what a split's labels must hold for the metric to be defined (one of
+    :data:`METRIC_NEEDS`); the run checks it for the validation and test splits before training
+    (:mod:`mtlrun.data.evaluable`), instead of meeting a NaN or a crash at the first evaluation.
+    """
 
     build: Callable[..., Any]
     higher_is_better: bool
+    needs: str = "labels"
+
+    def __post_init__(self) -> None:
+        if self.needs not in METRIC_NEEDS:
+            raise ValueError(f"MetricFactory.needs={self.needs!r} not in {METRIC_NEEDS}")
 
     def __call__(self, *args: Any) -> Any:
         return self.build(*args)
@@ -218,8 +236,27 @@ class MultiTaskDataset:
         )
 
 
+#: the options that hold the (val, test) fractions of a dataset split by fractions
+FRACTION_KEYS = ("dataset.val_fraction", "dataset.test_fraction")
+
+
+def check_split_fractions(fractions: tuple[float, float], keys: tuple[str, str] = FRACTION_KEYS) -> None:
+    """The held-out fractions leave rows to train on: each in [0, 1) and their sum below 1.
+
+    Above that, the rounded split sizes overlap: the train split would be empty and the test split
+    smaller than asked, without a word.
+    """
+    for key, value in zip(keys, fractions):
+        if not 0 <= value < 1:
+            raise ConfigError(f"{key}={value} must lie in [0, 1)")
+    total = fractions[0] + fractions[1]
+    if total >= 1:
+        raise ConfigError(f"{keys[0]} + {keys[1]} = {total:g} must be < 1 (the rest is the train split)")
+
+
 def split_indices(n: int, fractions: tuple[float, float], generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """A seeded train/val/test partition of ``range(n)``; ``fractions`` are (val, test)."""
+    check_split_fractions(fractions)
     order = torch.randperm(n, generator=generator)
     n_val, n_test = int(round(n * fractions[0])), int(round(n * fractions[1]))
     return order[n_val + n_test :], order[:n_val], order[n_val : n_val + n_test]

@@ -52,7 +52,7 @@ def binary_task(name: str, primary: str = "accuracy") -> TaskSpec:
         loss=_binary_loss,
         metrics={
             "accuracy": MetricFactory(lambda: tm.classification.BinaryAccuracy(), True),
-            "auroc": MetricFactory(lambda: tm.classification.BinaryAUROC(), True),
+            "auroc": MetricFactory(lambda: tm.classification.BinaryAUROC(), True, needs="both_classes"),
         },
         primary=primary,
     )
@@ -80,7 +80,7 @@ def regression_task(name: str, primary: str = "mae", shift: float = 0.0, scale: 
         metrics={
             "mae": MetricFactory(lambda: tm.MeanAbsoluteError(), False),
             "rmse": MetricFactory(lambda: tm.MeanSquaredError(squared=False), False),
-            "r2": MetricFactory(lambda: tm.R2Score(), True),
+            "r2": MetricFactory(lambda: tm.R2Score(), True, needs="distinct"),
         },
         primary=primary,
     )
@@ -134,18 +134,20 @@ METRIC_CATALOG: dict[str, dict[str, MetricFactory]] = {
         "balanced_accuracy": MetricFactory(
             lambda c: tm.classification.MulticlassAccuracy(num_classes=c, average="macro"), True
         ),
-        "auroc": MetricFactory(lambda c: tm.classification.MulticlassAUROC(num_classes=c), True),
+        "auroc": MetricFactory(lambda c: tm.classification.MulticlassAUROC(num_classes=c), True, needs="every_class"),
     },
     "binary": {
         "accuracy": MetricFactory(lambda _: tm.classification.BinaryAccuracy(), True),
-        "auroc": MetricFactory(lambda _: tm.classification.BinaryAUROC(), True),
+        "auroc": MetricFactory(lambda _: tm.classification.BinaryAUROC(), True, needs="both_classes"),
         "f1": MetricFactory(lambda _: tm.classification.BinaryF1Score(), True),
-        "average_precision": MetricFactory(lambda _: tm.classification.BinaryAveragePrecision(), True),
+        "average_precision": MetricFactory(
+            lambda _: tm.classification.BinaryAveragePrecision(), True, needs="both_classes"
+        ),
     },
     "regression": {
         "mae": MetricFactory(lambda _: tm.MeanAbsoluteError(), False),
         "rmse": MetricFactory(lambda _: tm.MeanSquaredError(squared=False), False),
-        "r2": MetricFactory(lambda _: tm.R2Score(), True),
+        "r2": MetricFactory(lambda _: tm.R2Score(), True, needs="distinct"),
         "mse": MetricFactory(lambda _: tm.MeanSquaredError(), False),
     },
     "multilabel": {
@@ -156,7 +158,9 @@ METRIC_CATALOG: dict[str, dict[str, MetricFactory]] = {
             lambda k: tm.classification.MultilabelF1Score(num_labels=k, average="macro", ignore_index=-1), True
         ),
         "auroc": MetricFactory(
-            lambda k: tm.classification.MultilabelAUROC(num_labels=k, average="macro", ignore_index=-1), True
+            lambda k: tm.classification.MultilabelAUROC(num_labels=k, average="macro", ignore_index=-1),
+            True,
+            needs="both_values_per_label",
         ),
     },
 }
@@ -192,7 +196,9 @@ def declared_task(
     primary = primary or chosen[0]
     if primary not in chosen:
         raise choices_error(f"dataset.tasks.{name}.primary", primary, chosen)
-    factories = {m: MetricFactory(partial(catalog[m].build, size), catalog[m].higher_is_better) for m in chosen}
+    factories = {
+        m: MetricFactory(partial(catalog[m].build, size), catalog[m].higher_is_better, catalog[m].needs) for m in chosen
+    }
     if kind == "classification":
         loss: Callable[[Tensor, Tensor], Tensor] = masked_cross_entropy if masked else F.cross_entropy
         out_dim = size

@@ -24,6 +24,7 @@ from mtlrun.report.compare_keys import check_config_keys, check_filter_values, c
 from mtlrun.report.console import UNLIMITED, make_console
 from mtlrun.report.folders import read_runs
 from mtlrun.report.markdown import md_table
+from mtlrun.report.output_args import OneLineParser, check_output_file, write_failed
 
 FORMATS = ("table", "md", "csv", "json")
 #: how a missing value reads in the table and Markdown (the CSV leaves the cell empty)
@@ -202,7 +203,7 @@ def _filters(items: Sequence[str], parser: argparse.ArgumentParser) -> dict[str,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mtlrun-compare",
         description="Compare mtlrun run folders: one row per configuration, seeds pooled (mean ± std).",
         epilog="Example: mtlrun-compare multirun/2026-11-26 --by arch,balancer --format md --plot cmp.png",
@@ -265,6 +266,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``mtlrun-compare`` console script; returns the exit status (0 ok, 2 usage error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:  # before any folder is read: a file that cannot be written is refused up front
+        if args.out is not None:
+            check_output_file("--out", args.out)
+        if args.plot is not None:
+            from mtlrun.report.compare_plot import plot_formats
+
+            check_output_file("--plot", args.plot, plot_formats())
+    except ConfigError as ex:
+        print(f"mtlrun-compare: error: {ex}", file=sys.stderr)
+        return 2
     missing = [str(p) for p in args.paths if not p.is_dir()]
     if missing:
         print(f"mtlrun-compare: error: not a folder: {', '.join(missing)}", file=sys.stderr)
@@ -294,8 +305,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # piped output (a file, a pager, a batch log) gets rows as wide as they need, never a cut number
     console = make_console()
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(render(comparison, args.format, console), encoding="utf-8")
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(render(comparison, args.format, console), encoding="utf-8")
+        except OSError as ex:
+            return write_failed("--out", args.out, ex)
         print(f"wrote {args.out}", file=sys.stderr)
     elif args.format == "table":
         render_table(comparison, console)
@@ -304,7 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot is not None:
         from mtlrun.report.compare_plot import plot_comparison
 
-        if not plot_comparison(comparison, args.plot):
+        try:
+            drawn = plot_comparison(comparison, args.plot)
+        except OSError as ex:
+            return write_failed("--plot", args.plot, ex)
+        if not drawn:
             print("mtlrun-compare: error: nothing to plot: no completed runs", file=sys.stderr)
             return 1
         print(f"wrote {args.plot}", file=sys.stderr)

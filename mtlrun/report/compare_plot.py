@@ -10,6 +10,13 @@ from pathlib import Path
 from mtlrun.report.aggregate import Column, Comparison, Row
 
 
+def plot_formats() -> list[str]:
+    """The file suffixes the figure can be saved as (``.png``, ``.pdf``, ``.svg``, ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    return [f".{name}" for name in FigureCanvasAgg.get_supported_filetypes()]
+
+
 def _axis_label(column: Column) -> str:
     return f"{column.task} {column.metric} ({'higher' if column.higher_is_better else 'lower'} is better)"
 

@@ -1,7 +1,9 @@
 """Atomic writes for everything in a run folder: a run killed at any point leaves readable files.
 
 Each file is written to a temporary sibling and renamed over the target (``os.replace`` is
-atomic on POSIX and Windows), so a reader sees either the previous or the new version.
+atomic on POSIX and Windows), so a reader sees either the previous or the new version. The
+temporary is created with the user's umask (``0666 & ~umask``, see :mod:`mtlrun.results.file_modes`),
+so the renamed file is as readable as one written with ``open()``.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
+
+from mtlrun.results.file_modes import new_temporary
 
 
 class WriteFailed(OSError):
@@ -22,7 +25,7 @@ class WriteFailed(OSError):
 def _atomic(path: Path, write: Callable[[IO[Any]], object], mode: str = "w") -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = new_temporary(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as ex:
         raise _failed(path, ex) from ex
     try:
@@ -33,7 +36,7 @@ def _atomic(path: Path, write: Callable[[IO[Any]], object], mode: str = "w") -> 
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as ex:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(ex, OSError) and not isinstance(ex, WriteFailed):
             raise _failed(path, ex) from ex
         if isinstance(ex, RuntimeError) and "write failed" in str(ex):  # torch.save's zip writer

@@ -21,6 +21,7 @@ from typing import Any
 
 from mtlrun.errors import ConfigError
 from mtlrun.results.atomic import write_json
+from mtlrun.results.file_modes import shared_mode
 
 #: trainer keys that do not change what a baseline learns
 _TRAINER_IGNORED = ("device", "checkpoint_every", "compile", "threads")
@@ -127,7 +128,10 @@ class BaselineCache:
         from filelock import FileLock
 
         self.root.mkdir(parents=True, exist_ok=True)
+        # the lock file gets the umask's mode like every cache file, so a colleague sharing the
+        # cache can open it too (filelock would otherwise set its own fixed mode)
+        mode = shared_mode()
         with ExitStack() as stack:
             for key in sorted(set(keys)):
-                stack.enter_context(FileLock(str(self.root / f".{key}.lock"), timeout=timeout))
+                stack.enter_context(FileLock(str(self.root / f".{key}.lock"), timeout=timeout, mode=mode))
             yield

@@ -13,6 +13,7 @@ from mtlrun.balancers import BALANCERS, Balancer
 from mtlrun.config.inert import check_inert
 from mtlrun.config.schema import plain, validate
 from mtlrun.data import MultiTaskDataset, build_dataset
+from mtlrun.data.evaluable import check_evaluable
 from mtlrun.data.loader import loader_options, place_splits
 from mtlrun.data.multi_input import is_multi_input
 from mtlrun.errors import ConfigError, choices_error
@@ -134,6 +135,7 @@ def build(cfg: DictConfig) -> Components:
     tasks, primary = resolve_tasks(cfg, full)
     check_objective(cfg.objective, full, tasks)
     data = full.select(tasks)
+    check_evaluable(data)  # a metric undefined on the val or test split: refused now, not at the first evaluation
     spec = encoder_spec(cfg, data)
     spec.build()  # validates encoder options against the dataset before the model is built
     seed_everything(cfg.seed, cfg.trainer.deterministic)  # model init independent of data building

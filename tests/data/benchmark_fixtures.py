@@ -77,6 +77,11 @@ def write_celeba(folder: Path, n: int = 6, seed: int = 0, size: tuple[int, int] 
     images = folder / "img_align_celeba"
     images.mkdir(parents=True, exist_ok=True)
     values = rng.integers(0, 2, (n, len(ATTRIBUTES)))
+    for split in range(3):  # each split holds both values of every attribute, so AUROC is defined on it
+        rows_of_split = np.arange(split, n, 3)
+        if len(rows_of_split) > 1:
+            constant = values[rows_of_split].min(0) == values[rows_of_split].max(0)
+            values[rows_of_split[0], constant] = 1 - values[rows_of_split[0], constant]
     rows = []
     for i in range(n):
         name = f"{i + 1:06d}.jpg"

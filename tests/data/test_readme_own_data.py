@@ -69,7 +69,7 @@ def test_every_example_of_the_your_own_data_section_runs(cli, tmp_path, monkeypa
     runs = [args for lang, body in blocks if lang == "bash" for args in commands(body)]
     assert len(runs) == 5
     write_penguins(tmp_path / "penguins.csv", n=120)
-    write_photos(tmp_path / "photos")
+    write_photos(tmp_path / "photos", n=60)
     monkeypatch.setattr(sys, "path", list(sys.path))  # the launch folder is added for _target_ imports
     monkeypatch.setattr("mtlrun.report.plots.plot_run", lambda folder: None)  # plots are tested elsewhere
     try:

@@ -26,7 +26,9 @@ import torch
 from mtlrun.data.base import DATASETS, MultiTaskDataset
 from mtlrun.data.formats import benchmark_files as bf
 from mtlrun.data.formats.byte_images import ByteImageSplit
+from mtlrun.data.formats.npy_header import read_header
 from mtlrun.data.tasks import binary_task
+from mtlrun.errors import ConfigError
 from mtlrun.lazy import lazy_module
 from mtlrun.registry import in_range
 
@@ -132,13 +134,20 @@ def load_images(root: Path, folder: Path, files: pd.Series, size: int) -> np.nda
     return out
 
 
+def _sound_cache(cache: Path, shape: tuple[int, ...]) -> bool:
+    """Whether the decoded-image cache is whole and of ``shape``; a damaged one (a run killed while
+    another wrote it, a full disk) is decoded again rather than read."""
+    try:
+        return read_header(cache, "dataset=celeba").shape == shape
+    except ConfigError:
+        return False
+
+
 def cached_images(root: Path, folder: Path, files: pd.Series, size: int, key: str) -> np.ndarray:
     """:func:`load_images`, cached under the user cache folder (rebuilt if the annotations change)."""
     cache = bf.data_root("celeba", None) / f"images_{size}_{key}.npy"
-    if cache.is_file():
-        images = np.load(cache, mmap_mode="r")
-        if images.shape == (len(files), 3, size, size):
-            return np.ascontiguousarray(images)
+    if cache.is_file() and _sound_cache(cache, (len(files), 3, size, size)):
+        return np.ascontiguousarray(np.load(cache, mmap_mode="r"))
     images = load_images(root, folder, files, size)
     if len(files) >= 10000:  # small folders (tests, sub-samples) are quick to decode again
         bf.save_npy(cache, images)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable, Sequence
@@ -30,6 +29,7 @@ from typing import BinaryIO
 import numpy as np
 
 from mtlrun.errors import ConfigError
+from mtlrun.results.file_modes import new_temporary
 
 #: replaced in tests to fake transfers; called as ``urlopen(url, timeout=...)``
 urlopen = urllib.request.urlopen
@@ -145,8 +145,7 @@ def download(dataset: str, root: Path, file: DataFile, *, timeout: float = 60.0)
 
     target = root / file.name
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = new_temporary(target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -185,13 +184,13 @@ def fetch_missing(
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = new_temporary(path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

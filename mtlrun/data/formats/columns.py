@@ -395,7 +395,7 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
             raise ConfigError(f"dataset.{key}={value} must lie in (0, 1)")
     if val_fraction + test_fraction >= 1:
         raise ConfigError(
-            f"dataset.val_fraction + dataset.test_fraction = {val_fraction + test_fraction} must be < 1 "
+            f"dataset.val_fraction + dataset.test_fraction = {val_fraction + test_fraction:g} must be < 1 "
             "(the rest is the train split)"
         )
 
@@ -417,6 +417,7 @@ def split_by_fractions(
     n: int, val_fraction: float, test_fraction: float, seed: int, strata: np.ndarray | None = None
 ) -> list[np.ndarray]:
     """Seeded train/val/test row indices; with ``strata`` each stratum is split in the same proportions."""
+    check_fractions(val_fraction, test_fraction)
     generator = torch.Generator().manual_seed(seed)
     groups = [np.arange(n)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
     parts: list[list[np.ndarray]] = [[], [], []]

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mtlrun.data.formats.npy_header import check_alike
 from mtlrun.errors import ConfigError
 
 #: how each field is turned into a tensor and augmented
@@ -179,15 +180,20 @@ class NpyFolderSplit:
         return -(-len(self) // batch_size)
 
 
-def field_shape(path: Path) -> tuple[int, ...]:
-    """Shape of one stored array, read from its header only."""
-    return tuple(np.load(path, mmap_mode="r").shape)
+def field_shape(folder: Path, n: int) -> tuple[int, ...]:
+    """The shape of every example ``0.npy .. n-1.npy`` of one field, from the headers alone.
+
+    Every file is checked when the dataset is opened (size against header, numbers, one shape),
+    so a damaged later file is one line naming it instead of a numpy error at its first batch.
+    """
+    return check_alike([folder / f"{i}.npy" for i in range(n)], "dataset.root").shape
 
 
 def check_layout(
     root: Path, split: str, folders: Mapping[str, str], expected: int | None, size: tuple[int, int] | None
 ) -> tuple[int, tuple[int, int]]:
-    """Count the examples of ``root/split`` and check every field folder against the image folder.
+    """Count the examples of ``root/split`` and check every field folder against the image folder;
+    every file's header is checked against its size (:mod:`mtlrun.data.formats.npy_header`).
 
     ``expected`` (the published count) and ``size`` (the published height, width) are checked
     when given (``dataset.verify=true``). Returns the count and the images' (height, width).
@@ -201,7 +207,7 @@ def check_layout(
         )
     if n == 0:
         raise ConfigError(f"{base / folders['x']} holds no .npy files")
-    image = field_shape(base / folders["x"] / "0.npy")
+    image = field_shape(base / folders["x"], n)
     if len(image) != 3:
         raise ConfigError(f"{base / folders['x'] / '0.npy'} has shape {image}; expected (height, width, channels)")
     hw = (int(image[0]), int(image[1]))
@@ -216,7 +222,7 @@ def check_layout(
         m = count_files(base / folder)
         if m != n:
             raise ConfigError(f"{base / folder} holds {m} examples but {base / folders['x']} holds {n}")
-        shape = field_shape(base / folder / "0.npy")
+        shape = field_shape(base / folder, m)
         if tuple(shape[:2]) != hw:
             raise ConfigError(f"{base / folder / '0.npy'} has shape {shape}; expected {hw[0]}x{hw[1]} like the images")
     return n, hw

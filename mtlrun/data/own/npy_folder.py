@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TaskSpec
+from mtlrun.data.formats.npy_header import read_header, require_numeric
 from mtlrun.data.loader import ArraySplit, LoaderSplit, load_npy
 from mtlrun.data.tasks import binary_task, classification_task, regression_task
 from mtlrun.errors import ConfigError, choices_error
@@ -45,8 +46,11 @@ def _absolute(root: str) -> Path:
 
 
 def _open(path: Path) -> np.ndarray:
+    """A memory map of ``path`` after its header is checked against its size and found numeric
+    (:mod:`mtlrun.data.formats.npy_header`): a damaged file is refused here, naming it, not at a batch."""
     if not path.is_file():
         raise ConfigError(f"dataset=npy_folder: missing file {path}")
+    require_numeric(read_header(path, "dataset=npy_folder"), "dataset=npy_folder")
     try:
         return load_npy(path)
     except (ValueError, OSError) as ex:
@@ -99,6 +103,27 @@ def _task_spec(name: str, decl: dict[str, Any], train: np.ndarray, path: Path) -
     return spec
 
 
+def _check_held_out(name: str, spec: TaskSpec, labels: np.ndarray, path: Path) -> None:
+    """Validation and test labels the train split's task can score: a class the head has no output
+    for, a binary label other than 0/1 or a non-finite target would fail (or mislead) at evaluation."""
+    values = np.asarray(labels)
+    if spec.kind == "regression":
+        if not np.all(np.isfinite(values)):
+            raise ConfigError(f"dataset.tasks.{name}: {path} must hold finite numbers for kind=regression")
+        return
+    if not np.all(np.isfinite(values) & (values == np.round(values))):
+        raise ConfigError(f"dataset.tasks.{name}: {path} must hold integer labels for kind={spec.kind}")
+    if spec.kind == "binary":
+        if not set(np.unique(values).tolist()) <= {0, 1}:
+            raise ConfigError(f"dataset.tasks.{name}: {path} must hold 0/1 labels for kind=binary")
+        return
+    if values.size and (values.min() < 0 or values.max() >= spec.out_dim):
+        bad = int(values.max()) if values.max() >= spec.out_dim else int(values.min())
+        raise ConfigError(
+            f"dataset.tasks.{name}: {path} has class {bad}, but the train split's labels are 0..{spec.out_dim - 1}"
+        )
+
+
 @DATASETS.register("npy_folder")
 def npy_folder(root: str, tasks: Any = None) -> MultiTaskDataset:
     """Memory-mapped ``ROOT/{train,val,test}/{x,<task>}.npy`` arrays with declared tasks.
@@ -136,6 +161,9 @@ def npy_folder(root: str, tasks: Any = None) -> MultiTaskDataset:
         name: _task_spec(name, decl, arrays["train"][name], base / "train" / f"{decl.get('file', name)}.npy")
         for name, decl in decls.items()
     }
+    for split in SPLITS[1:]:
+        for name, decl in decls.items():
+            _check_held_out(name, specs[name], arrays[split][name], base / split / f"{decl.get('file', name)}.npy")
     dtypes = {name: torch.int64 if spec.kind == "classification" else torch.float32 for name, spec in specs.items()}
     splits = [LoaderSplit(ArraySplit(arrays[s]["x"], {n: arrays[s][n] for n in decls}, dtypes)) for s in SPLITS]
     input_shape = tuple(int(d) for d in train_x.shape[1:])

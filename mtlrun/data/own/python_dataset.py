@@ -130,11 +130,11 @@ def _as_frame(labels: Mapping[str, Any], n: int, where: str) -> Any:
         array = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         if len(array) != n:
             raise ConfigError(f"{where}: labels of task {task} have {len(array)} rows, the inputs {n}")
-        if array.ndim == 2:
-            for j in range(array.shape[1]):
-                columns[f"{task}_{j}"] = array[:, j]
-        else:
-            columns[task] = array
+        named = {f"{task}_{j}": array[:, j] for j in range(array.shape[1])} if array.ndim == 2 else {task: array}
+        for column, values in named.items():
+            if column in columns:  # a 2-D task t gives t_0, t_1, ...; a task named t_0 would be replaced
+                raise ConfigError(f"{where}: the labels of task {task} and another task both make column '{column}'")
+            columns[column] = values
     return pd.DataFrame(columns)
 
 

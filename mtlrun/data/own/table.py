@@ -46,18 +46,26 @@ def table_format(path: Path, key: str) -> str:
 
 
 def read_table(path: Path, key: str) -> pd.DataFrame:
-    """Read one table with pandas (pyarrow for Parquet); one-line errors name the file."""
+    """Read one table with pandas (pyarrow for Parquet); one-line errors name the file.
+
+    What pandas would read wrong without a word (a column name twice, a header shorter than its
+    rows, a row cut short) is refused by :mod:`mtlrun.data.formats.table_shape`.
+    """
     import pandas as pd
+
+    from mtlrun.data.formats.table_shape import check_parquet_columns, check_text_table
 
     kind = table_format(path, key)
     if not path.is_file():
         raise ConfigError(f"{key}: file not found: {path}")
     try:
-        if kind == "CSV":
-            return pd.read_csv(path)
-        if kind == "TSV":
-            return pd.read_csv(path, sep="\t")
+        if kind in ("CSV", "TSV"):
+            sep = "\t" if kind == "TSV" else ","
+            frame = pd.read_csv(path, sep=sep)
+            check_text_table(path, sep, frame, key)
+            return frame
         if kind == "Parquet":
+            check_parquet_columns(path, key)
             return pd.read_parquet(path, engine="pyarrow")
         return _read_npz(path, key)
     except ConfigError:
@@ -76,16 +84,26 @@ def _read_npz(path: Path, key: str) -> pd.DataFrame:
         for name in archive.files:
             array = archive[name]
             if array.ndim == 1:
-                columns[name] = array
+                _add_column(columns, name, array, name, path, key)
             elif array.ndim == 2:
                 for j in range(array.shape[1]):
-                    columns[f"{name}_{j}"] = array[:, j]
+                    _add_column(columns, f"{name}_{j}", array[:, j], name, path, key)
             else:
                 raise ConfigError(f"{key}: array '{name}' of {path} has {array.ndim} dimensions; use 1-D or 2-D arrays")
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
         raise ConfigError(f"{key}: the arrays of {path} have different lengths {sorted(lengths)}")
     return pd.DataFrame(columns)
+
+
+def _add_column(columns: dict[str, np.ndarray], column: str, values: np.ndarray, array: str, path: Path, key: str):
+    """One column of an archive; a name made twice (array ``X`` gives ``X_0``, beside an array
+    named ``X_0``) is refused rather than one silently replacing the other."""
+    if column in columns:
+        raise ConfigError(
+            f"{key}: {path} gives column '{column}' twice (array '{array}' and another array); rename one of them"
+        )
+    columns[column] = values
 
 
 def load_splits(
