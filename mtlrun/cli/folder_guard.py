@@ -26,6 +26,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.errors import ConfigError
+from mtlrun.results.file_modes import REQUESTED_MODE
 from mtlrun.results.run_folder import CHECKPOINTS, HYDRA_DIR, METRICS, SUMMARY
 
 #: created with O_EXCL by the one process that takes a run or sweep folder
@@ -83,7 +84,7 @@ def take(path: Path, key: str) -> None:
     """Create ``path`` and its claim marker exclusively; refuse if another process got there first."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        fd = os.open(path / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, REQUESTED_MODE)
     except FileExistsError:
         raise ConfigError(
             f"{path} was just taken by another mtlrun process; choose another {key} (or start again)"
