@@ -93,6 +93,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from mtlrun.balancers import deferred, own_loop
 from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, rescale, task_jacobian
 from mtlrun.errors import ConfigError
 from mtlrun.registry import Registry
@@ -181,12 +182,17 @@ def weighted_backward(weights: Tensor, losses: Tensor, ctx: StepContext) -> None
     through the representation."""
     (weights.detach() * losses).sum().backward()
     rep, rep_in = ctx.representation, ctx.representation_input
-    if rep is not None and rep_in is not None and rep_in.grad is not None:
+    # a plain loop's representation is not split (rep_in is rep): the backward above reached the encoder
+    if rep is not None and rep_in is not None and rep_in is not rep and rep_in.grad is not None:
         rep.backward(rep_in.grad)
 
 
 class Balancer(nn.Module, ABC):
-    """Base class. Subclasses take ``tasks`` (the run's task names) plus their own options."""
+    """Base class. Subclasses take ``tasks`` (the run's task names) plus their own options.
+
+    Every subclass can also be built without ``tasks`` and called as ``backward(losses, **keywords)``
+    in a loop of one's own (:mod:`mtlrun.balancers.own_loop`, :mod:`mtlrun.balancers.deferred`).
+    """
 
     #: the trainer must split forward into encode/decode and expose the representation
     needs_representation: bool = False
@@ -200,11 +206,41 @@ class Balancer(nn.Module, ABC):
     #: works under fp16 loss scaling: reads gradients only through ``task_jacobian`` (see above)
     supports_loss_scaling: bool = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own_loop.install(cls)  # construction without tasks, and the keyword form of backward
+
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
         self.tasks = list(tasks)
         self._warned: set[str] = set()
         self._pending_warnings: list[tuple[str, str]] = []
+
+    def context_needs(self) -> dict[str, str]:
+        """The step-context entries this method reads beyond the losses and the parameters, each with
+        why: ``{"validation_batch": "its upper level ..."}``. The trainer always provides them; in a
+        plain loop they are keywords of ``backward``, and a missing one is a one-line error."""
+        return {}
+
+    # ---- a balancer built without tasks is pending until its first backward (mtlrun.balancers.deferred) ----
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        record = deferred.pending(self)
+        if record is not None:  # .to(), .double(), ...: replayed on the built balancer
+            record.conversions.append(fn)
+        return super()._apply(fn, *args, **kwargs)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        record = deferred.pending(self)
+        if record is not None:
+            return deferred.state_dict(record, *args, **kwargs)
+        return super().state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        record = deferred.pending(self)
+        if record is not None:
+            return deferred.load_state_dict(record, state_dict)
+        return super().load_state_dict(state_dict, *args, **kwargs)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         for name in self.resizable_buffers:
