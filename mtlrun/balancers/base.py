@@ -15,6 +15,14 @@ Three kinds share it, so the trainer never asks which kind it holds:
   trainer provides (``ctx.compute_losses``, ``ctx.validation_batch``, ``ctx.functional_losses``);
   nothing in the trainer names them.
 
+The same balancers run in a training loop of one's own: every class is importable by name from
+``mtlrun.balancers``, can be built without ``tasks`` (they are the first losses' keys, then fixed:
+:mod:`mtlrun.balancers.deferred`) and takes ``backward(losses, shared_params=..., ...)``, which builds
+the StepContext the trainer would (:mod:`mtlrun.balancers.own_loop`). What a method reads beyond the
+losses and the parameters it declares in :meth:`Balancer.context_needs`, so a plain loop that does
+not pass it gets a one-line error naming the keyword. :func:`mtlrun.testing.check_balancer` checks a
+class of one's own against the properties every built-in balancer has.
+
 A balancer is an ``nn.Module``: learnable weights (uncertainty weighting's log-variances) are
 ``nn.Parameter`` s that the trainer optimises with the model; any other state is kept in buffers
 so that ``state_dict()`` checkpoints and resumes it.
@@ -208,7 +216,7 @@ class Balancer(nn.Module, ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        own_loop.install(cls)  # construction without tasks, and the keyword form of backward
+        own_loop.install(cls, StepContext)  # construction without tasks, and the keyword form of backward
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
@@ -292,7 +300,12 @@ class Balancer(nn.Module, ABC):
 
 
 class LossWeighting(Balancer):
-    """Loss-weighting methods: one backward of the weighted sum of losses."""
+    """Loss-weighting methods: one backward of the weighted sum of losses.
+
+    The contract: implement :meth:`weights` (task weights (T,) from the step's losses (T,), in
+    ``self.tasks`` order); override :meth:`objective` to back-propagate more than ``sum_t w_t L_t``.
+    Keep state in buffers (``register_buffer``) and learnable weights in ``nn.Parameter`` s.
+    """
 
     @abstractmethod
     def weights(self, losses: Tensor, ctx: StepContext) -> Tensor:
@@ -322,9 +335,13 @@ def _overridden(cls: type, name: str) -> bool:
 class GradientAggregator(Balancer):
     """Gradient methods: aggregate the task Jacobian into one update (see the module docstring).
 
-    A subclass sets ``output`` and overrides exactly the hook of that name; this is checked when the
-    class is created. The hook sees J restricted to the present tasks (all of them unless
-    ``ctx.present`` says otherwise) and ``ctx.losses``; weights it returns are for those rows.
+    The contract: a subclass sets ``output`` and overrides exactly the hook of that name; this is
+    checked when the class is created. ``output = "weights"``: :meth:`weights` returns task weights
+    (T',) and the update is ``w @ J`` (so ``update_every`` may reuse them); ``output = "direction"``:
+    :meth:`direction` returns the update (P,) itself. The hook sees J restricted to the present tasks
+    (all of them unless ``ctx.present`` says otherwise) and ``ctx.losses``; weights it returns are for
+    those rows. The template does the rest: the Jacobian (on the shared parameters or, with
+    ``rep_grad``, the representation), the heads' gradients (``head_gradients``), the cached weights.
     """
 
     #: what the method's hook returns: task weights (T,) or an update direction (P,)

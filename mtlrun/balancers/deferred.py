@@ -3,8 +3,9 @@
 The trainer builds a balancer with the run's task names. In a training loop of one's own the names
 are those of the first ``losses`` dict given to ``backward`` (in its order); until that call the
 balancer is *pending*: it records its options and is built, in place, when the names are known
-(:func:`build`). The constructor stays the one source of every default and every check; its
-checks run at that build (the options' names and arity are checked at once, as by any call).
+(:func:`build`). The constructor stays the one source of every default and every check: a wrong
+option name, or a value wrong whatever the tasks (``w_lr=-1``), fails at once; a value that must
+agree with the tasks (``min_losses``' length) is checked at the build.
 
 So that a plain loop can treat a pending balancer as the built one:
 
@@ -33,8 +34,12 @@ import torch
 from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
-#: the task names a probe is built on (their count is the smallest a multi-task method takes)
+from mtlrun.errors import ConfigError
+
+#: the task names a probe is built on (their count is the smallest a multi-task method takes), and
+#: those of a second probe that tells an error of the options alone from one tied to the tasks
 PROBE_TASKS = ("task_1", "task_2")
+SECOND_PROBE_TASKS = tuple(f"task_{i}" for i in range(1, 10))
 _PLAIN = (bool, int, float, str)
 
 
@@ -103,18 +108,34 @@ def defer(instance: nn.Module, init: Callable[..., None], signature: inspect.Sig
                 record.copied.append(name)
         for name, parameter in probe._parameters.items():
             if parameter is not None:
-                instance.register_parameter(name, nn.UninitializedParameter(requires_grad=parameter.requires_grad))
+                placeholder = nn.UninitializedParameter(requires_grad=parameter.requires_grad)
+                instance.register_parameter(name, placeholder)  # type: ignore[arg-type]
     instance.__dict__["_pending"] = record
 
 
 def _probe(cls: type[nn.Module], record: Pending) -> nn.Module | None:
-    """The class built on placeholder task names (global RNG untouched), or None where that fails."""
-    probe = cls.__new__(cls)
+    """The class built on placeholder task names (global RNG untouched), or None where that fails.
+
+    A failure may come from an option tied to the run's tasks (``min_losses`` of another length,
+    ``weights`` that name tasks), which the real build checks. It is raised now when a second probe,
+    on other names and another number of tasks, fails with the same message: it then comes from the
+    options alone (``w_lr=-1``).
+    """
     try:
-        with torch.random.fork_rng(devices=[]):
-            record.call(probe, PROBE_TASKS)
-    except Exception:  # an option tied to the run's tasks: it is checked at the real build
+        return _built(cls, record, PROBE_TASKS)
+    except Exception as first:
+        try:
+            _built(cls, record, SECOND_PROBE_TASKS)
+        except Exception as second:
+            if type(second) is type(first) and str(second) == str(first):
+                raise first from None
         return None
+
+
+def _built(cls: type[nn.Module], record: Pending, tasks: Sequence[str]) -> nn.Module:
+    probe = cls.__new__(cls)
+    with torch.random.fork_rng(devices=[]):
+        record.call(probe, tasks)
     return probe
 
 
@@ -124,8 +145,6 @@ def build(module: nn.Module, tasks: Sequence[str], device: torch.device) -> None
     Raises ``ConfigError`` (one line) if the built balancer has learnable weights the probe did
     not announce: an optimizer built before this call cannot hold them.
     """
-    from mtlrun.errors import ConfigError
-
     record = pending(module)
     if record is None:
         return

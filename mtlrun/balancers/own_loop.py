@@ -34,7 +34,7 @@ import functools
 import inspect
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -42,8 +42,11 @@ from torch import Tensor, nn
 from mtlrun.balancers import deferred
 from mtlrun.errors import ConfigError
 
-if TYPE_CHECKING:
-    from mtlrun.balancers.base import BalanceInfo, Balancer, StepContext
+# ``Balancer``, ``StepContext`` and ``BalanceInfo`` (mtlrun.balancers.base, which installs this module's
+# entry points) are named in docstrings only: this module does not import base, so there is no cycle.
+Balancer = Any
+StepContext = Any
+BalanceInfo = Any
 
 #: the keywords of the plain-loop form, in the order of its signature
 KEYWORDS = (
@@ -65,16 +68,17 @@ KEYWORDS = (
 _NO_MODEL = nn.Module()
 
 
-def install(cls: type) -> None:
+def install(cls: type, context: type) -> None:
     """Give a balancer class the two plain-loop entry points: construction without ``tasks`` and
-    the keyword form of ``backward`` (each wraps what ``cls`` itself defines)."""
+    the keyword form of ``backward`` (each wraps what ``cls`` itself defines); ``context`` is the
+    StepContext class."""
     own = cls.__dict__
     cls.__init__ = deferred.deferrable(cls.__init__)  # type: ignore[misc]  # its own, or the inherited one
     if "backward" in own and not getattr(own["backward"], "_mtlrun_keywords", False):
-        cls.backward = keyword_backward(own["backward"])  # type: ignore[attr-defined]
+        cls.backward = keyword_backward(own["backward"], context)  # type: ignore[attr-defined]
 
 
-def keyword_backward(method: Callable[..., BalanceInfo]) -> Callable[..., BalanceInfo]:
+def keyword_backward(method: Callable[..., BalanceInfo], context: type) -> Callable[..., BalanceInfo]:
     """``method`` (``backward(losses, ctx)``), also callable as ``backward(losses, **keywords)``."""
 
     @functools.wraps(method)
@@ -86,7 +90,7 @@ def keyword_backward(method: Callable[..., BalanceInfo]) -> Callable[..., Balanc
                     f"(got {', '.join(sorted(keywords))})"
                 )
             return method(self, losses, ctx)
-        return plain_backward(self, method, losses, keywords)
+        return plain_backward(self, method, losses, keywords, context)
 
     parameters = [
         inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
@@ -100,7 +104,11 @@ def keyword_backward(method: Callable[..., BalanceInfo]) -> Callable[..., Balanc
 
 
 def plain_backward(
-    balancer: Balancer, method: Callable[..., BalanceInfo], losses: Mapping[str, Tensor], keywords: dict[str, Any]
+    balancer: Balancer,
+    method: Callable[..., BalanceInfo],
+    losses: Mapping[str, Tensor],
+    keywords: dict[str, Any],
+    context: type,
 ) -> BalanceInfo:
     """One step of a plain loop: build the balancer if pending, check the tasks, build the context, run."""
     name = type(balancer).__name__
@@ -116,7 +124,7 @@ def plain_backward(
         raise ConfigError(f"{name}.backward needs losses as {{task: scalar loss tensor}}; got {type(first).__name__}")
     deferred.build(balancer, list(losses), first.device)
     check_tasks(balancer, losses)
-    ctx = step_context(balancer, losses, keywords)
+    ctx = step_context(balancer, losses, keywords, context)
     info = method(balancer, losses, ctx)
     balancer.__dict__["_plain_step"] = ctx.step + 1
     balancer.__dict__["_plain_epoch"] = ctx.epoch
@@ -129,17 +137,19 @@ def check_tasks(balancer: Balancer, losses: Mapping[str, Tensor]) -> None:
         return
     missing = [t for t in balancer.tasks if t not in losses]
     extra = [t for t in losses if t not in balancer.tasks]
-    parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unexpected {', '.join(extra)}"] if extra else [])
+    parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+        [f"unexpected {', '.join(extra)}"] if extra else []
+    )
     raise ConfigError(
         f"{type(balancer).__name__} balances the tasks {', '.join(balancer.tasks)} (fixed when it was built); "
         f"these losses have {', '.join(losses)} ({'; '.join(parts)})"
     )
 
 
-def step_context(balancer: Balancer, losses: Mapping[str, Tensor], keywords: dict[str, Any]) -> StepContext:
-    """The StepContext the trainer would build for this step, from a plain loop's keywords."""
-    from mtlrun.balancers.base import StepContext
-
+def step_context(
+    balancer: Balancer, losses: Mapping[str, Tensor], keywords: dict[str, Any], context: type
+) -> StepContext:
+    """The StepContext (``context``) the trainer would build for this step, from a plain loop's keywords."""
     name = type(balancer).__name__
     needs = dict(balancer.context_needs())
     if balancer.needs_representation:
@@ -161,7 +171,8 @@ def step_context(balancer: Balancer, losses: Mapping[str, Tensor], keywords: dic
     if not shared and balancer.uses_task_gradients and not balancer.needs_representation:
         if keywords.get("shared_params") is None:
             raise ConfigError(
-                f"{name}.backward needs shared_params= (the parameters every task shares, e.g. model.encoder.parameters())"
+                f"{name}.backward needs shared_params= (the parameters every task shares, "
+                "e.g. model.encoder.parameters())"
             )
         raise ConfigError(f"{name}.backward: shared_params holds no parameter that requires grad")
     representation = keywords.get("representation") if balancer.needs_representation else None
@@ -173,7 +184,7 @@ def step_context(balancer: Balancer, losses: Mapping[str, Tensor], keywords: dic
     task_params = own_parameters(balancer, losses, shared, keywords.get("task_params"), representation, model)
     epoch = keywords.get("epoch")
     step = keywords.get("step")
-    ctx = StepContext(
+    ctx = context(
         model=model if model is not None else _NO_MODEL,
         shared_params=shared,
         task_params=task_params,
@@ -202,7 +213,7 @@ def parameter_list(params: Iterable[Tensor] | Tensor | None, key: str, name: str
     for item in items:
         if not isinstance(item, Tensor):
             raise ConfigError(f"{name}.backward: {key} holds a {type(item).__name__}, not a tensor")
-    return [p for p in items if p.requires_grad]
+    return [cast(nn.Parameter, p) for p in items if p.requires_grad]
 
 
 def own_parameters(
@@ -215,6 +226,7 @@ def own_parameters(
 ) -> dict[str, list[nn.Parameter]]:
     """``{task: its own trainable parameters}``: as given, else found in the losses' graphs."""
     name = type(balancer).__name__
+    own: dict[str, list[nn.Parameter]]
     if given is None:
         if not balancer.uses_task_gradients:  # one backward of a weighted sum reaches every parameter
             own = {t: [] for t in balancer.tasks}
@@ -281,7 +293,9 @@ def check_disjoint(
             owner[id(p)] = task
 
 
-def present_mask(balancer: Balancer, present: Mapping[str, bool] | Tensor | Iterable[bool], device: torch.device) -> Tensor:
+def present_mask(
+    balancer: Balancer, present: Mapping[str, bool] | Tensor | Iterable[bool], device: torch.device
+) -> Tensor:
     """``present`` as the bool (T,) tensor of the step context, in ``balancer.tasks`` order."""
     if isinstance(present, Mapping):
         unknown = [t for t in present if t not in balancer.tasks]

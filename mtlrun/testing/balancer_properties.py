@@ -75,7 +75,9 @@ class BalancerReport:
 class Checker:
     """Builds the balancer under test and runs one property at a time."""
 
-    def __init__(self, factory: Factory, options: Mapping[str, Any], task_state: TaskState | None) -> None:
+    def __init__(
+        self, factory: Factory, options: Mapping[str, Any], task_state: TaskState | Sequence[str] | None
+    ) -> None:
         self.factory, self.options = factory, dict(options)
         self.task_state = _task_state(task_state)
 
@@ -264,7 +266,7 @@ def check_balancer(
     if not_a_combination:
         reasons.setdefault("equal_gradients", not_a_combination)
     if not task_state:
-        reasons.setdefault("absent_task_state", "no task_state given (the state entries indexed by task)")
+        reasons.setdefault("absent_task_state", "no task_state given: name the state entries indexed by task")
     checker = Checker(balancer, options, task_state)
     report = BalancerReport(_name(balancer))
     with torch.random.fork_rng(devices=[]):

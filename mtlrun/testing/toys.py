@@ -137,10 +137,12 @@ class Setup:
         with torch.no_grad():
             for p in [*self.model.parameters(), *self.balancer.parameters()]:
                 if p.grad is not None:
-                    p -= lr * p.grad
+                    p.sub_(lr * p.grad)
 
     def shared_grad(self) -> Tensor:
-        return torch.cat([p.grad.reshape(-1) for p in self.model.shared.parameters()])
+        grads = [p.grad for p in self.model.shared.parameters()]
+        assert all(g is not None for g in grads), "a shared parameter got no gradient"
+        return torch.cat([g.reshape(-1) for g in grads if g is not None])
 
     def independent_jacobian(self) -> Tensor:
         """J (T, P) of the step's losses on the shared parameters, by one autograd call per task."""

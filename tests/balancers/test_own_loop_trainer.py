@@ -82,7 +82,9 @@ def trainer_and_plain_loop(name, options, task_params=None):
     return trainer, model, balancer
 
 
-@pytest.mark.parametrize(("name", "options"), CASES, ids=[f"{n}{''.join(f'-{k}={v}' for k, v in o.items())}" for n, o in CASES])
+@pytest.mark.parametrize(
+    ("name", "options"), CASES, ids=[f"{n}{''.join(f'-{k}={v}' for k, v in o.items())}" for n, o in CASES]
+)
 def test_a_plain_loop_takes_the_trainers_steps(name, options):
     trainer, model, balancer = trainer_and_plain_loop(name, options)
     assert balancer.tasks == trainer.tasks
@@ -95,6 +97,8 @@ def test_a_plain_loop_takes_the_trainers_steps(name, options):
 
 @pytest.mark.parametrize("name", ["pcgrad", "excess_mtl"])  # plain and weighted head gradients
 def test_given_task_parameters_take_the_same_steps_as_inferred_ones(name):
-    trainer, model, _ = trainer_and_plain_loop(name, {}, task_params=lambda m: {t: m.task_parameters(t) for t in m.task_names})
+    trainer, model, _ = trainer_and_plain_loop(
+        name, {}, task_params=lambda m: {t: m.task_parameters(t) for t in m.task_names}
+    )
     for want, got in zip(trainer.model.parameters(), model.parameters()):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)

@@ -100,12 +100,16 @@ VARIANTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     (
         "imtl",
         {"mode": "loss"},
-        {"skip": {"absent_task": "IMTL-L is a loss weighting: its weights are the loss scales, an absent task's unmoved"}},
+        {
+            "skip": {
+                "absent_task": "IMTL-L is a loss weighting: its weights are the loss scales, an absent task's unmoved"
+            }
+        },
     ),
     (
         "famo",
         {"xi_update": "same_batch"},
-        {"skip": {"state_round_trip": "same_batch does not checkpoint the batch: the first update after a resume is skipped"}},
+        {"skip": {"state_round_trip": "same_batch does not checkpoint the batch: a resume skips its first update"}},
     ),
     ("auto_lambda", {"upper_split": "train"}, {}),
     ("moml", {"upper_split": "train"}, {}),
@@ -114,7 +118,9 @@ VARIANTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize(
-    ("name", "options", "changes"), VARIANTS, ids=[f"{n}-{','.join(f'{k}={v}' for k, v in o.items())}" for n, o, _ in VARIANTS]
+    ("name", "options", "changes"),
+    VARIANTS,
+    ids=[f"{n}-{','.join(f'{k}={v}' for k, v in o.items())}" for n, o, _ in VARIANTS],
 )
 def test_variants_have_every_property(name, options, changes):
     arguments = {**exclusions(name), **changes}
