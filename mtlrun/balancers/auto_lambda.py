@@ -75,6 +75,16 @@ class AutoLambda(Balancer):
         self.register_buffer("lam", torch.full((self.num_tasks,), float(weight_init)))
         register_adam(self, "lam")
 
+    def context_needs(self) -> dict[str, str]:
+        needs = {
+            "model": "its lookahead step moves every trainable parameter of the model",
+            "lr": "its lookahead step is one step of the optimizer's learning rate",
+            "functional_losses": "it evaluates the model after the lookahead step",
+        }
+        if self.upper_split == "val":
+            needs["validation_batch"] = "upper_split=val evaluates the primary tasks on a validation batch"
+        return needs
+
     def hypergradient(self, jacobian: Tensor, names: list[str], params: list[Tensor], ctx: StepContext) -> Tensor:
         """d/dlam of the primary validation loss after the lookahead step; ``jacobian`` is (T, P_all)."""
         require_functional(ctx, "auto_lambda")

@@ -15,6 +15,14 @@ Three kinds share it, so the trainer never asks which kind it holds:
   trainer provides (``ctx.compute_losses``, ``ctx.validation_batch``, ``ctx.functional_losses``);
   nothing in the trainer names them.
 
+The same balancers run in a training loop of one's own: every class is importable by name from
+``mtlrun.balancers``, can be built without ``tasks`` (they are the first losses' keys, then fixed:
+:mod:`mtlrun.balancers.deferred`) and takes ``backward(losses, shared_params=..., ...)``, which builds
+the StepContext the trainer would (:mod:`mtlrun.balancers.own_loop`). What a method reads beyond the
+losses and the parameters it declares in :meth:`Balancer.context_needs`, so a plain loop that does
+not pass it gets a one-line error naming the keyword. :func:`mtlrun.testing.check_balancer` checks a
+class of one's own against the properties every built-in balancer has.
+
 A balancer is an ``nn.Module``: learnable weights (uncertainty weighting's log-variances) are
 ``nn.Parameter`` s that the trainer optimises with the model; any other state is kept in buffers
 so that ``state_dict()`` checkpoints and resumes it.
@@ -93,6 +101,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from mtlrun.balancers import deferred, own_loop
 from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, rescale, task_jacobian
 from mtlrun.errors import ConfigError
 from mtlrun.registry import Registry
@@ -181,12 +190,17 @@ def weighted_backward(weights: Tensor, losses: Tensor, ctx: StepContext) -> None
     through the representation."""
     (weights.detach() * losses).sum().backward()
     rep, rep_in = ctx.representation, ctx.representation_input
-    if rep is not None and rep_in is not None and rep_in.grad is not None:
+    # a plain loop's representation is not split (rep_in is rep): the backward above reached the encoder
+    if rep is not None and rep_in is not None and rep_in is not rep and rep_in.grad is not None:
         rep.backward(rep_in.grad)
 
 
 class Balancer(nn.Module, ABC):
-    """Base class. Subclasses take ``tasks`` (the run's task names) plus their own options."""
+    """Base class. Subclasses take ``tasks`` (the run's task names) plus their own options.
+
+    Every subclass can also be built without ``tasks`` and called as ``backward(losses, **keywords)``
+    in a loop of one's own (:mod:`mtlrun.balancers.own_loop`, :mod:`mtlrun.balancers.deferred`).
+    """
 
     #: the trainer must split forward into encode/decode and expose the representation
     needs_representation: bool = False
@@ -200,11 +214,41 @@ class Balancer(nn.Module, ABC):
     #: works under fp16 loss scaling: reads gradients only through ``task_jacobian`` (see above)
     supports_loss_scaling: bool = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own_loop.install(cls, StepContext)  # construction without tasks, and the keyword form of backward
+
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
         self.tasks = list(tasks)
         self._warned: set[str] = set()
         self._pending_warnings: list[tuple[str, str]] = []
+
+    def context_needs(self) -> dict[str, str]:
+        """The step-context entries this method reads beyond the losses and the parameters, each with
+        why: ``{"validation_batch": "its upper level ..."}``. The trainer always provides them; in a
+        plain loop they are keywords of ``backward``, and a missing one is a one-line error."""
+        return {}
+
+    # ---- a balancer built without tasks is pending until its first backward (mtlrun.balancers.deferred) ----
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        record = deferred.pending(self)
+        if record is not None:  # .to(), .double(), ...: replayed on the built balancer
+            record.conversions.append(fn)
+        return super()._apply(fn, *args, **kwargs)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        record = deferred.pending(self)
+        if record is not None:
+            return deferred.state_dict(record, *args, **kwargs)
+        return super().state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        record = deferred.pending(self)
+        if record is not None:
+            return deferred.load_state_dict(record, state_dict)
+        return super().load_state_dict(state_dict, *args, **kwargs)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
         for name in self.resizable_buffers:
@@ -256,7 +300,12 @@ class Balancer(nn.Module, ABC):
 
 
 class LossWeighting(Balancer):
-    """Loss-weighting methods: one backward of the weighted sum of losses."""
+    """Loss-weighting methods: one backward of the weighted sum of losses.
+
+    The contract: implement :meth:`weights` (task weights (T,) from the step's losses (T,), in
+    ``self.tasks`` order); override :meth:`objective` to back-propagate more than ``sum_t w_t L_t``.
+    Keep state in buffers (``register_buffer``) and learnable weights in ``nn.Parameter`` s.
+    """
 
     @abstractmethod
     def weights(self, losses: Tensor, ctx: StepContext) -> Tensor:
@@ -286,9 +335,13 @@ def _overridden(cls: type, name: str) -> bool:
 class GradientAggregator(Balancer):
     """Gradient methods: aggregate the task Jacobian into one update (see the module docstring).
 
-    A subclass sets ``output`` and overrides exactly the hook of that name; this is checked when the
-    class is created. The hook sees J restricted to the present tasks (all of them unless
-    ``ctx.present`` says otherwise) and ``ctx.losses``; weights it returns are for those rows.
+    The contract: a subclass sets ``output`` and overrides exactly the hook of that name; this is
+    checked when the class is created. ``output = "weights"``: :meth:`weights` returns task weights
+    (T',) and the update is ``w @ J`` (so ``update_every`` may reuse them); ``output = "direction"``:
+    :meth:`direction` returns the update (P,) itself. The hook sees J restricted to the present tasks
+    (all of them unless ``ctx.present`` says otherwise) and ``ctx.losses``; weights it returns are for
+    those rows. The template does the rest: the Jacobian (on the shared parameters or, with
+    ``rep_grad``, the representation), the heads' gradients (``head_gradients``), the cached weights.
     """
 
     #: what the method's hook returns: task weights (T,) or an update direction (P,)

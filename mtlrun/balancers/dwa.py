@@ -43,6 +43,9 @@ class DynamicWeightAverage(LossWeighting):
         self._steps_in_epoch = 0
         self._completed_epochs = 0
 
+    def context_needs(self) -> dict[str, str]:
+        return {"epoch": "its weights change at epoch boundaries"}
+
     def weights(self, losses: Tensor, ctx: StepContext) -> Tensor:
         if ctx.epoch != self._epoch:
             if self._steps_in_epoch:

@@ -79,6 +79,12 @@ class FAMO(LossWeighting):
         self._has_previous = False
         self._previous_batch: Batch | None = None
 
+    def context_needs(self) -> dict[str, str]:
+        if self.xi_update != "same_batch":
+            return {}
+        why = "xi_update=same_batch evaluates the previous step's batch again after the update"
+        return {"batch": why, "compute_losses": why}
+
     def log_gap(self, losses: Tensor) -> Tensor:
         """``log(L_t - L*_t)``, the quantity FAMO balances."""
         return (losses - self.min_losses.to(losses)).clamp_min(0.0).add(EPS).log()

@@ -128,6 +128,16 @@ class FORUM(Balancer):
         self.register_buffer("lam", torch.zeros(self.num_tasks))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
+    def context_needs(self) -> dict[str, str]:
+        needs = {
+            "model": "its direction spans every trainable parameter of the model",
+            "functional_losses": "its inner steps evaluate the model with other parameters",
+            "batch": "its inner steps run on the step's batch",
+        }
+        if self.upper_split == "val":
+            needs["validation_batch"] = "upper_split=val evaluates the upper level on a validation batch"
+        return needs
+
     def constraint_gradient(
         self, losses: Tensor, names: list[str], params: list[Tensor], ctx: StepContext
     ) -> tuple[Tensor, Tensor]:

@@ -91,6 +91,9 @@ class GradNorm(Balancer):
         #: which tasks have their L_t(0) (the first step they were present); checkpointed as extra state
         self.register_buffer("has_initial", torch.zeros(self.num_tasks, dtype=torch.bool), persistent=False)
 
+    def context_needs(self) -> dict[str, str]:
+        return {} if self.rep_grad else {"model": "its W is the last shared layer of the model"}
+
     def returns_jacobian(self, step: int) -> bool:
         return False  # its Jacobian is on the last shared layer only
 

@@ -43,6 +43,9 @@ class MoDo(Balancer):
         self.gamma, self.rho, self.jacobian_mode = gamma, rho, jacobian_mode
         self.register_buffer("lam", torch.full((self.num_tasks,), 1.0 / self.num_tasks))
 
+    def context_needs(self) -> dict[str, str]:
+        return {"compute_losses": "it takes task Jacobians on two more batches"}
+
     def returns_jacobian(self, step: int) -> bool:
         return True  # J_z3, on the step's own batch
 

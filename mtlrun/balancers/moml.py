@@ -71,6 +71,15 @@ class MOML(Balancer):
         self.register_buffer("logits", torch.zeros(self.num_tasks))
         register_adam(self, "logits")
 
+    def context_needs(self) -> dict[str, str]:
+        needs = {
+            "model": "its inner step moves every trainable parameter of the model",
+            "functional_losses": "it evaluates the model after the inner step",
+        }
+        if self.upper_split == "val":
+            needs["validation_batch"] = "upper_split=val evaluates the upper level on a validation batch"
+        return needs
+
     def hypergradients(self, jacobian: Tensor, names: list[str], params: list[Tensor], ctx: StepContext) -> Tensor:
         """H (T x T): row i is dF_i/da for the upper-level losses after one inner step."""
         require_functional(ctx, "moml")

@@ -58,6 +58,9 @@ class SDMGrad(Balancer):
         self.jacobian_mode = jacobian_mode
         self.register_buffer("w", torch.full((self.num_tasks,), 1.0 / self.num_tasks))
 
+    def context_needs(self) -> dict[str, str]:
+        return {"compute_losses": "it takes task Jacobians on two more batches"}
+
     def returns_jacobian(self, step: int) -> bool:
         return True  # J_zeta, on the step's own batch
 

@@ -56,6 +56,9 @@ class SmoothTchebycheff(Balancer):
         self._nadir_steps = 0
         self._has_nadir = False
 
+    def context_needs(self) -> dict[str, str]:
+        return {"epoch": "its warm-up and its nadir point are counted in epochs"}
+
     def returns_jacobian(self, step: int) -> bool:
         return False  # one backward of a scalar
 
