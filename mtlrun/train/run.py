@@ -19,14 +19,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-import mtlrun
 from mtlrun.balancers import BALANCERS, Balancer
 from mtlrun.baseline_cache import BaselineCache
 from mtlrun.config import check_resolvable, plain, validate
 from mtlrun.data import MultiTaskDataset, build_dataset
 from mtlrun.data.loader import loader_options, place_splits
 from mtlrun.data.multi_input import is_multi_input
-from mtlrun.errors import ConfigError, choices_error
+from mtlrun.errors import DIVERGED_EXIT, ConfigError, choices_error
 from mtlrun.inert_settings import check_inert
 from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
@@ -42,11 +41,9 @@ from mtlrun.train.precision import Precision
 from mtlrun.train.schedule import SCHEDULES, TaskSchedule
 from mtlrun.train.seeding import seed_everything
 from mtlrun.train.signals import Interrupted, stop_on_signals
+from mtlrun.version import __version__
 
 log = logging.getLogger("mtlrun")
-
-#: exit status of a single run that diverged (2 is a configuration error, 1 any other failure)
-DIVERGED_EXIT = 3
 
 
 def pick_device(name: str) -> torch.device:
@@ -207,14 +204,14 @@ def versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "mtlrun": mtlrun.__version__,
+        "mtlrun": __version__,
         "hydra": hydra.__version__,
         "torchmetrics": version("torchmetrics"),  # not imported: it loads at the first evaluation
     }
 
 
 def git_commit() -> str | None:
-    source = Path(mtlrun.__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]  # the checkout holding the mtlrun package
     try:
         out = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
@@ -454,11 +451,15 @@ def already_completed(output_dir: Path, checkpoint: dict[str, Any] | None, epoch
     return summary if summary.status == "diverged" and planned == epochs else None
 
 
-def run_from_hydra(cfg: DictConfig) -> float | None:
-    """The Hydra task: run, print the per-task table and the folder, record any failure.
+def run_hydra_job(cfg: DictConfig) -> float | None:
+    """One Hydra job: run (or find it done already), print the per-task table and the folder, and
+    return the objective; any failure is recorded in the folder's summary.
 
-    In a sweep a failing job records ``failed`` in its summary and returns normally, so the
-    other jobs and the sweep-end callback still run.
+    In a sweep a failing job returns None, so the other jobs and the sweep-end callback still run.
+    A single run raises instead: :class:`Diverged`, :class:`ConfigError` (after removing the folder it
+    created, so a bad option leaves nothing behind) or the error itself. The two faces turn these into
+    their own terms: the command into exit statuses (:func:`run_from_hydra`), the Python API
+    (:mod:`mtlrun.api`) into typed errors.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -480,16 +481,10 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:
         raise
     except Diverged as ex:
-        kept = "the last good checkpoint is kept" if (output_dir / LAST_CHECKPOINT).is_file() else "no checkpoint"
         if in_sweep:  # a result, not a failure: the other jobs go on and the sweep summary lists it
             log.error("run diverged: %s (%s)", ex, output_dir)
             return None
-        print(
-            f"mtlrun: run diverged: {ex}; {kept} ({output_dir / SUMMARY}); "
-            "try a lower trainer.lr, trainer.grad_clip or trainer.on_nan=skip",
-            file=sys.stderr,
-        )
-        sys.exit(DIVERGED_EXIT)
+        raise
     except ConfigError as ex:
         if in_sweep:
             log.error("job failed: %s", ex)
@@ -497,8 +492,7 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
         from mtlrun.folder_guard import release_if_created
 
         release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
-        print(f"mtlrun: error: {ex}", file=sys.stderr)
-        sys.exit(2)
+        raise
     except Exception as ex:
         folder = RunFolder(output_dir)
         summary = folder.read_summary() or Summary()
@@ -519,3 +513,27 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
 
         print_verdicts(report)
     return run_objective(summary, cfg.objective)  # for sweepers such as optuna: higher is better
+
+
+def diverged_message(ex: Diverged, output_dir: Path) -> str:
+    """The one line of a single run that diverged: where, what is kept, what to try."""
+    kept = "the last good checkpoint is kept" if (output_dir / LAST_CHECKPOINT).is_file() else "no checkpoint"
+    return (
+        f"run diverged: {ex}; {kept} ({output_dir / SUMMARY}); "
+        "try a lower trainer.lr, trainer.grad_clip or trainer.on_nan=skip"
+    )
+
+
+def run_from_hydra(cfg: DictConfig) -> float | None:
+    """The command's Hydra task: :func:`run_hydra_job`, where a single run that diverged exits with
+    status 3 and one stopped by a bad option with status 2, each after one line."""
+    try:
+        return run_hydra_job(cfg)
+    except Diverged as ex:
+        from hydra.core.hydra_config import HydraConfig
+
+        print(f"mtlrun: {diverged_message(ex, Path(HydraConfig.get().runtime.output_dir))}", file=sys.stderr)
+        sys.exit(DIVERGED_EXIT)
+    except ConfigError as ex:
+        print(f"mtlrun: error: {ex}", file=sys.stderr)
+        sys.exit(ex.exit_code)
