@@ -71,13 +71,13 @@ def test_a_transfer_report_round_trips_through_the_run_folder(tmp_path):
     assert back.tasks["a"].metrics["m"].stl_std != back.tasks["a"].metrics["m"].stl_std  # NaN, written as "nan"
     back.tasks["a"].metrics["m"].stl_std = report.tasks["a"].metrics["m"].stl_std = None
     assert back == report
-    assert back.own_delta_m() == -16.7 and back.baseline_metrics() == {"a": {"m": 0.6}}
+    assert back.own_delta_m == -16.7 and back.baseline_metrics() == {"a": {"m": 0.6}}
 
 
 def test_an_older_transfer_report_reads_with_defaults(tmp_path):
     # written before 'own' existed: one pooled seed, so the run's Δm is the report's Δm
     (tmp_path / "transfer.json").write_text('{"seeds": [3], "delta_m": "nan", "tasks": {"a": {"delta": 1.5}}, "x": 1}')
     report = RunFolder(tmp_path).read_transfer()
-    assert report.own is None and report.own_delta_m() is None and report.tasks["a"].delta == 1.5
+    assert report.own is None and report.own_delta_m is None and report.tasks["a"].delta == 1.5
     (tmp_path / "transfer.json").write_text('{"seeds": [3], "delta_m": 2.0}')
-    assert RunFolder(tmp_path).read_transfer().own_delta_m() == 2.0
+    assert RunFolder(tmp_path).read_transfer().own_delta_m == 2.0

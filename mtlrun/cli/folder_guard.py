@@ -121,12 +121,21 @@ def _overwrite(config: DictConfig) -> bool:
     return bool(OmegaConf.select(config, "run.overwrite", default=False))
 
 
-class RunFolderGuard(Callback):
-    """Hydra callback: check the run or sweep folder before Hydra writes into it.
+class Refused(SystemExit):
+    """A refusal before Hydra writes anything: exit status 2, with the :class:`ConfigError` saying why.
 
-    Hydra turns an exception raised in a callback into a warning and goes on, so a refusal
-    prints its one line and leaves with ``SystemExit(2)``, which Hydra does not intercept.
+    A ``SystemExit``, because Hydra turns an exception raised in a callback into a warning and goes
+    on; the command prints ``error`` as its one line (``mtlrun.cli.main``), the Python API raises it.
     """
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(error.exit_code)
+        self.error = error
+
+
+class RunFolderGuard(Callback):
+    """Hydra callback: check the run or sweep folder before Hydra writes into it (a refusal is
+    :class:`Refused`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_bad_settings(config)
@@ -149,41 +158,37 @@ def resuming(config: DictConfig, path: Path) -> bool:
     return resumes(OmegaConf.select(config, "resume", default=None, throw_on_missing=False), path)
 
 
-def _refuse_bad_settings(config: DictConfig) -> None:
-    """The config checks that need no data (unknown ``+keys``, ranges, settings that would do nothing)
-    stop the run before its folder exists: one line, exit 2. The run repeats them (``validate``)."""
-    import sys
-
+def check_settings(job: DictConfig) -> None:
+    """The config checks that need no data (unknown ``+keys``, ranges, settings that would do nothing):
+    a :class:`ConfigError` for the first problem. The run repeats them (``validate``)."""
     from mtlrun.config.inert import check_inert
     from mtlrun.config.schema import check_resolvable, validate
 
+    check_resolvable(job)  # a bad ${...} would otherwise surface inside validate as a raw error
+    validate(job)
+    check_inert(job)  # after the range checks, so a bad value is named as bad rather than as inert
+
+
+def _refuse_bad_settings(config: DictConfig) -> None:
+    """:func:`check_settings` stops the run before its folder exists: one line, exit 2."""
     job = OmegaConf.masked_copy(config, [str(k) for k in config.keys() if k != "hydra"])
     try:
-        check_resolvable(job)  # a bad ${...} would otherwise surface inside validate as a raw error
-        validate(job)
-        check_inert(job)  # after the range checks, so a bad value is named as bad rather than as inert
+        check_settings(job)
     except ConfigError as ex:
-        print(f"mtlrun: error: {ex}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise Refused(ex) from None
 
 
 def _check_unchanged_or_exit(config: DictConfig, path: Path) -> None:
-    import sys
-
     from mtlrun.cli.resume import check_unchanged
 
     try:
         check_unchanged(config, path)
     except ConfigError as ex:
-        print(f"mtlrun: error: {ex}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise Refused(ex) from None
 
 
 def _claim_or_exit(path: Path, overwrite: bool, key: str) -> None:
-    import sys
-
     try:
         claim(path, overwrite=overwrite, key=key)
     except ConfigError as ex:
-        print(f"mtlrun: error: {ex}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise Refused(ex) from None

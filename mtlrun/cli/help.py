@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from mtlrun import __version__
+from mtlrun.results.versions import __version__
 
 GROUPS = {
     "dataset": "what to train on",

@@ -21,8 +21,13 @@ from mtlrun.errors import ConfigError
 
 register_schema()
 
+#: where the packaged configs are and which one is primary (the Python API composes them the same way)
+CONFIG_PATH = "pkg://mtlrun.conf"
+CONFIG_NAME = "config"
+VERSION_BASE = "1.3"
 
-@hydra.main(version_base="1.3", config_path="pkg://mtlrun.conf", config_name="config")
+
+@hydra.main(version_base=VERSION_BASE, config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 def _hydra_main(cfg: DictConfig) -> float | None:
     from mtlrun.cli.task import run_from_hydra
 
@@ -186,9 +191,14 @@ def main() -> None:
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(2)
+    from mtlrun.cli.folder_guard import Refused
+
     try:
         with skip_mode_probe(sys.argv[1:]):
             _hydra_main()
+    except Refused as ex:  # the run or sweep folder's guard, before anything is written
+        print(f"mtlrun: error: {ex.error}", file=sys.stderr)
+        sys.exit(ex.code)
     except KeyboardInterrupt as ex:
         print(f"mtlrun: interrupted{f' ({ex})' if str(ex) else ''}", file=sys.stderr)
         sys.exit(getattr(ex, "exit_code", 130))
@@ -200,14 +210,15 @@ def main() -> None:
         if isinstance(ex, WriteFailed):  # disk full, no permission: the system's reason says it all
             print(f"mtlrun: error: {ex}", file=sys.stderr)
             sys.exit(1)
-        user_error = _is_user_error(ex)
+        user_error = is_user_error(ex)
         print(f"mtlrun: error: {describe_error(ex)}", file=sys.stderr)
         if not user_error:
             print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
         sys.exit(2 if user_error else 1)
 
 
-def _is_user_error(ex: BaseException) -> bool:
+def is_user_error(ex: BaseException) -> bool:
+    """A mistake in the command line or the configs (exit status 2), as opposed to a failure (1)."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 

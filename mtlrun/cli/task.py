@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mtlrun.errors import ConfigError
+from mtlrun.errors import DIVERGED_EXIT, ConfigError
 from mtlrun.results.atomic import WriteFailed
 from mtlrun.results.run_folder import LAST_CHECKPOINT, SUMMARY, RunFolder, Summary
 from mtlrun.train.loop import Diverged
@@ -18,15 +18,16 @@ from mtlrun.train.run import run
 
 log = logging.getLogger("mtlrun")
 
-#: exit status of a single run that diverged (2 is a configuration error, 1 any other failure)
-DIVERGED_EXIT = 3
 
+def run_hydra_job(cfg: DictConfig) -> float | None:
+    """One Hydra job: run (or find it done already), print the per-task table and the folder, and
+    return the objective; any failure is recorded in the folder's summary.
 
-def run_from_hydra(cfg: DictConfig) -> float | None:
-    """The Hydra task: run, print the per-task table and the folder, record any failure.
-
-    In a sweep a failing job records ``failed`` in its summary and returns normally, so the
-    other jobs and the sweep-end callback still run.
+    In a sweep a failing job returns None, so the other jobs and the sweep-end callback still run.
+    A single run raises instead: :class:`Diverged`, :class:`ConfigError` (after removing the folder it
+    created, so a bad option leaves nothing behind) or the error itself. The two faces turn these into
+    their own terms: the command into exit statuses (:func:`run_from_hydra`), the Python API
+    (:mod:`mtlrun.api`) into typed errors.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -48,16 +49,10 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:
         raise
     except Diverged as ex:
-        kept = "the last good checkpoint is kept" if (output_dir / LAST_CHECKPOINT).is_file() else "no checkpoint"
         if in_sweep:  # a result, not a failure: the other jobs go on and the sweep summary lists it
             log.error("run diverged: %s (%s)", ex, output_dir)
             return None
-        print(
-            f"mtlrun: run diverged: {ex}; {kept} ({output_dir / SUMMARY}); "
-            "try a lower trainer.lr, trainer.grad_clip or trainer.on_nan=skip",
-            file=sys.stderr,
-        )
-        sys.exit(DIVERGED_EXIT)
+        raise
     except ConfigError as ex:
         if in_sweep:
             log.error("job failed: %s", ex)
@@ -65,8 +60,7 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
         from mtlrun.cli.folder_guard import release_if_created
 
         release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
-        print(f"mtlrun: error: {ex}", file=sys.stderr)
-        sys.exit(2)
+        raise
     except Exception as ex:
         folder = RunFolder(output_dir)
         summary = folder.read_summary() or Summary()
@@ -87,3 +81,27 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
 
         print_verdicts(report)
     return run_objective(summary, cfg.objective)  # for sweepers such as optuna: higher is better
+
+
+def diverged_message(ex: Diverged, output_dir: Path) -> str:
+    """The one line of a single run that diverged: where, what is kept, what to try."""
+    kept = "the last good checkpoint is kept" if (output_dir / LAST_CHECKPOINT).is_file() else "no checkpoint"
+    return (
+        f"run diverged: {ex}; {kept} ({output_dir / SUMMARY}); "
+        "try a lower trainer.lr, trainer.grad_clip or trainer.on_nan=skip"
+    )
+
+
+def run_from_hydra(cfg: DictConfig) -> float | None:
+    """The command's Hydra task: :func:`run_hydra_job`, where a single run that diverged exits with
+    status 3 and one stopped by a bad option with status 2, each after one line."""
+    try:
+        return run_hydra_job(cfg)
+    except Diverged as ex:
+        from hydra.core.hydra_config import HydraConfig
+
+        print(f"mtlrun: {diverged_message(ex, Path(HydraConfig.get().runtime.output_dir))}", file=sys.stderr)
+        sys.exit(DIVERGED_EXIT)
+    except ConfigError as ex:
+        print(f"mtlrun: error: {ex}", file=sys.stderr)
+        sys.exit(ex.exit_code)

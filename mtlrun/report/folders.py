@@ -130,7 +130,7 @@ def read_run(path: Path, at: str = "best") -> RunRecord:
             record.status, record.reason = "incomplete", f"{SUMMARY} has no test metrics at '{at}'"
     transfer = folder.read_transfer()
     if transfer is not None:
-        record.delta_m = transfer.own_delta_m()
+        record.delta_m = transfer.own_delta_m
         record.stl = transfer.baseline_metrics()
     return record
 

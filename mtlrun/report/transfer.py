@@ -29,11 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtlrun.results.objective import signed_relative_change
-
-NEGATIVE = "negative transfer"
-POSITIVE = "positive transfer"
-NO_DIFFERENCE = "no significant difference"
-UNTESTED = "untested"
+from mtlrun.results.transfer_report import NEGATIVE, NO_DIFFERENCE, POSITIVE, UNTESTED  # noqa: F401
 
 Metrics = Mapping[str, float]  # {metric: value}
 

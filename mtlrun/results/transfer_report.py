@@ -19,6 +19,12 @@ from typing import Any
 
 from mtlrun.results.values import number
 
+#: the verdicts of a task (``untested`` is followed by the seed count: ``untested (1 seed)``)
+NEGATIVE = "negative transfer"
+POSITIVE = "positive transfer"
+NO_DIFFERENCE = "no significant difference"
+UNTESTED = "untested"
+
 
 @dataclass
 class MetricTransfer:
@@ -47,6 +53,20 @@ class TaskTransfer:
     metrics: dict[str, MetricTransfer] = field(default_factory=dict)
     #: metrics left out of Δ_t because their baseline value is 0 (a relative change is undefined)
     excluded_metrics: list[str] = field(default_factory=list)
+
+    @property
+    def negative(self) -> bool:
+        """A significant loss from sharing (``negative transfer``)."""
+        return self.verdict == NEGATIVE
+
+    @property
+    def positive(self) -> bool:
+        return self.verdict == POSITIVE
+
+    @property
+    def tested(self) -> bool:
+        """Whether enough seeds were pooled for a test (else the verdict reads ``untested (n seeds)``)."""
+        return not self.verdict.startswith(UNTESTED)
 
 
 @dataclass
@@ -81,6 +101,11 @@ class TransferReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def negative_tasks(self) -> list[str]:
+        """The tasks with a significant negative transfer."""
+        return [t for t, v in self.tasks.items() if v.negative]
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TransferReport:
         """The report ``data`` (``transfer.json``'s object) holds; unknown keys are ignored."""
@@ -89,6 +114,9 @@ class TransferReport:
         for key in ("delta_m", "delta_m_drop", "alpha"):
             if key in values:
                 values[key] = number(values[key])
+        for key in ("seeds", "missing_baselines", "plots", "pooled_runs"):
+            if key in values and not isinstance(values[key], list):
+                values[key] = []
         tasks = values.get("tasks")
         values["tasks"] = {
             str(t): _task(entry)
@@ -97,6 +125,7 @@ class TransferReport:
         }
         return cls(**values)
 
+    @property
     def own_delta_m(self) -> float | None:
         """The run's own Δm (its seed against its own-seed baselines), not the pooled Δm, so that
         rows pooling several seeds show the seed-to-seed spread. A report that pooled no other seed

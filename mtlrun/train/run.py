@@ -17,13 +17,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-import mtlrun
 from mtlrun.config.schema import check_resolvable, plain
 from mtlrun.errors import ConfigError
 from mtlrun.loggers import build_logger
 from mtlrun.results.baseline_cache import BaselineCache
 from mtlrun.results.run_folder import BEST_CHECKPOINT, DIAGNOSTICS, LAST_CHECKPOINT, RunFolder, RunIdentity, Summary
 from mtlrun.results.transfer_report import TransferReport
+from mtlrun.results.versions import __version__
 from mtlrun.train.build import Components, build
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
 from mtlrun.train.diagnostics import diagnostics_for_run
@@ -41,14 +41,14 @@ def versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "mtlrun": mtlrun.__version__,
+        "mtlrun": __version__,
         "hydra": hydra.__version__,
         "torchmetrics": version("torchmetrics"),  # not imported: it loads at the first evaluation
     }
 
 
 def git_commit() -> str | None:
-    source = Path(mtlrun.__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]  # the checkout holding the mtlrun package
     try:
         out = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
