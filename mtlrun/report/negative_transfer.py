@@ -493,4 +493,4 @@ def print_verdicts(report: dict[str, Any], console: Console | None = None) -> No
     console.print(verdict_table(report))
     # a sweep job's report is rebuilt with the sweep's other seeds when the sweep ends
     if report.get("how_to_get_verdicts") and not report["pool"].get("sweep_job"):
-        console.print(f"for verdicts: {report['how_to_get_verdicts']}")
+        console.print(f"for verdicts: {report['how_to_get_verdicts']}", markup=False)  # [a,b] is a value, not markup

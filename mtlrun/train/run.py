@@ -32,6 +32,7 @@ from mtlrun.loggers import build_logger
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.outputs import WriteFailed
+from mtlrun.plugins.targets import chosen_name
 from mtlrun.resume import RESUMABLE_CHANGES, comparable_config, first_difference
 from mtlrun.runfolder import BEST_CHECKPOINT, DIAGNOSTICS, LAST_CHECKPOINT, SUMMARY, RunFolder, RunIdentity, Summary
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
@@ -116,11 +117,11 @@ def balancer_options(cfg: DictConfig) -> dict[str, Any]:
 
     options = plain(cfg.balancer)
     if cfg.tasks.weights is not None:
-        factory = BALANCERS.get(cfg.balancer.name)
+        factory = BALANCERS.get(chosen_name(cfg.balancer))
         if "weights" not in inspect.signature(factory).parameters:
             takes = [n for n in BALANCERS.names() if "weights" in inspect.signature(BALANCERS.get(n)).parameters]
             raise ConfigError(
-                f"tasks.weights is set but balancer={cfg.balancer.name} does not use static task weights; "
+                f"tasks.weights is set but balancer={chosen_name(cfg.balancer)} does not use static task weights; "
                 f"use balancer={' or balancer='.join(takes)}, or drop tasks.weights"
             )
         options["weights"] = plain(cfg.tasks.weights)
@@ -128,8 +129,8 @@ def balancer_options(cfg: DictConfig) -> dict[str, Any]:
 
 
 def encoder_spec(cfg: DictConfig, data: MultiTaskDataset) -> EncoderSpec:
-    options = {k: v for k, v in plain(cfg.encoder).items() if k != "name"}
-    name = cfg.encoder.name
+    options = {k: v for k, v in plain(cfg.encoder).items() if k != "name" and not k.startswith("_")}
+    name = chosen_name(cfg.encoder)  # a registered name, an installed plugin's, or an import path
     if name == "auto":
         name, options = data.default_encoder, {}
     context = data.encoder_context.get(name, {})
@@ -162,25 +163,25 @@ def build(cfg: DictConfig) -> Components:
     spec = encoder_spec(cfg, data)
     spec.build()  # validates encoder options against the dataset before the model is built
     seed_everything(cfg.seed, cfg.trainer.deterministic)  # model init independent of data building
-    model = ARCHS.build(cfg.arch.name, plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
-    prepare_multi_input(model, data, cfg.arch.name)  # one input per task: check the arch, add input adapters
-    balancer = BALANCERS.build(cfg.balancer.name, balancer_options(cfg), tasks=tasks)
+    arch = chosen_name(cfg.arch)
+    model = ARCHS.build(arch, plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
+    prepare_multi_input(model, data, arch)  # one input per task: check the arch, add input adapters
+    balancer = BALANCERS.build(chosen_name(cfg.balancer), balancer_options(cfg), tasks=tasks)
     if balancer.uses_task_gradients and not balancer.needs_representation and not model.shared_parameters():
         raise ConfigError(
-            f"balancer={cfg.balancer.name} combines task gradients on shared parameters, which arch={cfg.arch.name} "
+            f"balancer={chosen_name(cfg.balancer)} combines task gradients on shared parameters, which arch={arch} "
             "does not have; use a loss-weighting balancer (e.g. balancer=ew)"
         )
     if balancer.needs_representation and is_multi_input(data):
         raise ConfigError(
-            f"balancer={cfg.balancer.name} with rep_grad needs one representation of common inputs, "
+            f"balancer={chosen_name(cfg.balancer)} with rep_grad needs one representation of common inputs, "
             "but this dataset gives each task its own inputs"
         )
     if balancer.needs_representation and not model.has_representation:
         raise ConfigError(
-            f"balancer={cfg.balancer.name} with rep_grad needs a shared representation, "
-            f"which arch={cfg.arch.name} lacks"
+            f"balancer={chosen_name(cfg.balancer)} with rep_grad needs a shared representation, which arch={arch} lacks"
         )
-    Precision(cfg.trainer.precision, device).check(balancer, cfg.balancer.name)
+    Precision(cfg.trainer.precision, device).check(balancer, chosen_name(cfg.balancer))
     schedule_cfg = plain(cfg.get("schedule")) or {"name": "none"}
     schedule = SCHEDULES.build(
         schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks, epochs=int(cfg.trainer.epochs)
@@ -275,9 +276,9 @@ def run(
     summary = Summary(
         run=RunIdentity(
             dataset=cfg.dataset.get("name") or cfg.dataset.get("_target_"),
-            arch=cfg.arch.name,
-            balancer=cfg.balancer.name,
-            encoder=cfg.encoder.name,
+            arch=chosen_name(cfg.arch),
+            balancer=chosen_name(cfg.balancer),
+            encoder=chosen_name(cfg.encoder),
             seed=cfg.seed,
         ),
         versions=versions(),
@@ -318,7 +319,7 @@ def run(
         loss_fns={task: c.data.tasks[task].loss for task in c.tasks},
         optimizer=trainer.optimizer,
         path=folder.path(DIAGNOSTICS),
-        arch=cfg.arch.name,
+        arch=chosen_name(cfg.arch),
     )
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
@@ -332,10 +333,10 @@ def run(
     setup_s = time.perf_counter() - started
     log.info(
         "training %s on %s (%s) with %s, tasks %s, %d parameters, device %s (%d threads)",
-        cfg.arch.name,
+        chosen_name(cfg.arch),
         cfg.dataset.get("name") or cfg.dataset.get("_target_"),
         c.encoder.name,
-        cfg.balancer.name,
+        chosen_name(cfg.balancer),
         ",".join(c.tasks),
         summary.parameters["total"],
         c.device,
