@@ -152,27 +152,6 @@ def builtin_choice(group: str, choice: str) -> bool:
     return (group, choice) in OPTIONS or choice in EXTRA_CHOICES.get(group, ())
 
 
-def component_family(group: str) -> Any:
-    """How :mod:`mtlrun.plugins.checks` reaches a family's components (imports the family: torch)."""
-    from mtlrun.plugins.checks import FamilyAccess
-    from mtlrun.plugins.families import FAMILIES
-    from mtlrun.registry import check_options
-
-    if group == "dataset":
-        from mtlrun.data import DATASETS
-        from mtlrun.data.python_dataset import target_arguments
-
-        return FamilyAccess(DATASETS.get, target_arguments)
-    if group == "encoder":
-        from mtlrun.models import ENCODERS as registry
-    elif group == "arch":
-        from mtlrun.models import ARCHS as registry
-    else:
-        from mtlrun.balancers import BALANCERS as registry
-    skip = set(FAMILIES[group].context)
-    return FamilyAccess(registry.get, lambda factory, options: check_options(factory, options, prefix=group, skip=skip))
-
-
 def reject_added_keys(cfg: DictConfig) -> None:
     """A ``+key=value`` override gets past Hydra's struct check even on a typed node; a key that no
     schema declares would be silently ignored, so it is an error (``+trainer.amp=true``)."""
@@ -232,7 +211,7 @@ def validate(cfg: DictConfig) -> None:
     from mtlrun.plugins.checks import check_components
 
     reject_added_keys(cfg)
-    check_components(cfg, builtin_choice, component_family)  # the user's own components, if any
+    check_components(cfg, builtin_choice)  # the user's own components, if any
     for key in OmegaConf.missing_keys(cfg):
         raise ConfigError(f"{key} is required and has no value; set {key}=VALUE")
     for key in ("weights", "primary"):

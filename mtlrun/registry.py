@@ -25,12 +25,26 @@ class Registry(Generic[T]):
         self._entries: dict[str, Callable[..., T]] = {}
         #: what a user's component of this family must be (see :meth:`accept_plugins`); None: built-ins only
         self._contract: Callable[[Any], str | None] | None = None
+        self._arguments: Callable[[Callable[..., Any], Mapping[str, Any]], dict[str, Any]] | None = None
 
-    def accept_plugins(self, contract: Callable[[Any], str | None]) -> None:
+    def accept_plugins(
+        self,
+        contract: Callable[[Any], str | None],
+        arguments: Callable[[Callable[..., Any], Mapping[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
         """Let :meth:`get` also find components that are not registered: an installed entry point
         (``mtlrun.<group>s``) or an import path, each checked against ``contract`` (None when an object
-        keeps it, else what is wrong). See :mod:`mtlrun.plugins`."""
-        self._contract = contract
+        keeps it, else what is wrong). ``arguments`` checks a plugin's options (default
+        :func:`check_options` without the arguments the code passes). See :mod:`mtlrun.plugins`."""
+        self._contract, self._arguments = contract, arguments
+
+    def plugin_arguments(self, factory: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
+        """A user component's options checked against its signature (unknown keys, wrong types)."""
+        if self._arguments is not None:
+            return self._arguments(factory, options)
+        from mtlrun.plugins.families import FAMILIES
+
+        return check_options(factory, options, prefix=self.group, skip=set(FAMILIES[self.group].context))
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def decorator(obj: Callable[..., T]) -> Callable[..., T]:

@@ -37,7 +37,7 @@ def _callable(obj: Any) -> str | None:
 
 
 #: a user's dataset (an entry point of ``mtlrun.datasets``; ``_target_`` is read by build_dataset)
-DATASETS.accept_plugins(_callable)
+DATASETS.accept_plugins(_callable, lambda fn, options: target_arguments(fn, options))
 
 
 def build_dataset(options: Mapping[str, Any]) -> MultiTaskDataset:

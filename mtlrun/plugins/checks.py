@@ -11,35 +11,23 @@ calls at ``on_run_start`` (before Hydra creates the folder) and the run repeats.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.errors import ConfigError
-from mtlrun.plugins.families import COMPONENT_GROUPS, TARGET_CHOICE
+from mtlrun.plugins.families import COMPONENT_GROUPS, TARGET_CHOICE, registry_of
 from mtlrun.plugins.schema import signature_target
 from mtlrun.plugins.targets import chosen_name
 
 EXAMPLES = {"dataset": "build", "encoder": "MyEncoder", "arch": "MyArch", "balancer": "MyBalancer"}
 
 
-@dataclass(frozen=True)
-class FamilyAccess:
-    """How to reach one family's components: look one up (a Registry's ``get``) and check the
-    options it is given (returning them as keyword arguments)."""
-
-    get: Callable[[str], Callable[..., Any]]
-    arguments: Callable[[Callable[..., Any], Mapping[str, Any]], dict[str, Any]]
-
-
-def check_components(
-    cfg: DictConfig, builtin: Callable[[str, str], bool], family: Callable[[str], FamilyAccess]
-) -> None:
+def check_components(cfg: DictConfig, builtin: Callable[[str, str], bool]) -> None:
     """Raise a one-line ConfigError for the first user component of ``cfg`` that is wrong.
 
-    ``builtin(group, choice)`` tells packaged choices (left to their typed nodes); ``family(group)``
-    is only called for a group whose choice is a user component, so a run of built-ins imports
+    ``builtin(group, choice)`` tells packaged choices (left to their typed nodes); a family is
+    imported only for a group whose choice is a user component, so a run of built-ins imports
     nothing here.
     """
     for group in COMPONENT_GROUPS:
@@ -53,12 +41,12 @@ def check_components(
             )
         if builtin(group, name):
             continue
-        access = family(group)
-        factory = access.get(name)  # imports it (launch folder first), checks the contract
+        registry = registry_of(group)
+        factory = registry.get(name)  # imports it (launch folder first), checks the contract
         for key in OmegaConf.missing_keys(node):
             raise ConfigError(f"{group}.{key} is required by {name} and has no value; set {group}.{key}=VALUE")
         options = {str(k): v for k, v in OmegaConf.to_container(node, resolve=True).items()}
-        access.arguments(factory, options)  # unknown keys, wrong types: one line with the valid keys
+        registry.plugin_arguments(factory, options)  # unknown keys, wrong types: one line with the valid keys
         _check_required(group, name, factory, options)
     check_task_metrics(cfg)
 

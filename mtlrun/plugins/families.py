@@ -4,6 +4,7 @@ constructor arguments mtlrun passes itself (never user options)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mtlrun.config_gen import GROUPS
 
@@ -55,6 +56,17 @@ FAMILIES: dict[str, Family] = {
         ),
     )
 }
+
+
+def registry_of(group: str) -> Any:
+    """The family's Registry (``mtlrun.balancers:BALANCERS``), imported by name as
+    :mod:`mtlrun.config_gen` does: this package sits below the families it serves."""
+    import importlib
+
+    module, _, name = GROUPS[group][0].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 #: the config groups whose choice can be a user component (metrics are named inside dataset.tasks)
 COMPONENT_GROUPS = ("dataset", "encoder", "arch", "balancer")
 #: the choice that stands for "the class named by ``_target_``"
