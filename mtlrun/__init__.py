@@ -78,5 +78,5 @@ if TYPE_CHECKING:  # the names above, for type checkers and editors
     from mtlrun.api.launch import fit, sweep
     from mtlrun.api.results import RunResult, load_run, load_sweep
     from mtlrun.errors import ConfigError
-    from mtlrun.results.transfer_report import MetricTransfer, TaskTransfer, TransferReport
     from mtlrun.results.run_folder import RunFolderError
+    from mtlrun.results.transfer_report import MetricTransfer, TaskTransfer, TransferReport

@@ -23,6 +23,28 @@ class Registry(Generic[T]):
     def __init__(self, group: str) -> None:
         self.group = group
         self._entries: dict[str, Callable[..., T]] = {}
+        #: what a user's component of this family must be (see :meth:`accept_plugins`); None: built-ins only
+        self._contract: Callable[[Any], str | None] | None = None
+        self._arguments: Callable[[Callable[..., Any], Mapping[str, Any]], dict[str, Any]] | None = None
+
+    def accept_plugins(
+        self,
+        contract: Callable[[Any], str | None],
+        arguments: Callable[[Callable[..., Any], Mapping[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        """Let :meth:`get` also find components that are not registered: an installed entry point
+        (``mtlrun.<group>s``) or an import path, each checked against ``contract`` (None when an object
+        keeps it, else what is wrong). ``arguments`` checks a plugin's options (default
+        :func:`check_options` without the arguments the code passes). See :mod:`mtlrun.plugins`."""
+        self._contract, self._arguments = contract, arguments
+
+    def plugin_arguments(self, factory: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
+        """A user component's options checked against its signature (unknown keys, wrong types)."""
+        if self._arguments is not None:
+            return self._arguments(factory, options)
+        from mtlrun.plugins.families import FAMILIES
+
+        return check_options(factory, options, prefix=self.group, skip=set(FAMILIES[self.group].context))
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def decorator(obj: Callable[..., T]) -> Callable[..., T]:
@@ -40,9 +62,19 @@ class Registry(Generic[T]):
         return name in self._entries
 
     def get(self, name: str) -> Callable[..., T]:
-        if name not in self._entries:
-            raise choices_error(self.group, name, self.names())
-        return self._entries[name]
+        if name in self._entries:
+            return self._entries[name]
+        if self._contract is not None:
+            from mtlrun.plugins.resolve import contract_problem, find_component
+
+            found = find_component(self.group, name)
+            if found is not None:
+                component, key = found
+                problem = contract_problem(self.group, component, self._contract)
+                if problem:
+                    raise ConfigError(f"{key}: {problem}")
+                return component  # type: ignore[no-any-return]
+        raise choices_error(self.group, name, self.names())
 
     def build(self, name: str, options: Mapping[str, Any], /, **context: Any) -> T:
         """Build ``name`` with user ``options`` (validated) plus internal ``context`` arguments."""

@@ -104,6 +104,7 @@ from torch import Tensor, nn
 from mtlrun.balancers import deferred, own_loop
 from mtlrun.balancers.jacobian import JacobianMode, accumulate_grad, rescale, task_jacobian
 from mtlrun.errors import ConfigError
+from mtlrun.plugins.resolve import subclass_contract
 from mtlrun.registry import Registry
 
 BALANCERS: Registry[Balancer] = Registry("balancer")
@@ -463,3 +464,7 @@ class GradientAggregator(Balancer):
             accumulate_grad(inputs, direction)
         self.report_failures(info)
         return info
+
+
+#: a user's balancer (``balancer._target_=pkg.mod.Name`` or an entry point): one of the two kinds
+BALANCERS.accept_plugins(subclass_contract((LossWeighting, GradientAggregator), ("tasks",)))

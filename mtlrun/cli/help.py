@@ -103,6 +103,27 @@ def dataset_tasks() -> dict[str, str]:
     }
 
 
+def plugin_choices(group: str, builtins: dict[str, str]) -> dict[str, str]:
+    """``{name: description}`` of the installed plugins of ``group`` (entry points, docs/plugins.md),
+    described from their source without importing them; a plugin that cannot be loaded says why."""
+    from mtlrun.plugins.entry_points import describe, installed
+    from mtlrun.plugins.families import FAMILIES
+
+    if group not in FAMILIES:
+        return {}
+    found = {}
+    for name, plugins in sorted(installed(group).items()):
+        origin = ", ".join(sorted({p.distribution for p in plugins}))
+        if name in builtins:
+            found[f"{name} "] = f"(a plugin of {origin}, hidden by the built-in {name})"
+        elif len(plugins) > 1:
+            found[name] = f"(declared by more than one package: {origin}; choosing it is an error)"
+        else:
+            desc = first_sentence(describe(plugins[0]))
+            found[name] = f"{desc} [plugin: {origin}]" if desc else f"[plugin: {origin}, {plugins[0].value}]"
+    return found
+
+
 def render_help() -> str:
     lines = [
         f"mtlrun {__version__}: train multi-task models and learn, per task, whether sharing helped.",
@@ -115,13 +136,19 @@ def render_help() -> str:
         choices = group_choices(group)
         if not choices:
             continue
+        plugins = plugin_choices(group, choices)
         lines.append(f"  {group}: {what}")
-        width = max(len(c) for c in choices)
+        width = max(len(c) for c in [*choices, *plugins])
         tasks = dataset_tasks() if group == "dataset" else {}
-        for name, desc in choices.items():
+        for name, desc in {**choices, **plugins}.items():
             lines.append(f"    {name.ljust(width)}  {desc}")
             if tasks.get(name):
                 lines.append(f"    {' ' * width}  tasks: {tasks[name]}")
+    metrics = plugin_choices("metric", {})
+    if metrics:
+        lines.append("  metrics of installed plugins, for a task's metrics list (dataset.tasks.T.metrics):")
+        width = max(map(len, metrics))
+        lines += [f"    {name.ljust(width)}  {desc}" for name, desc in metrics.items()]
     lines += [
         "",
         "Top-level keys:",

@@ -41,6 +41,8 @@ def describe_error(ex: BaseException) -> str:
 
     if isinstance(ex, ConfigError):
         return str(ex)
+    if isinstance(ex.__cause__, ConfigError):  # raised while Hydra loaded a plugin's node
+        return str(ex.__cause__)
     if isinstance(ex, MissingConfigException):
         missing = ex.missing_cfg_file or ""
         if "/" in missing:
@@ -80,6 +82,20 @@ def check_command_line(args: list[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
+    flags, overrides = split_command_line(args)
+    parser = OverridesParser.create()
+    for arg in overrides:
+        try:
+            parsed = parser.parse_overrides([arg])[0]
+        except OverrideParseException as ex:
+            raise ConfigError(f"malformed override '{arg}': {_parse_problem(arg, str(ex))}; {OVERRIDE_FORMS}") from None
+        if not parsed.key_or_group:
+            raise ConfigError(f"malformed override '{arg}': no key before '='; {OVERRIDE_FORMS}")
+    return [*flags, *overrides]
+
+
+def split_command_line(args: list[str]) -> tuple[list[str], list[str]]:
+    """``(Hydra's flags with their values, the overrides)``; :class:`ConfigError` for an unknown flag."""
     flags: list[str] = []
     overrides: list[str] = []
     i = 0
@@ -104,15 +120,16 @@ def check_command_line(args: list[str]) -> list[str]:
         else:
             overrides.append(arg)
         i += 1
-    parser = OverridesParser.create()
-    for arg in overrides:
-        try:
-            parsed = parser.parse_overrides([arg])[0]
-        except OverrideParseException as ex:
-            raise ConfigError(f"malformed override '{arg}': {_parse_problem(arg, str(ex))}; {OVERRIDE_FORMS}") from None
-        if not parsed.key_or_group:
-            raise ConfigError(f"malformed override '{arg}': no key before '='; {OVERRIDE_FORMS}")
-    return [*flags, *overrides]
+    return flags, overrides
+
+
+def prepare_components(args: list[str]) -> list[str]:
+    """Make the user components the command line chooses composable (see :mod:`mtlrun.plugins.choices`)."""
+    from mtlrun.config.schema import builtin_choice
+    from mtlrun.plugins.choices import prepare
+
+    flags, overrides = split_command_line(args)
+    return [*flags, *prepare(flags, overrides, builtin_choice)]
 
 
 OVERRIDE_FORMS = "write key=value, group=choice, +key=value or ~key (quote values with spaces or brackets)"
@@ -188,6 +205,7 @@ def main() -> None:
 
     try:
         sys.argv[1:] = rewrite_argv(sys.argv[1:])  # resume=FOLDER: replay the folder's own command line
+        sys.argv[1:] = prepare_components(sys.argv[1:])  # _target_ classes, installed plugins
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(2)
@@ -223,5 +241,5 @@ def is_user_error(ex: BaseException) -> bool:
     from omegaconf.errors import OmegaConfBaseException
 
     return isinstance(ex, (ConfigError, HydraException, OmegaConfBaseException)) or isinstance(
-        ex.__cause__, OmegaConfBaseException
+        ex.__cause__, (OmegaConfBaseException, ConfigError)
     )

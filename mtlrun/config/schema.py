@@ -135,11 +135,21 @@ def register_schema() -> None:
     """The run's schema, and one typed node per group choice (``schema/<group>/<choice>``) that
     the choice's YAML builds on, so Hydra type-checks ``balancer.c=abc`` while composing."""
     from mtlrun.config.options import OPTIONS
+    from mtlrun.plugins.choices import register_empty_targets
 
     store = ConfigStore.instance()
     store.store(name="mtlrun_schema", node=RunConf)
     for (group, choice), node in OPTIONS.items():
         store.store(group=f"schema/{group}", name=choice, node=node)
+    register_empty_targets(store)  # the `python` choices, typed from a class when `_target_` names one
+
+
+def builtin_choice(group: str, choice: str) -> bool:
+    """Whether ``choice`` is one of mtlrun's own for ``group`` (not a user's component)."""
+    from mtlrun.config.generate import EXTRA_CHOICES
+    from mtlrun.config.options import OPTIONS
+
+    return (group, choice) in OPTIONS or choice in EXTRA_CHOICES.get(group, ())
 
 
 def reject_added_keys(cfg: DictConfig) -> None:
@@ -172,7 +182,7 @@ def check_resolvable(cfg: DictConfig) -> None:
     """Every ``${...}`` of the composed config resolves; else one line naming the key and the reference
     (``trainer.lr=${nope}``), before anything reads the config."""
     from omegaconf import ListConfig, OmegaConf
-    from omegaconf.errors import InterpolationResolutionError
+    from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
     def walk(node: Any, prefix: str) -> None:
         keys = list(node.keys()) if isinstance(node, DictConfig) else list(range(len(node)))
@@ -186,6 +196,8 @@ def check_resolvable(cfg: DictConfig) -> None:
                 raw = node._get_node(key)._value()  # the ${...} as written
                 reason = str(ex).splitlines()[0]
                 raise ConfigError(f"{name}={raw} cannot be resolved: {reason}") from None
+            except MissingMandatoryValue:  # a required option without a value: validate names it
+                continue
             if OmegaConf.is_config(value):
                 walk(value, name)
 
@@ -194,7 +206,14 @@ def check_resolvable(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Range and choice checks on the composed config (types are already checked by Hydra)."""
+    from omegaconf import OmegaConf
+
+    from mtlrun.plugins.checks import check_components
+
     reject_added_keys(cfg)
+    check_components(cfg, builtin_choice)  # the user's own components, if any
+    for key in OmegaConf.missing_keys(cfg):
+        raise ConfigError(f"{key} is required and has no value; set {key}=VALUE")
     for key in ("weights", "primary"):
         value = cfg.tasks[key]
         if value is not None and not isinstance(value, DictConfig):

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtlrun.data.base import MetricFactory, TaskSpec
-from mtlrun.errors import choices_error
+from mtlrun.errors import ConfigError, choices_error
 from mtlrun.lazy import lazy_module
+from mtlrun.plugins.metrics import is_user_metric, user_metric
 
 # torchmetrics imports scipy.signal and matplotlib when it loads: the factories below load it when
 # the first metric is built (the evaluator of a run), not when a dataset module is imported
@@ -190,15 +191,24 @@ def declared_task(
     ``primary`` defaults to the first metric; ``masked`` makes loss and metrics skip missing labels."""
     catalog = METRIC_CATALOG[kind]
     chosen = list(metrics) if metrics else list(DEFAULT_METRICS[kind])
+    factories: dict[str, Callable[[], object]] = {}
+    shown: dict[str, str] = {}  # as written -> the metric's name in results (no dots: a module key)
     for metric in chosen:
-        if metric not in catalog:
+        if metric in catalog:
+            factory = MetricFactory(
+                partial(catalog[metric].build, size), catalog[metric].higher_is_better, catalog[metric].needs
+            )
+        elif is_user_metric(metric):  # an import path or an installed entry point (mtlrun.metrics)
+            factory = MetricFactory(*user_metric(metric, f"dataset.tasks.{name}.metrics", kind, size))
+        else:
             raise choices_error(f"dataset.tasks.{name}.metrics", metric, list(catalog))
-    primary = primary or chosen[0]
-    if primary not in chosen:
-        raise choices_error(f"dataset.tasks.{name}.primary", primary, chosen)
-    factories = {
-        m: MetricFactory(partial(catalog[m].build, size), catalog[m].higher_is_better, catalog[m].needs) for m in chosen
-    }
+        shown[metric] = metric.rsplit(".", 1)[-1]
+        if shown[metric] in factories:
+            raise ConfigError(f"dataset.tasks.{name}.metrics names two metrics called {shown[metric]}")
+        factories[shown[metric]] = factory
+    primary = shown.get(primary or chosen[0], primary or chosen[0])
+    if primary not in factories:
+        raise choices_error(f"dataset.tasks.{name}.primary", primary, list(factories))
     if kind == "classification":
         loss: Callable[[Tensor, Tensor], Tensor] = masked_cross_entropy if masked else F.cross_entropy
         out_dim = size

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from mtlrun.data.base import TaskSpec
 from mtlrun.errors import ConfigError
 from mtlrun.models.encoders import EncoderSpec, StagedEncoder
+from mtlrun.plugins.resolve import subclass_contract
 from mtlrun.registry import Registry
 
 ARCHS: Registry[MultiTaskModel] = Registry("arch")
@@ -94,6 +95,10 @@ class MultiTaskModel(nn.Module):
             "shared": sum(p.numel() for p in self.shared_parameters()),
             "per_task": {t: sum(p.numel() for p in self.task_parameters(t)) for t in self.task_names},
         }
+
+
+#: a user's architecture (``arch._target_=pkg.mod.Name`` or an entry point)
+ARCHS.accept_plugins(subclass_contract((MultiTaskModel,), ("encoder", "tasks")))
 
 
 def build_heads(tasks: list[TaskSpec], encoder: StagedEncoder | int) -> nn.ModuleDict:

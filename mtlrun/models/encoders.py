@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlrun.errors import ConfigError
+from mtlrun.plugins.resolve import factory_contract
 from mtlrun.registry import Registry, positive
 
 ENCODERS: Registry[StagedEncoder] = Registry("encoder")
@@ -62,11 +63,20 @@ class EncoderSpec:
 
     def build(self) -> StagedEncoder:
         encoder = ENCODERS.build(self.name, self.options, input_shape=self.input_shape, **self.context)
+        if not isinstance(encoder, StagedEncoder):  # a user's function returned something else
+            raise ConfigError(
+                f"encoder {self.name} returned {type(encoder).__name__}, not a mtlrun.models.StagedEncoder "
+                "(a list of stages with their output shapes; see docs/plugins.md)"
+            )
         encoder.name, encoder.input_shape = self.name, tuple(self.input_shape)
         return encoder
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, **dict(self.options)}
+
+
+#: a user's encoder (``encoder._target_=pkg.mod.Name`` or an entry point): a class or a function
+ENCODERS.accept_plugins(factory_contract((StagedEncoder,), ("input_shape",)))
 
 
 @ENCODERS.register("mlp")

@@ -19,6 +19,7 @@ from mtlrun.data.multi_input import is_multi_input
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
+from mtlrun.plugins.targets import chosen_name
 from mtlrun.train.devices import apply_threads, compile_model
 from mtlrun.train.precision import Precision
 from mtlrun.train.schedule import SCHEDULES, TaskSchedule
@@ -92,11 +93,11 @@ def balancer_options(cfg: DictConfig) -> dict[str, Any]:
 
     options = plain(cfg.balancer)
     if cfg.tasks.weights is not None:
-        factory = BALANCERS.get(cfg.balancer.name)
+        factory = BALANCERS.get(chosen_name(cfg.balancer))
         if "weights" not in inspect.signature(factory).parameters:
             takes = [n for n in BALANCERS.names() if "weights" in inspect.signature(BALANCERS.get(n)).parameters]
             raise ConfigError(
-                f"tasks.weights is set but balancer={cfg.balancer.name} does not use static task weights; "
+                f"tasks.weights is set but balancer={chosen_name(cfg.balancer)} does not use static task weights; "
                 f"use balancer={' or balancer='.join(takes)}, or drop tasks.weights"
             )
         options["weights"] = plain(cfg.tasks.weights)
@@ -104,8 +105,8 @@ def balancer_options(cfg: DictConfig) -> dict[str, Any]:
 
 
 def encoder_spec(cfg: DictConfig, data: MultiTaskDataset) -> EncoderSpec:
-    options = {k: v for k, v in plain(cfg.encoder).items() if k != "name"}
-    name = cfg.encoder.name
+    options = {k: v for k, v in plain(cfg.encoder).items() if k != "name" and not k.startswith("_")}
+    name = chosen_name(cfg.encoder)
     if name == "auto":
         name, options = data.default_encoder, {}
     context = data.encoder_context.get(name, {})
@@ -139,25 +140,26 @@ def build(cfg: DictConfig) -> Components:
     spec = encoder_spec(cfg, data)
     spec.build()  # validates encoder options against the dataset before the model is built
     seed_everything(cfg.seed, cfg.trainer.deterministic)  # model init independent of data building
-    model = ARCHS.build(cfg.arch.name, plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
-    prepare_multi_input(model, data, cfg.arch.name)  # one input per task: check the arch, add input adapters
-    balancer = BALANCERS.build(cfg.balancer.name, balancer_options(cfg), tasks=tasks)
+    model = ARCHS.build(chosen_name(cfg.arch), plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
+    prepare_multi_input(model, data, chosen_name(cfg.arch))  # one input per task: check the arch, add input adapters
+    balancer = BALANCERS.build(chosen_name(cfg.balancer), balancer_options(cfg), tasks=tasks)
     if balancer.uses_task_gradients and not balancer.needs_representation and not model.shared_parameters():
         raise ConfigError(
-            f"balancer={cfg.balancer.name} combines task gradients on shared parameters, which arch={cfg.arch.name} "
+            f"balancer={chosen_name(cfg.balancer)} combines task gradients on shared parameters, "
+            f"which arch={chosen_name(cfg.arch)} "
             "does not have; use a loss-weighting balancer (e.g. balancer=ew)"
         )
     if balancer.needs_representation and is_multi_input(data):
         raise ConfigError(
-            f"balancer={cfg.balancer.name} with rep_grad needs one representation of common inputs, "
+            f"balancer={chosen_name(cfg.balancer)} with rep_grad needs one representation of common inputs, "
             "but this dataset gives each task its own inputs"
         )
     if balancer.needs_representation and not model.has_representation:
         raise ConfigError(
-            f"balancer={cfg.balancer.name} with rep_grad needs a shared representation, "
-            f"which arch={cfg.arch.name} lacks"
+            f"balancer={chosen_name(cfg.balancer)} with rep_grad needs a shared representation, "
+            f"which arch={chosen_name(cfg.arch)} lacks"
         )
-    Precision(cfg.trainer.precision, device).check(balancer, cfg.balancer.name)
+    Precision(cfg.trainer.precision, device).check(balancer, chosen_name(cfg.balancer))
     schedule_cfg = plain(cfg.get("schedule")) or {"name": "none"}
     schedule = SCHEDULES.build(
         schedule_cfg.get("name", "none"), schedule_cfg, tasks=tasks, epochs=int(cfg.trainer.epochs)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from mtlrun.config.schema import check_resolvable, plain
 from mtlrun.errors import ConfigError
 from mtlrun.loggers import build_logger
+from mtlrun.plugins.targets import chosen_name
 from mtlrun.results.baseline_cache import BaselineCache
 from mtlrun.results.run_folder import BEST_CHECKPOINT, DIAGNOSTICS, LAST_CHECKPOINT, RunFolder, RunIdentity, Summary
 from mtlrun.results.transfer_report import TransferReport
@@ -73,9 +74,9 @@ def run(
     summary = Summary(
         run=RunIdentity(
             dataset=cfg.dataset.get("name") or cfg.dataset.get("_target_"),
-            arch=cfg.arch.name,
-            balancer=cfg.balancer.name,
-            encoder=cfg.encoder.name,
+            arch=chosen_name(cfg.arch),
+            balancer=chosen_name(cfg.balancer),
+            encoder=chosen_name(cfg.encoder),
             seed=cfg.seed,
         ),
         versions=versions(),
@@ -116,7 +117,7 @@ def run(
         loss_fns={task: c.data.tasks[task].loss for task in c.tasks},
         optimizer=trainer.optimizer,
         path=folder.path(DIAGNOSTICS),
-        arch=cfg.arch.name,
+        arch=chosen_name(cfg.arch),
     )
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
@@ -130,10 +131,10 @@ def run(
     setup_s = time.perf_counter() - started
     log.info(
         "training %s on %s (%s) with %s, tasks %s, %d parameters, device %s (%d threads)",
-        cfg.arch.name,
+        chosen_name(cfg.arch),
         cfg.dataset.get("name") or cfg.dataset.get("_target_"),
         c.encoder.name,
-        cfg.balancer.name,
+        chosen_name(cfg.balancer),
         ",".join(c.tasks),
         summary.parameters["total"],
         c.device,

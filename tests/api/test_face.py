@@ -48,8 +48,8 @@ def test_the_version_has_one_source():
 
 
 def test_error_types_carry_the_commands_exit_statuses():
-    from mtlrun.errors import CONFIG_EXIT, DIVERGED_EXIT, FAILED_EXIT
     from mtlrun.cli import task
+    from mtlrun.errors import CONFIG_EXIT, DIVERGED_EXIT, FAILED_EXIT
 
     assert task.DIVERGED_EXIT == mtlrun.RunDiverged.exit_code == DIVERGED_EXIT == 3
     assert mtlrun.RunFailed.exit_code == mtlrun.SweepFailed.exit_code == FAILED_EXIT == 1

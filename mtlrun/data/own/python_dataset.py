@@ -20,7 +20,6 @@ keyword arguments and returns either
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,11 +28,21 @@ import torch
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset, TensorSplit
 from mtlrun.errors import ConfigError
+from mtlrun.plugins.targets import import_object
 from mtlrun.registry import check_options
 
 
+def _callable(obj: Any) -> str | None:
+    return None if callable(obj) else f"{type(obj).__name__} is not a function"
+
+
+#: a user's dataset (an entry point of ``mtlrun.datasets``; ``_target_`` is read by build_dataset)
+DATASETS.accept_plugins(_callable, lambda fn, options: target_arguments(fn, options))
+
+
 def build_dataset(options: Mapping[str, Any]) -> MultiTaskDataset:
-    """The dataset a ``dataset`` config node describes: a registered one, or ``_target_``'s."""
+    """The dataset a ``dataset`` config node describes: a registered one, ``_target_``'s, or an
+    installed plugin's (an entry point of ``mtlrun.datasets``)."""
     options = dict(options)
     target = options.get("_target_")
     name = options.get("name")
@@ -43,24 +52,14 @@ def build_dataset(options: Mapping[str, Any]) -> MultiTaskDataset:
         raise ConfigError("dataset=python needs dataset._target_=my_pkg.my_module.build (a function returning data)")
     if name is None:
         raise ConfigError(f"the dataset config has neither 'name' nor '_target_'; choose a name: {DATASETS.names()}")
+    if name not in DATASETS:  # a plugin: its function returns data in either form, like _target_'s
+        return from_function(DATASETS.get(str(name)), f"dataset={name}", options)
     return DATASETS.build(name, options)
 
 
 def import_target(target: str) -> Callable[..., Any]:
-    """Import ``target``; modules are looked up in the launch folder first, then on ``sys.path``
-    (the ``mtlrun`` console script does not put the current folder there by itself)."""
-    from hydra.utils import get_method, to_absolute_path
-
-    launch = to_absolute_path(".")
-    if launch not in sys.path:
-        sys.path.insert(0, launch)
-    try:
-        fn = get_method(target)
-    except Exception as ex:
-        cause = ex.__cause__ or ex
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        raise ConfigError(f"dataset._target_={target} does not import: {first}") from None
-    return fn
+    """Import ``target``: modules are looked up in the launch folder first, then on ``sys.path``."""
+    return import_object(target, "dataset._target_")  # type: ignore[no-any-return]
 
 
 def target_arguments(fn: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -84,34 +83,39 @@ def from_target(target: str, options: Mapping[str, Any]) -> MultiTaskDataset:
     fn = import_target(target)
     if not callable(fn):
         raise ConfigError(f"dataset._target_={target} is not a function")
+    return from_function(fn, f"dataset._target_={target}", options)
+
+
+def from_function(fn: Callable[..., Any], where: str, options: Mapping[str, Any]) -> MultiTaskDataset:
+    """Call a user's dataset function with the node's options and accept either result form."""
     result = fn(**target_arguments(fn, options))
     if isinstance(result, MultiTaskDataset):
-        return check_dataset(result, target)
+        return check_dataset(result, where)
     if isinstance(result, Mapping):
-        return from_simple(result, target, options.get("name") or "python")
+        return from_simple(result, where, options.get("name") or "python")
     raise ConfigError(
-        f"dataset._target_={target} returned {type(result).__name__}; return a MultiTaskDataset or a mapping "
+        f"{where} returned {type(result).__name__}; return a MultiTaskDataset or a mapping "
         "with 'tasks', 'train', 'val', 'test' (see mtlrun.data.own.python_dataset)"
     )
 
 
-def check_dataset(data: MultiTaskDataset, target: str) -> MultiTaskDataset:
+def check_dataset(data: MultiTaskDataset, where: str) -> MultiTaskDataset:
     """Validate a returned MultiTaskDataset; detect missing labels its TaskSpecs must be ready for."""
     if not data.tasks:
-        raise ConfigError(f"dataset._target_={target} returned a dataset without tasks")
+        raise ConfigError(f"{where} returned a dataset without tasks")
     missing = False
     for split_name in SPLITS:
         split = data.split(split_name)
         if len(split) == 0:
-            raise ConfigError(f"dataset._target_={target}: the {split_name} split is empty")
+            raise ConfigError(f"{where}: the {split_name} split is empty")
         for task, spec in data.tasks.items():
             if task not in split.targets:
-                raise ConfigError(f"dataset._target_={target}: the {split_name} split has no targets for task {task}")
+                raise ConfigError(f"{where}: the {split_name} split has no targets for task {task}")
             absent = ~spec.present(split.targets[task])
             if bool(absent.any()):
                 if not spec.masked:
                     raise ConfigError(
-                        f"dataset._target_={target}: task {task} has missing labels (NaN or -1) in the {split_name} "
+                        f"{where}: task {task} has missing labels (NaN or -1) in the {split_name} "
                         "split but its TaskSpec is not masked; build it with masked=True (mtlrun.data.tasks)"
                     )
                 missing = True
@@ -138,11 +142,12 @@ def _as_frame(labels: Mapping[str, Any], n: int, where: str) -> Any:
     return pd.DataFrame(columns)
 
 
-def from_simple(result: Mapping[str, Any], target: str, name: str) -> MultiTaskDataset:
-    """Convert the simple form (see the module docstring) into a MultiTaskDataset."""
+def from_simple(result: Mapping[str, Any], where: str, name: str) -> MultiTaskDataset:
+    """Convert the simple form (see the module docstring) into a MultiTaskDataset; ``where`` is
+    how errors name the function (``dataset._target_=pkg.mod.build`` or ``dataset=NAME``)."""
     from mtlrun.data.formats.columns import encode_tasks, fingerprint, parse_tasks
 
-    where = f"dataset._target_={target}"
+    target = where.split("=", 1)[1]
     for key in ("tasks", *SPLITS):
         if key not in result:
             raise ConfigError(f"{where} returned a mapping without '{key}'; it needs tasks, train, val, test")

@@ -1,0 +1,1 @@
+"""An example mtlrun plugin (docs/plugins.md): each module holds one component."""
