@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtlrun.balancers import BALANCERS, StepContext
+from mtlrun.balancers import StepContext
 from tests.plugins.helpers import PACKAGE
 
 
