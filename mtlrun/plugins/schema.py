@@ -21,7 +21,20 @@ from mtlrun.config.generate import options_of
 from mtlrun.plugins.targets import first_line
 
 #: the names ``config_gen.omegaconf_type`` writes types with
-_TYPES = {"Any": Any, "List": List, "Optional": Optional, "bool": bool, "int": int, "float": float, "str": str}
+_TYPES = {"Any": Any, "bool": bool, "int": int, "float": float, "str": str}
+
+
+def type_from_text(text: str) -> Any:
+    """The type that ``mtlrun.config.generate``'s source text names (``Optional[List[int]]``), read
+    without ``eval``: the generator writes only these forms."""
+    text = text.strip()
+    if text.startswith("Optional[") and text.endswith("]"):
+        return Optional[type_from_text(text[len("Optional[") : -1])]
+    if text.startswith("List[") and text.endswith("]"):
+        return List[type_from_text(text[len("List[") : -1])]  # type: ignore[misc]
+    return _TYPES[text]
+
+
 _SCALARS = (bool, int, float, str, type(None))
 
 
@@ -39,12 +52,12 @@ def options_node(factory: Callable[..., Any], skip: tuple[str, ...], fixed: dict
     for name, type_text, _ in options_of(factory, skip):
         default = params[name].default
         if default is inspect.Parameter.empty:
-            fields.append((name, eval(type_text, {"__builtins__": {}}, _TYPES), dataclasses.field(default=MISSING)))
+            fields.append((name, type_from_text(type_text), dataclasses.field(default=MISSING)))
             continue
         value = _config_value(default)
         if value is _UNREPRESENTABLE:
             continue
-        kind = eval(type_text, {"__builtins__": {}}, _TYPES)
+        kind = type_from_text(type_text)
         if isinstance(value, (list, dict)):
             fields.append((name, kind, dataclasses.field(default_factory=_copier(value))))
         else:

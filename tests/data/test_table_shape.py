@@ -134,4 +134,4 @@ def test_npz_and_python_columns_made_twice_are_refused(tmp_path: Path):
     split = (np.zeros((6, 3)), labels)
     simple = {"tasks": {"t": "multilabel", "t_0": "binary"}, "train": split, "val": split, "test": split}
     with pytest.raises(ConfigError, match=r"both make column 't_0'"):
-        from_simple(simple, "my.build", "python")
+        from_simple(simple, "dataset._target_=my.build", "python")
