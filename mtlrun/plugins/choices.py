@@ -97,6 +97,7 @@ def prepare(flags: list[str], overrides: list[str], builtin: Callable[[str, str]
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
+    forget_choices(store)
     parsed = _parse(overrides)
     plugin_groups = set(_register_targets(store, parsed))
     if _could_choose_plugins(flags, parsed, builtin):
@@ -166,7 +167,7 @@ class LazyConfigNode(ConfigNode):
     this one carries the recipe, and the copy builds the node on first access."""
 
     def __init__(self, name: str, group: str, build: Callable[[], type]) -> None:  # noqa: D107
-        self.name, self.group, self.package, self.provider = name, group, None, "mtlrun-plugin"
+        self.name, self.group, self.package, self.provider = name, group, None, PROVIDER
         self._build = build
         self._node: Any = None
 
@@ -181,6 +182,21 @@ class LazyConfigNode(ConfigNode):
     @node.setter
     def node(self, value: Any) -> None:
         self._node = value
+
+
+def forget_choices(store: Any) -> None:
+    """Undo an earlier :func:`prepare` of this process (a test, an in-process caller): empty
+    ``python`` nodes again, no plugin entries."""
+    register_empty_targets(store)
+    for group in COMPONENT_GROUPS:
+        entries = store.repo.get(group, {})
+        for key in [k for k, v in entries.items() if getattr(v, "provider", None) == PROVIDER]:
+            del entries[key]
+    _plugin_node.cache_clear()
+
+
+#: the ConfigStore provider of plugin entries
+PROVIDER = "mtlrun-plugin"
 
 
 def register_entry_points(store: Any, parsed: list[_Parsed], builtin: Callable[[str, str], bool]) -> set[str]:

@@ -105,12 +105,12 @@ def describe(plugin: Plugin) -> str:
     module, _, attribute = plugin.value.partition(":")
     origin = _source_file(module.strip())
     if origin is None:
-        return f"cannot be loaded: no module named '{module.strip()}' ({plugin.distribution})"
+        return f"cannot be loaded: no module named '{module.strip()}'"
     try:
         with open(origin, encoding="utf-8") as handle:
             tree = ast.parse(handle.read())
     except (OSError, SyntaxError, ValueError) as ex:
-        return f"cannot be loaded: {first_line(ex)} ({plugin.distribution})"
+        return f"cannot be loaded: {first_line(ex)}"
     name = attribute.strip().split(".")[0] if attribute.strip() else ""
     node: Any = tree
     if name:

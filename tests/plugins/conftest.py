@@ -1,0 +1,1 @@
+from tests.plugins.helpers import installed  # noqa: F401  (fixture)
