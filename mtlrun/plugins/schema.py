@@ -39,12 +39,12 @@ def options_node(factory: Callable[..., Any], skip: tuple[str, ...], fixed: dict
     for name, type_text, _ in options_of(factory, skip):
         default = params[name].default
         if default is inspect.Parameter.empty:
-            fields.append((name, eval(type_text, {"__builtins__": {}}, _TYPES), dataclasses.field(default=MISSING)))
+            fields.append((name, parse_type(type_text), dataclasses.field(default=MISSING)))
             continue
         value = _config_value(default)
         if value is _UNREPRESENTABLE:
             continue
-        kind = eval(type_text, {"__builtins__": {}}, _TYPES)
+        kind = parse_type(type_text)
         if isinstance(value, (list, dict)):
             fields.append((name, kind, dataclasses.field(default_factory=_copier(value))))
         else:
@@ -53,6 +53,15 @@ def options_node(factory: Callable[..., Any], skip: tuple[str, ...], fixed: dict
 
 
 _UNREPRESENTABLE = object()
+
+
+def parse_type(text: str) -> Any:
+    """The type that ``config_gen.omegaconf_type`` wrote as ``text`` (``Optional[List[int]]``)."""
+    head, _, rest = text.partition("[")
+    if not rest:
+        return _TYPES[text]
+    inner = parse_type(rest[:-1])
+    return Optional[inner] if head == "Optional" else List[inner]  # noqa: UP006, UP007
 
 
 def _config_value(value: Any) -> Any:
