@@ -139,3 +139,14 @@ def test_a_pip_installed_plugin_is_listed_and_trains_through_its_names_with_the_
     assert "balancer:\n  name: lbtw\n  alpha: 0.5\n" in shown.out
     result = run_subprocess(*BY_NAME, "+balancer.alpha=0.25", *TINY, "report.baselines=true", cwd=work, env=env)
     _check_run(result, "lbtw", "brier")
+
+
+@pytest.mark.parametrize("group, example", [("balancer", "MyBalancer"), ("arch", "MyArch"), ("encoder", "MyEncoder")])
+def test_the_python_choice_without_a_class_says_what_to_add(cli, tmp_path, group, example):
+    result = cli(f"{group}=python")
+    assert result.code == 2
+    assert (
+        result.err.strip()
+        == f"mtlrun: error: {group}=python needs {group}._target_=my_pkg.my_module.{example} (docs/plugins.md)"
+    )
+    assert not (tmp_path / "outputs").exists()
