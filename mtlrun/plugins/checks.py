@@ -20,7 +20,13 @@ from mtlrun.plugins.families import COMPONENT_GROUPS, TARGET_CHOICE, registry_of
 from mtlrun.plugins.schema import signature_target
 from mtlrun.plugins.targets import chosen_name
 
-EXAMPLES = {"dataset": "build", "encoder": "MyEncoder", "arch": "MyArch", "balancer": "MyBalancer"}
+#: what ``GROUP=python`` without a ``_target_`` is told to add
+EXAMPLES = {
+    "dataset": "build (a function returning data)",
+    "encoder": "MyEncoder (docs/plugins.md)",
+    "arch": "MyArch (docs/plugins.md)",
+    "balancer": "MyBalancer (docs/plugins.md)",
+}
 
 
 def check_components(cfg: DictConfig, builtin: Callable[[str, str], bool]) -> None:
@@ -36,9 +42,7 @@ def check_components(cfg: DictConfig, builtin: Callable[[str, str], bool]) -> No
             continue
         name = chosen_name(node)
         if name == TARGET_CHOICE:
-            raise ConfigError(
-                f"{group}={TARGET_CHOICE} needs {group}._target_=my_pkg.my_module.{EXAMPLES[group]} (docs/plugins.md)"
-            )
+            raise ConfigError(f"{group}={TARGET_CHOICE} needs {group}._target_=my_pkg.my_module.{EXAMPLES[group]}")
         if builtin(group, name):
             continue
         registry = registry_of(group)

@@ -68,6 +68,15 @@ def options_node(factory: Callable[..., Any], skip: tuple[str, ...], fixed: dict
 _UNREPRESENTABLE = object()
 
 
+def parse_type(text: str) -> Any:
+    """The type that ``config_gen.omegaconf_type`` wrote as ``text`` (``Optional[List[int]]``)."""
+    head, _, rest = text.partition("[")
+    if not rest:
+        return _TYPES[text]
+    inner = parse_type(rest[:-1])
+    return Optional[inner] if head == "Optional" else List[inner]  # noqa: UP006, UP007
+
+
 def _config_value(value: Any) -> Any:
     """``value`` as a config value (tuples become lists), or ``_UNREPRESENTABLE``."""
     if isinstance(value, _SCALARS):
