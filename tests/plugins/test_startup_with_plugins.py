@@ -15,7 +15,7 @@ def _modules_after(args: list[str], env: dict[str, str], cwd) -> dict[str, bool]
     code = (
         "import contextlib, io, json, sys\n"
         f"sys.argv = ['mtlrun', *{args!r}]\n"
-        "from mtlrun.cli import main\n"
+        "from mtlrun.cli.main import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    main()\n"
         "print(json.dumps({m: m in sys.modules for m in ('torch', 'importlib.metadata', 'mtlrun_example_plugin')}))"
