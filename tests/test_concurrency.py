@@ -14,6 +14,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from mtlrun.cli.folder_guard import CLAIM, _claim_or_exit, claim, release_if_created, resuming
+from mtlrun.cli.resume import resuming_folder
 from mtlrun.errors import ConfigError
 from mtlrun.models import EncoderSpec
 from mtlrun.results.baseline_cache import BaselineCache, CacheFileError
@@ -62,9 +63,11 @@ def test_a_claimed_folder_is_refused_but_a_resume_re_enters_it(tmp_path):
     claim(target, overwrite=False, key="hydra.run.dir")
     with pytest.raises(ConfigError, match="already holds a run"):
         claim(target, overwrite=False, key="hydra.run.dir")
-    assert resuming(OmegaConf.create({"resume": str(target)}), target)  # the guard skips its claim: a resume re-enters
-    assert not resuming(OmegaConf.create({"resume": str(tmp_path / "other")}), target)  # only its own folder
-    assert not resuming(OmegaConf.create({"resume": None}), target) and not resuming(OmegaConf.create({}), target)
+    with resuming_folder(target):
+        assert resuming(target)  # the guard skips its claim: a resume re-enters
+    with resuming_folder(tmp_path / "other"):
+        assert not resuming(target)  # only its own folder
+    assert not resuming(target)
     with pytest.raises(SystemExit):  # the guard itself refuses a fresh run there
         _claim_or_exit(target, False, "hydra.run.dir")
 

@@ -16,6 +16,7 @@ import copy
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, open_dict, read_write
@@ -59,11 +60,17 @@ def hydra_app() -> Iterator[Hydra]:
 def checked_overrides(overrides: Sequence[str] | None) -> list[str]:
     """``overrides`` checked as the command checks its command line (one-line :class:`ConfigError`),
     with ``resume=FOLDER`` replaced by the folder's own command line (which starts with ``-m`` for a sweep)."""
+    return resume_overrides(overrides)[0]
+
+
+def resume_overrides(overrides: Sequence[str] | None) -> tuple[list[str], Path | None]:
+    """:func:`checked_overrides` and the folder ``resume=`` names (None without one), which the run
+    is given through :func:`mtlrun.cli.resume.resuming_folder`."""
     from mtlrun.cli.main import check_command_line
     from mtlrun.cli.resume import rewrite_argv
 
     if overrides is None:
-        return []
+        return [], None
     if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
         raise ConfigError(f"overrides must be a list of strings such as ['trainer.epochs=1'], not {overrides!r}")
     flags = [o for o in overrides if o.startswith("-")]

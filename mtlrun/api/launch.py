@@ -26,6 +26,7 @@ from mtlrun.api.hydra_app import (
     config_error,
     hydra_app,
     is_hydra_override,
+    resume_overrides,
     sweep_overrides,
     with_run_mode,
 )
@@ -49,11 +50,12 @@ def fit(config: DictConfig | Mapping[str, Any] | None = None, *, overrides: Sequ
     Raises ``mtlrun.ConfigError`` for a config mistake (nothing is written), :class:`RunDiverged`
     (the command's exit status 3), :class:`RunFailed` (1) and :class:`RunInterrupted` (128 + signal).
     """
-    from mtlrun.cli.folder_guard import Refused
+    from mtlrun.cli.folder_guard import NothingToResume, Refused
     from mtlrun.cli.main import CONFIG_NAME
+    from mtlrun.cli.resume import resuming_folder
 
     with kept_process_state(), hydra_app() as hydra:
-        args = run_overrides(hydra, config, overrides)
+        args, resumed = run_overrides(hydra, config, overrides)
         if any(a in MULTIRUN_FLAGS for a in args):
             raise ConfigError("this resumes a sweep; continue it with mtlrun.sweep(overrides=['resume=FOLDER'])")
         sweeping = sweep_overrides(args)
@@ -62,9 +64,12 @@ def fit(config: DictConfig | Mapping[str, Any] | None = None, *, overrides: Sequ
         args = with_run_mode(hydra, args, multirun=False)
         task = RunTask()
         try:
-            hydra.run(config_name=CONFIG_NAME, task_function=task, overrides=args)
+            with resuming_folder(resumed):
+                hydra.run(config_name=CONFIG_NAME, task_function=task, overrides=args)
         except Refused as ex:  # the folder's guard, before Hydra wrote anything
             raise ex.error from None
+        except NothingToResume as ex:  # the folder is left as it was: its result as it stands
+            return load_run(ex.folder)
         except KeyboardInterrupt as ex:
             raise interruption(ex, task.folder, "fit", result_or_none(task.folder)) from ex
         except Exception as ex:
@@ -89,15 +94,17 @@ def sweep(overrides: Sequence[str] | None = None) -> list[RunResult]:
     status 1), which holds every result.
     """
     from mtlrun.cli.folder_guard import Refused
+    from mtlrun.cli.resume import resuming_folder
 
     with kept_process_state(), hydra_app() as hydra:
-        args = run_overrides(hydra, None, overrides)
+        args, resumed = run_overrides(hydra, None, overrides)
         if any(o.startswith("resume=") for o in overrides or ()) and not any(a in MULTIRUN_FLAGS for a in args):
             raise ConfigError("this resumes a single run; continue it with mtlrun.fit(overrides=['resume=FOLDER'])")
         args = with_run_mode(hydra, [a for a in args if a not in MULTIRUN_FLAGS], multirun=True)
         state = SweepState()
         try:
-            run_sweep(hydra, args, state)
+            with resuming_folder(resumed):
+                run_sweep(hydra, args, state)
         except Refused as ex:
             raise ex.error from None
         except KeyboardInterrupt as ex:
@@ -123,10 +130,11 @@ def sweep(overrides: Sequence[str] | None = None) -> list[RunResult]:
     return results
 
 
-def run_overrides(hydra: Hydra, config: Any, overrides: Sequence[str] | None) -> list[str]:
-    """The overrides of a run given as overrides, or as a config plus Hydra's own overrides."""
+def run_overrides(hydra: Hydra, config: Any, overrides: Sequence[str] | None) -> tuple[list[str], Path | None]:
+    """The overrides of a run given as overrides, or as a config plus Hydra's own overrides, and the
+    folder it resumes (``resume=FOLDER``; None for a new run)."""
     if config is None:
-        return checked_overrides(overrides)
+        return resume_overrides(overrides)
     from mtlrun.api.config_overrides import config_overrides
 
     extra = checked_overrides(overrides) if overrides else []
@@ -136,7 +144,7 @@ def run_overrides(hydra: Hydra, config: Any, overrides: Sequence[str] | None) ->
             f"with a config, overrides may only set Hydra's own settings (hydra.run.dir=..., hydra/job_logging=...); "
             f"set '{own[0]}' in the config instead"
         )
-    return checked_overrides(config_overrides(hydra, config)) + extra
+    return checked_overrides(config_overrides(hydra, config)) + extra, None
 
 
 class RunTask:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mtlrun.errors import ConfigError
 from mtlrun.results.file_modes import REQUESTED_MODE
-from mtlrun.results.run_folder import CHECKPOINTS, HYDRA_DIR, METRICS, SUMMARY
+from mtlrun.results.run_folder import CHECKPOINTS, HYDRA_DIR, METRICS, SUMMARY, Summary
 
 #: created with O_EXCL by the one process that takes a run or sweep folder
 CLAIM = ".mtlrun-claim"
@@ -133,29 +133,56 @@ class Refused(SystemExit):
         self.error = error
 
 
+class NothingToResume(SystemExit):
+    """A resume of a run that has finished (or diverged on its way to) the epochs asked for: exit
+    status 0 before Hydra writes anything, so the folder stays byte-identical."""
+
+    def __init__(self, folder: Path, summary: Summary, objective: float | None) -> None:
+        super().__init__(0)
+        self.folder, self.summary, self.objective = folder, summary, objective
+
+    def show(self) -> None:
+        """Say so, with the run's per-task table, as a run that has just finished would."""
+        import logging
+
+        from mtlrun.report.tables import print_run_summary
+
+        logging.getLogger("mtlrun").info("%s has %s already: nothing to resume", self.folder, self.summary.status)
+        print_run_summary(self.summary, self.folder)
+
+
 class RunFolderGuard(Callback):
     """Hydra callback: check the run or sweep folder before Hydra writes into it (a refusal is
-    :class:`Refused`)."""
+    :class:`Refused`, a completed resume :class:`NothingToResume`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _refuse_bad_settings(config)
         path = Path(str(config.hydra.run.dir))
-        if resuming(config, path):
-            _check_unchanged_or_exit(config, path)
+        if resuming(path):
+            _check_resume_or_exit(config, path)
         else:
             _claim_or_exit(path, _overwrite(config), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         path = Path(str(config.hydra.sweep.dir))
-        if not resuming(config, path):
+        if not resuming(path):
             _claim_or_exit(path, _overwrite(config), "hydra.sweep.dir")
 
 
-def resuming(config: DictConfig, path: Path) -> bool:
+def resuming(path: Path) -> bool:
     """A resume re-enters its own folder (``resume=FOLDER`` names this run or sweep folder)."""
     from mtlrun.cli.resume import resumes
 
-    return resumes(OmegaConf.select(config, "resume", default=None, throw_on_missing=False), path)
+    return resumes(path)
+
+
+#: checkpoints the guard has loaded and checked, by run folder, for the job to continue from
+_checked: dict[Path, dict[str, Any]] = {}
+
+
+def checked_checkpoint(folder: Path) -> dict[str, Any] | None:
+    """The checkpoint the guard checked for a resume of ``folder`` (handed over once), or None."""
+    return _checked.pop(folder.resolve(), None)
 
 
 def check_settings(job: DictConfig) -> None:
@@ -178,13 +205,25 @@ def _refuse_bad_settings(config: DictConfig) -> None:
         raise Refused(ex) from None
 
 
-def _check_unchanged_or_exit(config: DictConfig, path: Path) -> None:
+def _check_resume_or_exit(config: DictConfig, path: Path) -> None:
+    """Every check of a resume, before anything is written: the config composed now against the
+    folder's, the checkpoint (readable, the same config, no more epochs than asked for), and
+    whether anything is left to train."""
     from mtlrun.cli.resume import check_unchanged
+    from mtlrun.results.objective import run_objective
+    from mtlrun.train.resume import already_completed, resume_point
 
+    job = OmegaConf.masked_copy(config, [str(k) for k in config.keys() if k != "hydra"])
     try:
         check_unchanged(config, path)
+        checkpoint = resume_point(job, path, resuming=True)
     except ConfigError as ex:
         raise Refused(ex) from None
+    done = already_completed(path, checkpoint, int(job.trainer.epochs))
+    if done is not None:
+        raise NothingToResume(path, done, run_objective(done, job.objective))
+    if checkpoint is not None:
+        _checked[path.resolve()] = checkpoint
 
 
 def _claim_or_exit(path: Path, overwrite: bool, key: str) -> None:

@@ -204,19 +204,23 @@ def main() -> None:
     from mtlrun.cli.resume import rewrite_argv
 
     try:
-        sys.argv[1:] = rewrite_argv(sys.argv[1:])  # resume=FOLDER: replay the folder's own command line
+        sys.argv[1:], resumed = rewrite_argv(sys.argv[1:])  # resume=FOLDER: replay the folder's own command line
         sys.argv[1:] = prepare_components(sys.argv[1:])  # _target_ classes, installed plugins
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(2)
-    from mtlrun.cli.folder_guard import Refused
+    from mtlrun.cli.folder_guard import NothingToResume, Refused
+    from mtlrun.cli.resume import resuming_folder
 
     try:
-        with skip_mode_probe(sys.argv[1:]):
+        with skip_mode_probe(sys.argv[1:]), resuming_folder(resumed):
             _hydra_main()
     except Refused as ex:  # the run or sweep folder's guard, before anything is written
         print(f"mtlrun: error: {ex.error}", file=sys.stderr)
         sys.exit(ex.code)
+    except NothingToResume as ex:  # found by the guard too: the folder is left as it was
+        ex.show()
+        sys.exit(0)
     except KeyboardInterrupt as ex:
         print(f"mtlrun: interrupted{f' ({ex})' if str(ex) else ''}", file=sys.stderr)
         sys.exit(getattr(ex, "exit_code", 130))

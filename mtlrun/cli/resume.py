@@ -2,16 +2,19 @@
 
 The command line is rewritten before Hydra sees it: the folder's saved overrides are replayed
 (``.hydra/hydra.yaml`` of a run, ``multirun.yaml`` of a sweep, both the task's and Hydra's own,
-such as a launcher or sweeper choice), the run (or sweep) folder is set to FOLDER, and
-``resume=FOLDER`` is kept in the config so the run continues from ``checkpoints/last.pt``
-instead of starting again. The config composed that way is checked against the one saved in the
-checkpoint, so a changed config file is refused rather than silently mixed in. The only override
-accepted beside ``resume`` is ``trainer.epochs`` (to extend a finished run). A sweep skips its
-completed jobs, continues the interrupted ones and runs those it had not started.
+such as a launcher or sweeper choice) and the run (or sweep) folder is set to FOLDER. ``resume``
+itself is not an override Hydra sees, so it never enters the run's recorded overrides or config:
+the folder it names is held by :func:`requested` for the duration of the invocation, where the run
+folder's guard (:mod:`mtlrun.cli.folder_guard`) makes every check of the resume (the config, the
+checkpoint, the epochs, "nothing to resume") before Hydra writes a byte into the folder. The only
+override accepted beside ``resume`` is ``trainer.epochs`` (to extend a finished run). A sweep skips
+its completed jobs, continues the interrupted ones and runs those it had not started.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +55,13 @@ def _saved_overrides(path: Path) -> tuple[list[str], list[str], str]:
     return [str(x) for x in task], [str(x) for x in own], str(hydra.get("mode") or "RUN")
 
 
-def rewrite_argv(argv: list[str]) -> list[str]:
-    """The command line that continues the run or sweep named by ``resume=`` (``argv`` unchanged
-    without one); a one-line :class:`ConfigError` for anything that cannot be resumed."""
+def rewrite_argv(argv: list[str]) -> tuple[list[str], Path | None]:
+    """``(the command line that continues the run or sweep named by resume=, its folder)``; ``argv``
+    and None without one; a one-line :class:`ConfigError` for anything that cannot be resumed.
+    The command line holds no ``resume=``: give the folder to :func:`resuming_folder`."""
     value = resume_folder(argv)
     if value is None:
-        return argv
+        return argv, None
     folder = Path(value).expanduser()
     rest = [a for a in argv if not a.startswith("resume=") and a not in ("-m", "--multirun")]
     epochs = [a for a in rest if a.startswith(EPOCHS)]
@@ -89,7 +93,28 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         )
     task = [a for a in task if not a.startswith("resume=") and not (epochs and a.startswith(EPOCHS))]
     own = [a for a in own if not a.startswith(OWN_HYDRA_KEYS)]
-    return [*head, *task, *epochs, *own, where, f"resume={quoted(str(folder))}"]
+    return [*head, *task, *epochs, *own, where], folder
+
+
+#: the folders the current invocation resumes, innermost last (see :func:`resuming_folder`)
+_requested: list[Path] = []
+
+
+@contextmanager
+def resuming_folder(folder: Path | None) -> Iterator[None]:
+    """Within the block, :func:`requested` is ``folder`` (the run or sweep this invocation resumes)."""
+    if folder is not None:
+        _requested.append(folder)
+    try:
+        yield
+    finally:
+        if folder is not None:
+            _requested.pop()
+
+
+def requested() -> Path | None:
+    """The run or sweep folder the current invocation resumes (``resume=FOLDER``), or None."""
+    return _requested[-1] if _requested else None
 
 
 def check_unchanged(config: Any, folder: Path) -> None:
@@ -112,8 +137,7 @@ def check_unchanged(config: Any, folder: Path) -> None:
     check_same_config(saved, now, folder)
 
 
-def resumes(config_resume: Any, folder: Path) -> bool:
-    """Whether a config's ``resume`` value names ``folder`` (the run folder guard lets it through)."""
-    if config_resume in (None, ""):
-        return False
-    return Path(str(config_resume)).expanduser().resolve() == folder.expanduser().resolve()
+def resumes(folder: Path) -> bool:
+    """Whether this invocation resumes ``folder`` (the run folder guard lets it re-enter)."""
+    wanted = requested()
+    return wanted is not None and wanted.expanduser().resolve() == folder.expanduser().resolve()

@@ -13,7 +13,7 @@ from mtlrun.errors import DIVERGED_EXIT, ConfigError
 from mtlrun.results.atomic import WriteFailed
 from mtlrun.results.run_folder import LAST_CHECKPOINT, SUMMARY, RunFolder, Summary
 from mtlrun.train.loop import Diverged
-from mtlrun.train.resume import already_completed, resume_point
+from mtlrun.train.resume import already_completed, remove_stale_writes, resume_point
 from mtlrun.train.run import run
 
 log = logging.getLogger("mtlrun")
@@ -39,7 +39,12 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
     output_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        checkpoint = resume_point(cfg, output_dir, in_sweep)
+        from mtlrun.cli.folder_guard import checked_checkpoint, resuming
+
+        continues = resuming(output_dir) or (in_sweep and (output_dir / LAST_CHECKPOINT).is_file())
+        checkpoint = resume_point(cfg, output_dir, resuming=continues, checked=checked_checkpoint(output_dir))
+        if checkpoint is not None:
+            remove_stale_writes(output_dir)
         done = already_completed(output_dir, checkpoint, cfg.trainer.epochs)
         if done is not None:
             log.info("%s has %s already: nothing to resume", output_dir, done.status)

@@ -113,8 +113,6 @@ class RunOptions:
 class RunConf:
     seed: int = 0
     run: RunOptions = field(default_factory=RunOptions)
-    #: a run (or sweep) folder to continue in place: ``mtlrun resume=FOLDER`` (see ``mtlrun.cli.resume``)
-    resume: Optional[str] = None
     #: what a run returns to a sweeper (optuna): primary_mean, or TASK/METRIC (validation, best epoch)
     objective: str = "primary_mean"
     # polymorphic groups: each choice's typed node comes from its YAML's schema/<group>/<choice>

@@ -17,22 +17,26 @@ from mtlrun.results.run_folder import LAST_CHECKPOINT, RunFolder, Summary
 log = logging.getLogger("mtlrun")
 
 
-def resume_point(cfg: DictConfig, output_dir: Path, in_sweep: bool = False) -> dict[str, Any] | None:
+def resume_point(
+    cfg: DictConfig, output_dir: Path, *, resuming: bool, checked: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The checkpoint a run continues from, checked against ``cfg``; None when the run starts from
-    the beginning: ``resume`` is not set, or the folder has no checkpoint yet.
+    the beginning: it is not ``resuming``, or the folder has no checkpoint yet. Reads only: nothing
+    in the folder changes, so a refused resume leaves it as it was. ``checked`` is the checkpoint
+    the run folder's guard has loaded and checked already (see ``mtlrun.cli.folder_guard``).
 
-    A sweep's job continues from its own checkpoint even without ``resume``: its folder is new to
+    A sweep's job resumes from its own checkpoint even without ``resume=``: its folder is new to
     every fresh sweep (the folder guard), so a checkpoint there is from an earlier attempt of this
     very job, such as a SLURM job pre-empted and requeued by submitit.
     """
     folder = RunFolder(output_dir)
     path = folder.path(LAST_CHECKPOINT)
-    if cfg.get("resume") is None and not (in_sweep and path.is_file()):
+    if not resuming:
         return None
+    if checked is not None:
+        return checked
     from mtlrun.train.checkpoint import load_checkpoint
 
-    for stale in path.parent.glob(".*.pt.*.tmp"):  # a write cut short by a kill
-        stale.unlink(missing_ok=True)
     if not path.is_file():
         log.info("%s has no checkpoint yet: training from the start", output_dir)
         return None
@@ -46,6 +50,13 @@ def resume_point(cfg: DictConfig, output_dir: Path, in_sweep: bool = False) -> d
             "trained already; give at least that many"
         )
     return state
+
+
+def remove_stale_writes(output_dir: Path) -> None:
+    """Remove checkpoint writes a kill cut short (their temp files), once a resume is under way."""
+    path = RunFolder(output_dir).path(LAST_CHECKPOINT)
+    for stale in path.parent.glob(".*.pt.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def already_completed(output_dir: Path, checkpoint: dict[str, Any] | None, epochs: int) -> Summary | None:

@@ -123,6 +123,13 @@ def test_resume_continues_a_run_in_its_folder(tmp_path, monkeypatch):
     longer = mtlrun.fit(overrides=[f"resume={first.folder}", "trainer.epochs=2"])
     assert longer.folder == first.folder and longer.summary.epochs_completed == 2
     assert longer.summary.resumed_after == [{"epoch": 1, "step": first.summary.timings["steps"]}]
+    files = {p: p.read_bytes() for p in longer.folder.rglob("*") if p.is_file()}
+    again = mtlrun.fit(overrides=[f"resume={first.folder}", "trainer.epochs=2"])  # nothing to resume
+    assert again.folder == first.folder and again.summary.epochs_completed == 2
+    assert {p: p.read_bytes() for p in longer.folder.rglob("*") if p.is_file()} == files
+    with pytest.raises(mtlrun.ConfigError, match="fewer than the 2 epochs"):
+        mtlrun.fit(overrides=[f"resume={first.folder}", "trainer.epochs=1"])
+    assert {p: p.read_bytes() for p in longer.folder.rglob("*") if p.is_file()} == files
     with pytest.raises(mtlrun.ConfigError, match=r"mtlrun\.fit\(overrides=\['resume=FOLDER'\]\)"):
         mtlrun.sweep(overrides=[f"resume={first.folder}"])
 

@@ -196,20 +196,18 @@ def test_rewritten_command_line_replays_the_saved_overrides(tmp_path):
         "    task: [seed=3, trainer.epochs=2, resume=old]\n"
     )
     where = quoted(str(run.resolve()))
-    assert rewrite_argv([f"resume={run}"]) == [
-        "seed=3",
-        "trainer.epochs=2",
-        "hydra.mode=RUN",
-        f"hydra.run.dir={where}",
-        f"resume={where}",
-    ]
-    assert rewrite_argv([f"resume={run}", "trainer.epochs=9"])[:2] == ["seed=3", "trainer.epochs=9"]
+    assert rewrite_argv([f"resume={run}"]) == (
+        ["seed=3", "trainer.epochs=2", "hydra.mode=RUN", f"hydra.run.dir={where}"],
+        run.resolve(),
+    )  # resume= itself is handed over beside the command line, never as an override Hydra records
+    assert rewrite_argv([f"resume={run}", "trainer.epochs=9"])[0][:2] == ["seed=3", "trainer.epochs=9"]
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     (sweep / "multirun.yaml").write_text(
         "hydra:\n  mode: MULTIRUN\n  overrides:\n    hydra: [hydra.mode=MULTIRUN]\n    task:\n    - seed=0,1\n"
     )
-    argv = rewrite_argv([f"resume={sweep}"])
+    argv, folder = rewrite_argv([f"resume={sweep}"])
+    assert folder == sweep.resolve() and not any(a.startswith("resume=") for a in argv)
     assert argv[0] == "-m" and "seed=0,1" in argv and f"hydra.sweep.dir={quoted(str(sweep.resolve()))}" in argv
 
 
@@ -236,6 +234,38 @@ def test_a_completed_run_has_nothing_to_resume_and_the_guard_names_resume(cli, t
     assert (run / "summary.json").read_text() == before
     refused = cli(*SMALL, f"hydra.run.dir={run}")
     assert refused.code == 2 and f"resume={run}" in refused.err
+
+
+def files_of(folder):
+    """Every file under ``folder`` with its bytes (and the set of paths, so a new file shows too)."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_every_refused_or_idle_resume_leaves_the_folder_byte_identical(cli, tmp_path):
+    run = tmp_path / "r"
+    assert cli(*SMALL, "trainer.epochs=2", f"hydra.run.dir={run}").code == 0
+    before = files_of(run)
+    fewer = cli(f"resume={run}", "trainer.epochs=1")
+    assert fewer.code == 2 and "fewer than the 2 epochs" in fewer.err and len(fewer.err.strip().splitlines()) == 1
+    assert files_of(run) == before
+    extra = cli(f"resume={run}", "arch=mmoe")
+    assert extra.code == 2 and files_of(run) == before
+    done = cli(f"resume={run}")
+    assert done.code == 0 and "nothing to resume" in done.out + done.err
+    assert files_of(run) == before
+    checkpoint = run / "checkpoints" / "last.pt"
+    good = checkpoint.read_bytes()
+    checkpoint.write_bytes(good[:1000])  # damaged
+    damaged = files_of(run)
+    broken = cli(f"resume={run}", "trainer.epochs=3")
+    assert broken.code == 2 and "last.pt" in broken.err and len(broken.err.strip().splitlines()) == 1
+    assert files_of(run) == damaged
+    checkpoint.write_bytes(good)
+    longer = cli(f"resume={run}", "trainer.epochs=3")  # a later plain resume still works
+    assert longer.code == 0, longer.err
+    assert summary(run)["epochs_completed"] == 3
+    recorded = (run / ".hydra" / "overrides.yaml").read_text() + (run / ".hydra" / "config.yaml").read_text()
+    assert "resume" not in recorded and "trainer.epochs=3" in recorded
 
 
 @pytest.mark.slow
