@@ -25,6 +25,7 @@ from mtlrun.report.console import UNLIMITED, make_console
 from mtlrun.report.folders import read_runs
 from mtlrun.report.markdown import md_table
 from mtlrun.report.output_args import OneLineParser, check_output_file, write_failed
+from mtlrun.results.atomic import write_text
 
 FORMATS = ("table", "md", "csv", "json")
 #: how a missing value reads in the table and Markdown (the CSV leaves the cell empty)
@@ -306,8 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = make_console()
     if args.out is not None:
         try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(render(comparison, args.format, console), encoding="utf-8")
+            write_text(args.out, render(comparison, args.format, console))
         except OSError as ex:
             return write_failed("--out", args.out, ex)
         print(f"wrote {args.out}", file=sys.stderr)

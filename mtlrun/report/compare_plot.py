@@ -126,6 +126,8 @@ def plot_comparison(comparison: Comparison, path: Path) -> bool:
         fontsize="small",
     )
     figure.suptitle(f"{len(rows)} configurations, {sum(len(r.completed) for r in rows)} completed runs")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    from mtlrun.results.atomic import write_figure
+
+    # the suffix picks the format; a path without one is written as PNG under exactly that name
+    write_figure(path, figure, path.suffix.lower().lstrip(".") or "png", dpi=110)
     return True

@@ -56,5 +56,6 @@ def check_output_file(flag: str, path: Path, suffixes: Iterable[str] | None = No
 
 def write_failed(flag: str, path: Path, ex: OSError) -> int:
     """The one line for a write that failed anyway (disk full, a race); returns exit status 1."""
-    print(f"mtlrun-compare: error: {flag} {path}: cannot write it ({ex.strerror or ex})", file=sys.stderr)
+    cause = ex.__cause__ if isinstance(ex.__cause__, OSError) else ex  # the system's reason under WriteFailed
+    print(f"mtlrun-compare: error: {flag} {path}: cannot write it ({cause.strerror or cause})", file=sys.stderr)
     return 1

@@ -52,9 +52,10 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, out_path: Path) -> Path:
+    from mtlrun.results.atomic import write_figure
+
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=DPI, format="png")
+    write_figure(out_path, fig, "png", dpi=DPI)
     return out_path
 
 

@@ -129,8 +129,9 @@ def judge_task(
             "delta": relative_change(mtl_mean, s_mean, directions[m]),
         }
     n_mtl, n_stl = len(mtl_runs), len(stl_runs)
-    if not usable:
-        return TaskVerdict(task, None, NO_DIFFERENCE, None, n_mtl, n_stl, metrics, excluded)
+    if not usable:  # Δ_t is undefined, so nothing was tested: never "no significant difference"
+        verdict = f"{UNTESTED} (the baseline scores 0 on {', '.join(excluded) or 'no shared metric'}: Δ undefined)"
+        return TaskVerdict(task, None, verdict, None, n_mtl, n_stl, metrics, excluded)
     mtl_scores = [score(r) for r in mtl_runs]
     stl_scores = [score(r) for r in stl_runs]
     delta = mean_std(mtl_scores)[0]

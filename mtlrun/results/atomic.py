@@ -74,6 +74,11 @@ def write_text(path: Path, text: str) -> None:
     _atomic(path, lambda f: f.write(text))
 
 
+def write_figure(path: Path, figure: Any, format: str = "png", **options: Any) -> None:
+    """A matplotlib figure saved to exactly ``path`` (never ``path`` plus a suffix) in ``format``."""
+    _atomic(path, lambda f: figure.savefig(f, format=format, **options), mode="wb")
+
+
 def save_torch(path: Path, obj: Any) -> None:
     import torch
 

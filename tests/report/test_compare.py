@@ -197,6 +197,16 @@ def test_cli_plot_writes_png(sweep, tmp_path, capsys):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
+def test_cli_plot_writes_the_file_it_names_whatever_its_suffix(sweep, tmp_path, capsys):
+    target, svg = tmp_path / "figure", tmp_path / "cmp.svg"
+    code, _, err = run_main([str(sweep), "--plot", str(target), "--format", "csv"], capsys)
+    assert code == 0 and f"wrote {target}" in err
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("figure.*"))
+    code, _, _ = run_main([str(sweep), "--plot", str(svg), "--format", "csv"], capsys)
+    assert code == 0 and b"<svg" in svg.read_bytes()[:500]
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+
+
 def test_cli_plot_without_results_fails_cleanly(tmp_path, capsys):
     make_run(tmp_path / "r", status="failed")
     code, _, err = run_main([str(tmp_path), "--plot", str(tmp_path / "x.png")], capsys)

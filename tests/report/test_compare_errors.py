@@ -79,13 +79,14 @@ def test_missing_folders_above_the_file_are_created_and_suffixes_pick_the_format
 def test_a_write_that_fails_anyway_is_one_line(where: Path, capsys, monkeypatch):
     monkeypatch.chdir(where)
 
-    def full_disk(self, *args, **kwargs):
+    def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", full_disk)
+    monkeypatch.setattr("mtlrun.results.atomic.os.fsync", full_disk)
     assert main(["runs", "--out", "cmp.md"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["mtlrun-compare: error: --out cmp.md: cannot write it (No space left on device)"]
+    assert not (where / "cmp.md").exists() and not list(where.glob(".cmp.md.*"))  # nothing half-written
 
 
 def test_help_is_the_whole_usage(capsys):

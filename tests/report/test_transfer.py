@@ -72,6 +72,13 @@ def test_relative_change_signs_and_zero_baseline():
     assert task_delta({"a": 1.0, "b": 0.5}, {"a": 0.0, "b": 1.0}, {"a": True, "b": True}) == pytest.approx(-50.0)
 
 
+def test_a_task_whose_baseline_scores_zero_everywhere_is_untested_not_no_difference():
+    mtl = [{"acc": v} for v in (0.1, 0.2, 0.1)]
+    stl = [{"acc": 0.0} for _ in range(3)]
+    v = judge_task("t", mtl, stl, {"acc": True})
+    assert v.delta is None and v.verdict.startswith("untested") and "acc" in v.verdict and v.excluded == ["acc"]
+
+
 def test_verdict_negative_for_a_large_consistent_drop():
     mtl = [{"acc": v} for v in (0.70, 0.71, 0.69)]
     stl = [{"acc": v} for v in (0.90, 0.91, 0.89)]
