@@ -23,7 +23,9 @@ it ranks nothing and says why. The candidates, each kept only where this run's m
 Ranking rule (deterministic, from the evidence): (1) a split whose margin over the runner-up exceeds
 its seed-to-seed spread (a stable grouping: measured on the losses, the closest measurement to the
 verdict); (2) the balancer, when conflict is high; (3) the architecture; (4) a split that is not
-stable; (5) training the negative task(s) alone. Ties cannot occur: each kind appears at most once.
+stable; (5) training the negative task(s) alone. Ties cannot occur: each kind appears at most once,
+and a split that is the fallback's own (the negative tasks alone, the others together) is listed once,
+at the split's rank.
 Every command sweeps the pooled seeds (``-m seed=...``), so its report has verdicts to compare, and
 reuses the cached baselines.
 """
@@ -188,6 +190,8 @@ def what_to_try(
         for t in negative
     )
     out["summary"] = f"Negative transfer: {deltas}. What to try, {RANKING_RULE}."
+    if unjudged:
+        out["summary"] += f" Not judged (no single-task baseline): {', '.join(unjudged)}."
     evidence: dict[str, Any] = {"arch": arch, "balancer": balancer, "encoder": encoder, "seeds": report.seeds}
     conflict = pooled_conflict([c for c in conflicts if c is not None])
     if conflict is not None:
@@ -327,8 +331,13 @@ def what_to_try(
             {
                 "kind": "alone",
                 "change": f"{', '.join(negative)} alone",
-                "reason": f"the single-task baseline is the fallback: {', '.join(negative)} on its own encoder, "
-                f"{keeps}",
+                "reason": "the single-task baseline is the fallback: "
+                + (
+                    f"{negative[0]} on its own encoder"
+                    if len(negative) == 1
+                    else f"each of {', '.join(negative)} on its own encoder"
+                )
+                + f", {keeps}",
                 "evidence": f"single-task vs multi-task: {stl}" if stl else "the negative verdict",
                 "command": alone,
             },
@@ -386,6 +395,8 @@ def markdown_lines(advice: Mapping[str, Any] | None, how_to_get_verdicts: str | 
     if advice["not_suggested"]:
         lines += ["Not suggested:", ""]
         lines += [f"- {n['kind']}: {n['why']}." for n in advice["not_suggested"]]
+    while lines[-1] == "":
+        lines.pop()
     return lines
 
 
@@ -396,9 +407,7 @@ def terminal_lines(advice: Mapping[str, Any] | None) -> list[str]:
     if advice["status"] != "negative":
         return [f"what to try: {advice['summary']}"]
     negative = ", ".join(advice["negative_tasks"])
-    lines = [
-        f"what to try against the negative transfer of {negative}, ranked by this run's evidence (report.md says how):"
-    ]
+    lines = [f"what to try against the negative transfer of {negative}, ranked by this run's evidence (see report.md):"]
     for c in advice["candidates"]:
         lines += [f"  {c['rank']}. {c['change']}: {c['evidence']}", f"     {c['command']}"]
     return lines
