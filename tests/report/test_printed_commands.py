@@ -51,8 +51,12 @@ def test_the_verdict_command_runs_as_printed(cli, tmp_path):
     assert "'tasks.names=[t1,t3]'" in printed and "--config-dir" in printed
     composes_as_printed(printed, tmp_path)
     [folder] = result.run_dirs()
-    in_markdown = re.findall(r"```\n(mtlrun [^\n]*)\n```", (folder / "report.md").read_text())
+    text = (folder / "report.md").read_text()
+    in_markdown = re.findall(r"```\n(mtlrun [^\n]*)\n```", text)
     assert in_markdown == [printed]
+    # one seed: no verdict, so nothing is ranked, and both outputs say why
+    assert "what to try: No task has a verdict yet (1 seed(s) pooled" in result.out
+    assert "nothing is ranked" in text.split("## What to try")[1] and printed_commands(text) == [printed]
 
 
 def test_grouping_commands_run_as_printed(tmp_path):
