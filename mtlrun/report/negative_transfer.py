@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mtlrun.report.advice import markdown_lines, pair_conflict, terminal_lines, what_to_try
 from mtlrun.report.console import make_console
 from mtlrun.report.grouping import affinity_of, command, suggest_grouping
 from mtlrun.report.markdown import md_table
@@ -94,7 +95,8 @@ def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | N
     pool = find_pool(run_dir, options.pool, options.pool_from, base)
     mtl_runs: dict[str, list[dict[str, float]]] = {t: [] for t in tasks}
     stl_runs: dict[str, list[dict[str, float]]] = {t: [] for t in tasks}
-    pooled_info, affinities, baseline_records = [], [], {}
+    pooled_info, affinities, conflicts, baseline_records = [], [], [], {}
+    diagnostics_reason = None
     for other in pool.runs:
         s, c = RunFolder(other).read_summary(), RunFolder(other).read_config()
         if s is None or c is None:
@@ -118,9 +120,15 @@ def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | N
             "delta_m": delta_m(mtl, stl, dirs) if stl else None,
         }
         pooled_info.append(entry)
-        measured = affinity_of(RunFolder(other).read_diagnostics())
+        diagnostics = RunFolder(other).read_diagnostics()
+        measured = affinity_of(diagnostics)
         if measured is not None and measured[0] == tasks:
             affinities.append(measured[1])
+        cosines = pair_conflict(diagnostics, tasks)
+        if cosines is not None:
+            conflicts.append(cosines)
+        elif other == Path(run_dir).resolve():
+            diagnostics_reason = _no_diagnostics_reason(diagnostics, c)
     verdicts: dict[str, TaskVerdict] = {}
     for task in tasks:
         if stl_runs[task]:
@@ -161,6 +169,7 @@ def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | N
         how_to_get_verdicts=verdict_command(launch, pooled_info, verdicts, options.min_seeds),
     )
     report.grouping = suggest_grouping(tasks, affinities, options.groups, launch)
+    report.what_to_try = what_to_try(report, launch, conflicts, affinities, diagnostics_reason)
     own_keys = baseline_keys_for(config, summary)
     stl_curves = {t: rec["curves"] for t in tasks if (rec := cache.load(own_keys[t])) is not None and "curves" in rec}
     _plot(run_dir, report, summary, stl_curves)
@@ -168,6 +177,14 @@ def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | N
     folder.write_transfer(report)
     folder.write_report_markdown(render_markdown(report))
     return report
+
+
+def _no_diagnostics_reason(diagnostics: dict[str, Any] | None, config: dict[str, Any]) -> str:
+    """Why a run has no gradient cosines, as its ``diagnostics.json`` or its config says."""
+    if diagnostics is None:
+        every = (config.get("diagnostics") or {}).get("every")
+        return "diagnostics off (diagnostics.every=0)" if every == 0 else "no diagnostics.json"
+    return str(diagnostics.get("reason") or "no gradient cosines in diagnostics.json")
 
 
 def task_transfer(verdict: TaskVerdict) -> TaskTransfer:
@@ -358,7 +375,7 @@ def _cost_lines(cost: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _grouping_lines(grouping: dict[str, Any] | None) -> list[str]:
+def _grouping_lines(grouping: dict[str, Any] | None, negative: Sequence[str] = ()) -> list[str]:
     if not grouping:
         return ["No affinity measured (diagnostics off, fewer than two tasks, or no shared parameters)."]
     groups = " | ".join("{" + ", ".join(g) + "}" for g in grouping["groups"])
@@ -381,6 +398,13 @@ def _grouping_lines(grouping: dict[str, Any] | None) -> list[str]:
     )
     if not grouping["stable"]:
         lines += ["", "**No stable grouping**: the margin does not exceed the seed-to-seed spread."]
+        return lines
+    if count == 1 and negative:
+        lines += [
+            "",
+            "The affinity does not separate the tasks, but the negative-transfer verdict of "
+            f"{', '.join(negative)} contradicts training them all together: see *What to try*.",
+        ]
         return lines
     if count == 1:
         lines += ["", "The margin exceeds the seed-to-seed spread: train all tasks together, as this run does."]
@@ -437,6 +461,7 @@ def render_markdown(report: TransferReport) -> str:
             report.how_to_get_verdicts,
             "```",
         ]
+    lines += ["", "## What to try", "", *markdown_lines(report.what_to_try, report.how_to_get_verdicts)]
     rows = []
     for task, v in report.tasks.items():
         for metric, m in v.metrics.items():
@@ -455,7 +480,7 @@ def render_markdown(report: TransferReport) -> str:
     lines += ["", "## Per metric", "", *md_table(["task", "metric", "dir", "MTL", "STL", "change (%)"], rows)]
     lines += ["", "## Configuration", "", *_config_lines(report.config)]
     lines += ["", "## Compute cost", "", *_cost_lines(report.cost)]
-    lines += ["", "## Suggested task grouping", "", *_grouping_lines(report.grouping)]
+    lines += ["", "## Suggested task grouping", "", *_grouping_lines(report.grouping, report.negative_tasks)]
     if report.plots:
         lines += ["", "## Plots", "", *(f"- [{Path(p).stem}]({p})" for p in report.plots)]
     lines += ["", "## Runs pooled", "", "Paths are relative to the folder the run was launched from.", ""]
@@ -497,3 +522,12 @@ def print_verdicts(report: TransferReport, console: Console | None = None) -> No
     if report.how_to_get_verdicts and not report.pool.get("sweep_job"):
         # no markup (brackets of list values are not rich tags), and never broken across lines
         console.print(f"for verdicts: {report.how_to_get_verdicts}", markup=False, highlight=False, soft_wrap=True)
+    if not report.pool.get("sweep_job"):  # a sweep prints its jobs' advice once all seeds are pooled
+        print_what_to_try(report, console)
+
+
+def print_what_to_try(report: TransferReport, console: Console | None = None) -> None:
+    """The ranked candidates of ``report.what_to_try``, each command on a line of its own, as printed runnable."""
+    console = console or make_console()
+    for line in terminal_lines(report.what_to_try):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

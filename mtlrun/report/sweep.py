@@ -23,6 +23,7 @@ from mtlrun.report.console import make_console
 from mtlrun.report.folders import read_runs
 from mtlrun.results.atomic import write_json, write_text
 from mtlrun.results.run_folder import SWEEP_REPORT, SWEEP_SUMMARY, TRANSFER
+from mtlrun.results.transfer_report import TransferReport
 
 log = logging.getLogger("mtlrun")
 
@@ -40,23 +41,49 @@ def summarize_sweep(sweep_dir: Path, console: Console | None = None) -> Comparis
     return comparison
 
 
-def refresh_transfer_reports(sweep_dir: Path, config: DictConfig) -> None:
+def refresh_transfer_reports(sweep_dir: Path, config: DictConfig) -> list[tuple[Path, TransferReport]]:
     """Rebuild each job's negative-transfer report now that every seed of the sweep has finished,
-    so the reports pool all seeds of the sweep (a job only sees the seeds that finished before it)."""
+    so the reports pool all seeds of the sweep (a job only sees the seeds that finished before it);
+    returns the job folders and their rebuilt reports."""
     from mtlrun.report.negative_transfer import ReportOptions, build_report
     from mtlrun.results.baseline_cache import BaselineCache
 
     report = config.get("report")
     if report is None or report.baselines is False:
-        return
+        return []
     launch = Path.cwd()
     cache = BaselineCache((launch / str(report.cache_dir)).resolve())
     options = ReportOptions.from_config(report, launch)
+    rebuilt = []
     for transfer in sorted(sweep_dir.glob(f"*/{TRANSFER}")):
         try:
-            build_report(transfer.parent, cache, options)
+            built = build_report(transfer.parent, cache, options)
         except Exception as ex:  # one unreadable job must not hide the others
             log.warning("could not refresh the report of %s: %s", transfer.parent, ex)
+            continue
+        if built is not None:
+            rebuilt.append((transfer.parent, built))
+    return rebuilt
+
+
+def print_sweep_advice(reports: list[tuple[Path, TransferReport]], console: Console) -> None:
+    """The what-to-try of the sweep's pooled reports: once per distinct advice (the seeds of one
+    configuration pool the same runs and give the same advice), naming the job folders it covers."""
+    from mtlrun.report.advice import terminal_lines
+
+    advice: dict[str, tuple[list[str], list[str]]] = {}
+    for folder, report in reports:
+        what = report.what_to_try or {}
+        if what.get("status") != "negative":
+            continue
+        lines = terminal_lines(what)
+        advice.setdefault("\n".join(lines), ([], lines))[0].append(folder.name)
+    for folders, lines in advice.values():
+        console.print(f"jobs {', '.join(folders)}:", markup=False, highlight=False, soft_wrap=True)
+        for line in lines:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if reports and not advice and any((r.what_to_try or {}).get("status") == "none" for _, r in reports):
+        console.print("what to try: no job shows significant negative transfer: nothing to fix.", markup=False)
 
 
 def failed_jobs(comparison: Comparison) -> list[str]:
@@ -74,8 +101,9 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         console = make_console()
-        refresh_transfer_reports(sweep_dir, config)
+        reports = refresh_transfer_reports(sweep_dir, config)
         comparison = summarize_sweep(sweep_dir, console)
+        print_sweep_advice(reports, console)
         console.print(f"sweep summary: {sweep_dir / 'sweep_report.md'}")
         failures = failed_jobs(comparison)
         if failures:

@@ -96,6 +96,9 @@ class TransferReport:
     cost: dict[str, Any] = field(default_factory=dict)
     how_to_get_verdicts: str | None = None
     grouping: dict[str, Any] | None = None
+    #: what to try against a significant negative transfer: status, evidence, ranked candidates with
+    #: their commands, what was ruled out and why (``mtlrun.report.advice``)
+    what_to_try: dict[str, Any] | None = None
     plots: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
