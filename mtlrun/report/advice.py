@@ -27,7 +27,9 @@ stable; (5) training the negative task(s) alone. Ties cannot occur: each kind ap
 and a split that is the fallback's own (the negative tasks alone, the others together) is listed once,
 at the split's rank.
 Every command sweeps the pooled seeds (``-m seed=...``), so its report has verdicts to compare, and
-reuses the cached baselines.
+reuses the cached baselines; one that changes the architecture keeps the run's balancer valid there
+(:func:`~mtlrun.report.grouping.balancer_fit`: ``balancer=ew`` where nothing is shared any more,
+``balancer.rep_grad=false`` where there is no single shared representation), so it trains as printed.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mtlrun.report.grouping import Affinity, command, mean_affinity
+from mtlrun.report.grouping import Affinity, balancer_fit, command, mean_affinity
 from mtlrun.results.run_folder import LaunchArguments
 from mtlrun.results.transfer_report import TransferReport
 
@@ -205,6 +207,13 @@ def what_to_try(
         evidence["affinity_into"] = {t: {j: matrix[j][t] for j in tasks if j != t} for t in negative}
     out["evidence"] = evidence
     found: list[tuple[int, dict[str, Any]]] = []
+
+    def fit(groups: Any, target: str = "branched") -> tuple[str, ...]:  # the balancer kept valid there
+        return balancer_fit(report.config, target, groups)[0]
+
+    def dropped(groups: Any, target: str = "branched") -> tuple[str, ...]:
+        return ("arch", "seed", *balancer_fit(report.config, target, groups)[1])
+
     ruled_out: list[dict[str, str]] = out["not_suggested"]
 
     # grouping
@@ -228,7 +237,9 @@ def what_to_try(
                     "(TAG, Fifty et al., NeurIPS 2021)",
                     "evidence": f"best split by affinity {shown}, margin {grouping['margin']:.4f} over the "
                     f"runner-up, seed-to-seed spread {spread}: {stable}{into}",
-                    "command": command(launch, *seeds, "arch=branched", branched(split), drop=("arch", "seed")),
+                    "command": command(
+                        launch, *seeds, "arch=branched", branched(split), *fit(split), drop=dropped(split)
+                    ),
                     "split": {frozenset(g) for g in split},
                 },
             )
@@ -300,7 +311,9 @@ def what_to_try(
                     "evidence": f"arch={arch}"
                     + (" shares every encoder parameter (hard sharing)" if arch == "hps" else "")
                     + f", encoder={encoder}",
-                    "command": command(launch, *seeds, f"arch={target}", drop=("arch", "seed")),
+                    "command": command(
+                        launch, *seeds, f"arch={target}", *fit(None, target), drop=dropped(None, target)
+                    ),
                 },
             )
         )
@@ -311,10 +324,13 @@ def what_to_try(
     rest = [t for t in tasks if t not in negative]
     alone_groups = [[t] for t in negative]
     if rest:
-        alone = command(launch, *seeds, "arch=branched", branched(alone_groups), drop=("arch", "seed"))
+        everyone = [rest, *alone_groups]
+        alone = command(launch, *seeds, "arch=branched", branched(alone_groups), *fit(everyone), drop=dropped(everyone))
         keeps = f"{', '.join(rest)} {'keeps its' if len(rest) == 1 else 'keep one shared'} encoder"
     else:
-        alone = command(launch, *seeds, "arch=single_task", drop=("arch", "seed"))
+        alone = command(
+            launch, *seeds, "arch=single_task", *fit(None, "single_task"), drop=dropped(None, "single_task")
+        )
         keeps = "every task has its own network"
     stl = "; ".join(
         f"{t}: single-task " + ", ".join(f"{m} {v.stl:.4f} vs {v.mtl:.4f}" for m, v in report.tasks[t].metrics.items())

@@ -145,6 +145,35 @@ def test_the_balancer_command_drops_the_fixed_weights():
     assert balancer["command"] == "mtlrun -m seed=0,1,2 balancer=pcgrad"
 
 
+def test_a_rep_grad_balancer_is_turned_off_where_the_suggested_architecture_has_no_representation():
+    launch = LaunchArguments(flags=[], overrides=["balancer=mgda", "balancer.rep_grad=true", "seed=0"])
+    r = report(NEG_T3, balancer="mgda", affinity=SPLIT)
+    r.config["balancer"] = {"name": "mgda", "rep_grad": True}
+    r.grouping = suggest_grouping(TASKS, [SPLIT] * 3, 2, launch, r.config)
+    advice = what_to_try(r, launch, [conflict(0.25, 0.2)] * 3, [SPLIT] * 3)
+    changes_arch = [c for c in advice["candidates"] if c["kind"] in ("grouping", "architecture", "alone")]
+    assert changes_arch and all(
+        c["command"].endswith("balancer.rep_grad=false") and c["command"].count("rep_grad") == 1 for c in changes_arch
+    )
+    assert all(e["command"].count("balancer.rep_grad=false") == 1 for e in r.grouping["commands"][:1])
+    plain = what_to_try(report(NEG_T3, affinity=SPLIT), LAUNCH, [conflict(0.25, 0.2)] * 3, [SPLIT] * 3)
+    assert not any("rep_grad" in c["command"] for c in plain["candidates"])  # only where the run used it
+
+
+def test_a_gradient_balancer_becomes_ew_where_the_suggestion_shares_nothing():
+    launch = LaunchArguments(flags=[], overrides=["balancer=pcgrad", "seed=0"])
+    every = {t: NEGATIVE for t in TASKS}
+    r = report(every, balancer="pcgrad")
+    r.config["balancer"] = {"name": "pcgrad"}
+    [alone] = [c for c in what_to_try(r, launch, [], [])["candidates"] if c["kind"] == "alone"]
+    assert alone["command"] == "mtlrun -m seed=0,1,2 arch=single_task balancer=ew"
+    r = report(NEG_T3, balancer="pcgrad")
+    r.config["balancer"] = {"name": "pcgrad"}
+    [alone] = [c for c in what_to_try(r, launch, [], [])["candidates"] if c["kind"] == "alone"]
+    assert alone["command"] == "mtlrun -m balancer=pcgrad seed=0,1,2 arch=branched 'arch.branch_at={t3:0}'"
+    # t1 and t2 still share an encoder: pcgrad stays
+
+
 def test_every_task_negative_falls_back_to_single_task_networks():
     advice = what_to_try(report(dict.fromkeys(TASKS, NEGATIVE), arch="mtan"), LAUNCH, [], [])
     assert kinds(advice) == ["alone"]
