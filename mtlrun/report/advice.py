@@ -209,10 +209,10 @@ def what_to_try(
     found: list[tuple[int, dict[str, Any]]] = []
 
     def fit(groups: Any, target: str = "branched") -> tuple[str, ...]:  # the balancer kept valid there
-        return balancer_fit(report.config, target, groups)[0]
+        return balancer_fit(report.run.get("balancer_uses"), target, groups)[0]
 
     def dropped(groups: Any, target: str = "branched") -> tuple[str, ...]:
-        return ("arch", "seed", *balancer_fit(report.config, target, groups)[1])
+        return ("arch", "seed", *balancer_fit(report.run.get("balancer_uses"), target, groups)[1])
 
     ruled_out: list[dict[str, str]] = out["not_suggested"]
 

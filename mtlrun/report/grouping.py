@@ -42,7 +42,7 @@ def suggest_grouping(
     matrices: Sequence[Affinity],
     groups: int,
     launch: LaunchArguments,
-    config: Mapping[str, Any] | None = None,
+    uses: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """The best split of ``names`` into ``groups`` groups, its margin, its stability and the commands."""
     if len(names) < 2 or not matrices:
@@ -57,7 +57,7 @@ def suggest_grouping(
         spread = statistics.stdev(margins)
     result["spread"] = spread
     result["stable"] = bool(result["margin"] is not None and spread is not None and result["margin"] > spread)
-    result["commands"] = training_commands(result["groups"], launch, config) if len(result["groups"]) > 1 else []
+    result["commands"] = training_commands(result["groups"], launch, uses) if len(result["groups"]) > 1 else []
     return result
 
 
@@ -80,42 +80,33 @@ def command(launch: LaunchArguments, *parts: str, drop: Sequence[str] = ()) -> s
 
 
 def balancer_fit(
-    config: Mapping[str, Any] | None, arch: str, groups: Sequence[Sequence[str]] | None = None
+    uses: Mapping[str, Any] | None, arch: str, groups: Sequence[Sequence[str]] | None = None
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(parts, drop)`` that keep the run's balancer valid on a suggested architecture, so the
-    command trains as printed, not only composes.
+    command trains as printed, not only composes. ``uses`` is the run's ``summary.json``
+    ``balancer_uses`` (empty for runs recorded before it: nothing is changed then).
 
     With nothing shared (``single_task``, or ``branched`` whose groups are single tasks split at the
     input) a balancer that combines task gradients has nothing to combine: ``balancer=ew`` instead.
     Otherwise a balancer with ``rep_grad`` needs one shared representation, which only ``hps`` has:
-    ``balancer.rep_grad=false`` elsewhere. Nothing when the run's balancer is fine as it is.
+    ``balancer.rep_grad=false`` elsewhere.
     """
-    balancer = (config or {}).get("balancer")
-    if not isinstance(balancer, Mapping):
-        return (), ()
+    uses = uses or {}
     shares = arch != "single_task" and (groups is None or any(len(g) > 1 for g in groups))
-    if not shares and _combines_gradients(str(balancer.get("name") or "")):
+    if not shares and uses.get("task_gradients") is True:
         return ("balancer=ew",), ("balancer",)
-    if balancer.get("rep_grad") is True and arch != "hps":
+    if uses.get("representation") is True and arch != "hps":
         return ("balancer.rep_grad=false",), ("balancer.rep_grad",)
     return (), ()
 
 
-def _combines_gradients(name: str) -> bool:
-    from mtlrun.balancers import BALANCERS
-
-    if name not in BALANCERS:
-        return False
-    return bool(getattr(BALANCERS.get(name), "uses_task_gradients", False))
-
-
 def training_commands(
-    split: Sequence[Sequence[str]], launch: LaunchArguments, config: Mapping[str, Any] | None = None
+    split: Sequence[Sequence[str]], launch: LaunchArguments, uses: Mapping[str, Any] | None = None
 ) -> list[dict[str, str]]:
     """One branched network whose groups split at the input, and one run per group (a sweep)."""
     branch_at = "{" + ",".join(f"{'+'.join(g)}:0" for g in split) + "}"
     per_group = ",".join("[" + ",".join(g) + "]" for g in split)
-    off, off_keys = balancer_fit(config, "branched", split)
+    off, off_keys = balancer_fit(uses, "branched", split)
     return [
         {
             "what": "one branched network: the tasks of a group share the encoder, the groups share nothing",

@@ -142,7 +142,7 @@ def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | N
     own = next((p for p in pooled_info if p["folder"] == relative(run_dir, base)), None)
     launch = folder.read_launch()
     report = TransferReport(
-        run=asdict(summary.run),
+        run={**asdict(summary.run), "balancer_uses": dict(summary.balancer_uses)},
         selection="test metrics at the best-validation epoch",
         test=TEST,
         ci_method=CI_METHOD,
@@ -168,7 +168,7 @@ def build_report(run_dir: Path, cache: BaselineCache, options: ReportOptions | N
         cost=compute_cost(summary, baseline_records),
         how_to_get_verdicts=verdict_command(launch, pooled_info, verdicts, options.min_seeds),
     )
-    report.grouping = suggest_grouping(tasks, affinities, options.groups, launch, report.config)
+    report.grouping = suggest_grouping(tasks, affinities, options.groups, launch, summary.balancer_uses)
     report.what_to_try = what_to_try(report, launch, conflicts, affinities, diagnostics_reason)
     own_keys = baseline_keys_for(config, summary)
     stl_curves = {t: rec["curves"] for t in tasks if (rec := cache.load(own_keys[t])) is not None and "curves" in rec}

@@ -99,6 +99,10 @@ class Summary:
     primary: dict[str, str] = field(default_factory=dict)  # {task: primary metric}
     directions: dict[str, dict[str, bool]] = field(default_factory=dict)  # {task: {metric: higher is better}}
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: what the balancer needs of the model: ``task_gradients`` (a backward pass per task on the shared
+    #: parameters) and ``representation`` (``rep_grad``: one shared representation); read by the report's
+    #: suggestions, which must keep the balancer valid on another architecture
+    balancer_uses: dict[str, bool] = field(default_factory=dict)
     device: str | None = None
     dataset_info: dict[str, Any] = field(default_factory=dict)
     epochs_completed: int = 0

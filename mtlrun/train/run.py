@@ -98,6 +98,10 @@ def run(
         folder.write_summary(summary)
         raise
     summary.run.tasks, summary.run.encoder = c.tasks, c.encoder.name
+    summary.balancer_uses = {
+        "task_gradients": bool(c.balancer.uses_task_gradients),
+        "representation": bool(c.balancer.needs_representation),
+    }
     summary.encoder = c.encoder.as_dict()
     summary.primary = c.primary
     summary.directions = {t: c.data.tasks[t].metric_directions() for t in c.tasks}

@@ -148,8 +148,8 @@ def test_the_balancer_command_drops_the_fixed_weights():
 def test_a_rep_grad_balancer_is_turned_off_where_the_suggested_architecture_has_no_representation():
     launch = LaunchArguments(flags=[], overrides=["balancer=mgda", "balancer.rep_grad=true", "seed=0"])
     r = report(NEG_T3, balancer="mgda", affinity=SPLIT)
-    r.config["balancer"] = {"name": "mgda", "rep_grad": True}
-    r.grouping = suggest_grouping(TASKS, [SPLIT] * 3, 2, launch, r.config)
+    r.run["balancer_uses"] = {"task_gradients": True, "representation": True}
+    r.grouping = suggest_grouping(TASKS, [SPLIT] * 3, 2, launch, r.run["balancer_uses"])
     advice = what_to_try(r, launch, [conflict(0.25, 0.2)] * 3, [SPLIT] * 3)
     changes_arch = [c for c in advice["candidates"] if c["kind"] in ("grouping", "architecture", "alone")]
     assert changes_arch and all(
@@ -164,11 +164,11 @@ def test_a_gradient_balancer_becomes_ew_where_the_suggestion_shares_nothing():
     launch = LaunchArguments(flags=[], overrides=["balancer=pcgrad", "seed=0"])
     every = {t: NEGATIVE for t in TASKS}
     r = report(every, balancer="pcgrad")
-    r.config["balancer"] = {"name": "pcgrad"}
+    r.run["balancer_uses"] = {"task_gradients": True, "representation": False}
     [alone] = [c for c in what_to_try(r, launch, [], [])["candidates"] if c["kind"] == "alone"]
     assert alone["command"] == "mtlrun -m seed=0,1,2 arch=single_task balancer=ew"
     r = report(NEG_T3, balancer="pcgrad")
-    r.config["balancer"] = {"name": "pcgrad"}
+    r.run["balancer_uses"] = {"task_gradients": True, "representation": False}
     [alone] = [c for c in what_to_try(r, launch, [], [])["candidates"] if c["kind"] == "alone"]
     assert alone["command"] == "mtlrun -m balancer=pcgrad seed=0,1,2 arch=branched 'arch.branch_at={t3:0}'"
     # t1 and t2 still share an encoder: pcgrad stays
