@@ -80,6 +80,9 @@ class Registry(Generic[T]):
         """Build ``name`` with user ``options`` (validated) plus internal ``context`` arguments."""
         factory = self.get(name)
         checked = check_options(factory, options, prefix=self.group, skip=set(context))
+        from mtlrun.config.ranges import check_declared_ranges
+
+        check_declared_ranges(self.group, name, factory, checked)  # the same ranges the config is checked against
         return factory(**context, **checked)
 
 
