@@ -182,7 +182,7 @@ def _refuse_bad_settings(config: DictConfig) -> None:
 def _refuse_bad_sweep(config: DictConfig) -> None:
     """Before the sweep folder exists: every value the sweep gives an option, and the options all of
     its jobs share, inside their declared ranges (one line, exit 2, no job started)."""
-    from mtlrun.config.ranges import range_problems, sweep_problems
+    from mtlrun.config.schema import range_problems, sweep_problems
 
     job = OmegaConf.masked_copy(config, [str(k) for k in config.keys() if k != "hydra"])
     try:

@@ -214,7 +214,8 @@ def _annotate(text: str) -> str:
     """The printed config with its ranges; unchanged where it cannot be read back (a scalar, a package)."""
     import yaml
 
-    from mtlrun.config.ranges import annotate_yaml, config_ranges
+    from mtlrun.config.ranges import annotate_yaml
+    from mtlrun.config.schema import config_ranges
 
     if text.startswith("# @package"):
         return text

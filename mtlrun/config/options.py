@@ -41,7 +41,7 @@ class DatasetCityscapesOptions:
     num_classes: Optional[int] = bounded(None, ge=2)
     verify: bool = True
     augment: bool = False
-    val_size: int = bounded(0, ge=0, note="0 = the published split")
+    val_size: int = bounded(0, ge=0, note="0 = the test split picks the best epoch, as in the papers")
     seed: int = bounded(0, ge=0, le=4294967295)
 
 
@@ -133,7 +133,7 @@ class DatasetNyuv2Options:
     root: Optional[str] = None
     verify: bool = True
     augment: bool = False
-    val_size: int = bounded(0, ge=0, note="0 = the published split")
+    val_size: int = bounded(0, ge=0, note="0 = the test split picks the best epoch, as in the papers")
     seed: int = bounded(0, ge=0, le=4294967295)
 
 

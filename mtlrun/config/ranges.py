@@ -4,8 +4,10 @@ A schema option (``trainer.lr``) declares its range in its dataclass field (:fun
 component option (``encoder.dropout``) in :mod:`mtlrun.config.option_ranges`, which the generator
 copies into the option's field of ``options.py``; a user's component in its signature
 (``typing.Annotated[float, Range(gt=0)]``, docs/plugins.md). The same declaration gives the error
-(:func:`check_ranges`, run by ``validate`` before the run folder exists), the comments of
-``mtlrun --cfg job`` (:func:`annotate_yaml`) and the table in docs/options.md.
+(``mtlrun.config.schema.check_ranges``, run by ``validate`` before the run folder exists, and
+``sweep_problems`` before a sweep's), the check of ``Registry.build``, the comments of
+``mtlrun --cfg job`` (:func:`annotate_yaml`) and the table in docs/options.md. This module reads no
+config of its own (it sits below ``options.py`` and the schema).
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ class Range:
             return "one of " + ", ".join(map(_num, self.choices))
         low, high = self.low, self.high
         if low is not None and high is not None:
-            return f"{'[' if self.ge is not None else '('}{_num(low)}, {_num(high)}{']' if self.le is not None else ')'}"
+            return (
+                f"{'[' if self.ge is not None else '('}{_num(low)}, {_num(high)}{']' if self.le is not None else ')'}"
+            )
         if low is not None:
             return f"{'>=' if self.ge is not None else '>'} {_num(low)}"
         if high is not None:
@@ -115,7 +119,9 @@ class Range:
 
     def source(self) -> str:
         """This range as Python source (the generator writes it into ``options.py``)."""
-        parts = [f"{name}={getattr(self, name)!r}" for name in ("ge", "gt", "le", "lt") if getattr(self, name) is not None]
+        parts = [
+            f"{name}={getattr(self, name)!r}" for name in ("ge", "gt", "le", "lt") if getattr(self, name) is not None
+        ]
         if self.choices:
             parts.append(f"choices={self.choices!r}")
         if self.note:
@@ -164,60 +170,8 @@ def annotated_ranges(factory: Callable[..., Any]) -> dict[str, Range]:
     return found
 
 
-def group_schema(group: str, node: Any) -> type | None:
-    """The generated options dataclass of a group's chosen built-in (``None`` for a user component)."""
-    from mtlrun.config.options import OPTIONS
-
-    if not isinstance(node, Mapping) and not hasattr(node, "get"):
-        return None
-    return OPTIONS.get((group, str(node.get("name"))))
-
-
-#: the groups whose chosen choice brings its own options
-GROUPS = ("dataset", "encoder", "arch", "balancer", "schedule", "logger")
-
-
-def config_ranges(cfg: Any) -> Iterator[tuple[str, Range]]:
-    """``(dotted key, range)`` of every ranged option of a composed config: the run's schema and
-    each group's chosen built-in."""
-    from mtlrun.config.schema import RunConf
-
-    yield from ranges_of(RunConf)
-    for group in GROUPS:
-        schema = group_schema(group, cfg.get(group)) if hasattr(cfg, "get") else None
-        if schema is not None:
-            yield from ranges_of(schema, f"{group}.")
-
-
-def _value(cfg: Any, key: str) -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
-
-
-def range_problems(cfg: Any) -> list[str]:
-    """Every option of ``cfg`` outside its declared range, as ``key=value must be ...``."""
-    from omegaconf import OmegaConf
-
-    found = []
-    for key, declared in config_ranges(cfg):
-        value = _value(cfg, key)
-        if OmegaConf.is_config(value):
-            value = OmegaConf.to_container(value, resolve=True)
-        problem = declared.problem(key, value)
-        if problem:
-            found.append(problem)
-    return found
-
-
-def check_ranges(cfg: Any) -> None:
-    """One line naming every option of ``cfg`` outside its declared range (``; ``-separated)."""
-    problems = range_problems(cfg)
-    if problems:
-        raise ConfigError("; ".join(problems))
-
-
-def _check_options(group: str, ranges: Mapping[str, Range], options: Mapping[str, Any]) -> None:
+def check_options_ranges(group: str, ranges: Mapping[str, Range], options: Mapping[str, Any]) -> None:
+    """One line naming every option of ``options`` outside its range in ``ranges``."""
     problems = [
         problem
         for name, declared in ranges.items()
@@ -229,17 +183,7 @@ def _check_options(group: str, ranges: Mapping[str, Range], options: Mapping[str
 
 def check_plugin_ranges(group: str, factory: Callable[..., Any], options: Mapping[str, Any]) -> None:
     """A user's component: the ranges its signature declares (``Annotated[..., Range(...)]``)."""
-    _check_options(group, annotated_ranges(factory), options)
-
-
-def check_declared_ranges(group: str, choice: str, factory: Callable[..., Any], options: Mapping[str, Any]) -> None:
-    """The options a component is built with (``Registry.build``, also from Python) inside the ranges
-    declared for it: a built-in's in ``options.py``, a user's in its signature."""
-    from mtlrun.config.options import OPTIONS
-
-    schema = OPTIONS.get((group, choice))
-    ranges = dict(ranges_of(schema)) if schema is not None else annotated_ranges(factory)
-    _check_options(group, ranges, options)
+    check_options_ranges(group, annotated_ranges(factory), options)
 
 
 def annotate_yaml(text: str, ranges: Mapping[str, Range], package: str = "") -> str:
@@ -265,60 +209,3 @@ def annotate_yaml(text: str, ranges: Mapping[str, Range], package: str = "") -> 
         declared = ranges.get(path)
         out.append(f"{line}  # {declared.described()}" if declared is not None else line)
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
-
-
-def _swept_values(override: Any) -> list[tuple[Any, str]]:
-    """``(value, where)`` of each value a sweep override gives (an interval: both ends)."""
-    from hydra.core.override_parser.types import IntervalSweep
-
-    swept = override.value()
-    if isinstance(swept, IntervalSweep):
-        where = f" (an end of {override.key_or_group}=interval({swept.start}, {swept.end}))"
-        return [(swept.start, where), (swept.end, where)]
-    try:
-        return [(value, "") for value in override.sweep_iterator()]
-    except Exception:  # a sweep kind this check does not enumerate: its jobs check themselves
-        return []
-
-
-def sweep_problems(config: Any) -> list[str]:
-    """Every value a sweep would give an option outside its declared range, before any job starts.
-
-    Reads the sweep overrides of the command line (``hydra.overrides.task``) and of the sweeper's
-    config (``hydra.sweeper.params``); an option of a group (``encoder.dropout``) is checked against
-    each choice the sweep runs that declares it. Each job still runs :func:`check_ranges` itself.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    from mtlrun.config.options import OPTIONS
-    from mtlrun.config.schema import RunConf
-
-    lines = [str(x) for x in OmegaConf.select(config, "hydra.overrides.task", default=None) or []]
-    params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
-    if OmegaConf.is_config(params):
-        lines += [f"{key}={value}" for key, value in OmegaConf.to_container(params).items()]  # type: ignore[union-attr]
-    try:
-        overrides = OverridesParser.create().parse_overrides(lines)
-    except Exception:  # Hydra reports a malformed override itself
-        return []
-    sweeps = {o.key_or_group: o for o in overrides if o.is_sweep_override()}
-    schema = dict(ranges_of(RunConf))
-    problems: list[str] = []
-    for key, override in sweeps.items():
-        group, _, option = key.partition(".")
-        declared: list[Range] = []
-        if key in schema:
-            declared.append(schema[key])
-        elif group in GROUPS and option:
-            chosen = [v for v, _ in _swept_values(sweeps[group])] if group in sweeps else [
-                OmegaConf.select(config, f"{group}.name", default=None)
-            ]
-            for choice in chosen:
-                found = OPTIONS.get((group, str(choice)))
-                declared += [r for k, r in ranges_of(found) if k == option] if found is not None else []
-        for value, where in _swept_values(override):
-            problem = next((p for r in declared if (p := r.problem(key, value))), None)
-            if problem and problem + where not in problems:
-                problems.append(problem + where)
-    return problems

@@ -7,6 +7,7 @@ cross-field rules by :func:`validate`, which raises one-line :class:`ConfigError
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
@@ -14,7 +15,7 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
-from mtlrun.config.ranges import bounded, check_ranges
+from mtlrun.config.ranges import Range, bounded, ranges_of
 from mtlrun.errors import ConfigError, choices_error
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -84,7 +85,8 @@ class ReportConf:
     groups: int = bounded(2, ge=1)
     batched: str = "auto"  # auto | grouped | separate
     correction: str = "holm"  # holm | none: multiple-testing correction across the run's tasks
-    min_seeds: int = bounded(3, ge=2, note="a test needs two seeds on each side")  # seeds needed on each side (MTL and STL) for a verdict
+    #: seeds needed on each side (MTL and STL) for a verdict
+    min_seeds: int = bounded(3, ge=2, note="a test needs two seeds on each side")
     pool: str = "sweep"  # sweep | folder | none: which runs are pooled as seeds
     pool_from: List[str] = field(default_factory=list)  # more folders to pool seeds from
 
@@ -265,6 +267,118 @@ def validate_trainer_extras(t: Any) -> None:
             f"trainer.warmup_epochs={t.warmup_epochs} must be < trainer.epochs={t.epochs} "
             "(the cosine part needs at least one epoch)"
         )
+
+
+# -- declared ranges (mtlrun.config.ranges) ------------------------------------------------
+
+
+def group_schema(group: str, node: Any) -> type | None:
+    """The generated options dataclass of a group's chosen built-in (``None`` for a user component)."""
+    from mtlrun.config.options import OPTIONS
+
+    if not isinstance(node, Mapping) and not hasattr(node, "get"):
+        return None
+    return OPTIONS.get((group, str(node.get("name"))))
+
+
+#: the groups whose chosen choice brings its own options
+CHOICE_GROUPS = ("dataset", "encoder", "arch", "balancer", "schedule", "logger")
+
+
+def config_ranges(cfg: Any) -> Iterator[tuple[str, Range]]:
+    """``(dotted key, range)`` of every ranged option of a composed config: the run's schema and
+    each group's chosen built-in."""
+    yield from ranges_of(RunConf)
+    for group in CHOICE_GROUPS:
+        schema = group_schema(group, cfg.get(group)) if hasattr(cfg, "get") else None
+        if schema is not None:
+            yield from ranges_of(schema, f"{group}.")
+
+
+def _value(cfg: Any, key: str) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+
+
+def range_problems(cfg: Any) -> list[str]:
+    """Every option of ``cfg`` outside its declared range, as ``key=value must be ...``."""
+    from omegaconf import OmegaConf
+
+    found = []
+    for key, declared in config_ranges(cfg):
+        value = _value(cfg, key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        problem = declared.problem(key, value)
+        if problem:
+            found.append(problem)
+    return found
+
+
+def check_ranges(cfg: Any) -> None:
+    """One line naming every option of ``cfg`` outside its declared range (``; ``-separated)."""
+    problems = range_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _swept_values(override: Any) -> list[tuple[Any, str]]:
+    """``(value, where)`` of each value a sweep override gives (an interval: both ends)."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    swept = override.value()
+    if isinstance(swept, IntervalSweep):
+        where = f" (an end of {override.key_or_group}=interval({swept.start}, {swept.end}))"
+        return [(swept.start, where), (swept.end, where)]
+    try:
+        return [(value, "") for value in override.sweep_iterator()]
+    except Exception:  # a sweep kind this check does not enumerate: its jobs check themselves
+        return []
+
+
+def sweep_problems(config: Any) -> list[str]:
+    """Every value a sweep would give an option outside its declared range, before any job starts.
+
+    Reads the sweep overrides of the command line (``hydra.overrides.task``) and of the sweeper's
+    config (``hydra.sweeper.params``); an option of a group (``encoder.dropout``) is checked against
+    each choice the sweep runs that declares it. Each job still runs :func:`check_ranges` itself.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from mtlrun.config.options import OPTIONS
+
+    lines = [str(x) for x in OmegaConf.select(config, "hydra.overrides.task", default=None) or []]
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
+    if OmegaConf.is_config(params):
+        lines += [f"{key}={value}" for key, value in OmegaConf.to_container(params).items()]  # type: ignore[union-attr]
+    try:
+        overrides = OverridesParser.create().parse_overrides(lines)
+    except Exception:  # Hydra reports a malformed override itself
+        return []
+    sweeps = {o.key_or_group: o for o in overrides if o.is_sweep_override()}
+    schema = dict(ranges_of(RunConf))
+    problems: list[str] = []
+    for key, override in sweeps.items():
+        group, _, option = key.partition(".")
+        declared: list[Range] = []
+        if key in schema:
+            declared.append(schema[key])
+        elif group in CHOICE_GROUPS and option:
+            chosen = (
+                [v for v, _ in _swept_values(sweeps[group])]
+                if group in sweeps
+                else [OmegaConf.select(config, f"{group}.name", default=None)]
+            )
+            for choice in chosen:
+                found = OPTIONS.get((group, str(choice)))
+                declared += [r for k, r in ranges_of(found) if k == option] if found is not None else []
+        for value, where in _swept_values(override):
+            problem = next((p for r in declared if (p := r.problem(key, value))), None)
+            if problem and problem + where not in problems:
+                problems.append(problem + where)
+    return problems
 
 
 def plain(node: Any) -> Any:
