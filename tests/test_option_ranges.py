@@ -260,6 +260,17 @@ def test_cfg_job_shows_each_range_as_a_comment_and_stays_the_same_yaml(tmp_path)
     plain = result.out.replace("  # ", "\n# ")  # the same text without the comments on the lines
     assert yaml.safe_load(result.out) == yaml.safe_load(plain)
     assert yaml.safe_load(result.out)["encoder"] == {"name": "mlp", "hidden": [128, 64], "dropout": 0.0}
+    assert result.err == ""
+
+
+def test_cfg_job_prints_an_out_of_range_config_and_says_a_run_would_be_refused(tmp_path):
+    from tests.conftest import run_subprocess
+
+    result = run_subprocess("--cfg", "job", "encoder=mlp", "encoder.dropout=1.5", cwd=tmp_path)
+    assert result.code == 0 and "  dropout: 1.5  # [0, 1)\n" in result.out
+    assert result.err == (
+        "mtlrun: warning: encoder.dropout=1.5 must be in [0, 1) (a run with this config is refused)\n"
+    )
 
 
 def test_annotate_yaml_follows_nesting():

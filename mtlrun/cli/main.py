@@ -225,7 +225,16 @@ def _annotate(text: str) -> str:
         return text
     if not isinstance(shown, dict):
         return text
+    problems = [p for key, declared in config_ranges(shown) if (p := declared.problem(key, _lookup(shown, key)))]
+    if problems:  # the printout is what was asked for; the run it describes would be refused
+        print(f"mtlrun: warning: {'; '.join(problems)} (a run with this config is refused)", file=sys.stderr)
     return annotate_yaml(text, dict(config_ranges(shown)))
+
+
+def _lookup(tree: Any, key: str) -> Any:
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
 
 
 def main() -> None:
