@@ -220,7 +220,7 @@ def _annotate(text: str) -> str:
     if text.startswith("# @package"):
         return text
     try:
-        shown = yaml.safe_load(text)
+        shown = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C when built
     except yaml.YAMLError:
         return text
     if not isinstance(shown, dict):

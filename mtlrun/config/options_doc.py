@@ -31,7 +31,7 @@ def _rows(schema: type, prefix: str = "") -> Iterator[str]:
     for f in dataclasses.fields(schema):
         inner = f.default_factory if callable(f.default_factory) else None
         if inner is not None and dataclasses.is_dataclass(inner):
-            yield from _rows(inner, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+            yield from _rows(inner, f"{prefix}{f.name}.")
             continue
         if f.name == "name" or f.type == "Any" and f.default is None and range_of(f) is None:
             continue  # the choice's name; whole mappings (tasks, weights) are described in the README

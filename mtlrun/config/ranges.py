@@ -150,14 +150,14 @@ def ranges_of(schema: type, prefix: str = "") -> Iterator[tuple[str, Range]]:
             yield prefix + f.name, found
         inner = f.default_factory if callable(f.default_factory) else None
         if inner is not None and dataclasses.is_dataclass(inner):
-            yield from ranges_of(inner, f"{prefix}{f.name}.")  # type: ignore[arg-type]
+            yield from ranges_of(inner, f"{prefix}{f.name}.")
 
 
 def annotated_ranges(factory: Callable[..., Any]) -> dict[str, Range]:
     """The ranges a user's class or function declares on its options (``Annotated[float, Range(...)]``)."""
     import inspect
 
-    target = factory.__init__ if inspect.isclass(factory) else factory  # type: ignore[misc]
+    target = factory.__init__ if inspect.isclass(factory) else factory
     try:
         hints = typing.get_type_hints(target, include_extras=True)
     except Exception:

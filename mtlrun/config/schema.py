@@ -351,8 +351,9 @@ def sweep_problems(config: Any) -> list[str]:
 
     lines = [str(x) for x in OmegaConf.select(config, "hydra.overrides.task", default=None) or []]
     params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
-    if OmegaConf.is_config(params):
-        lines += [f"{key}={value}" for key, value in OmegaConf.to_container(params).items()]  # type: ignore[union-attr]
+    swept = OmegaConf.to_container(params) if OmegaConf.is_config(params) else None
+    if isinstance(swept, dict):
+        lines += [f"{key!s}={value!s}" for key, value in swept.items()]
     try:
         overrides = OverridesParser.create().parse_overrides(lines)
     except Exception:  # Hydra reports a malformed override itself
