@@ -314,3 +314,22 @@ def test_a_users_class_declares_ranges_with_annotated():
     check_plugin_ranges("balancer", Scaled, {"scale": 2.0, "steps": -1})  # steps declares nothing
     with pytest.raises(ConfigError, match=r"balancer.scale=-1 must be > 0"):
         check_declared_ranges("balancer", "my_pkg.Scaled", Scaled, {"scale": -1})
+
+
+def _balancer_inside_cases() -> list[Any]:
+    return [
+        pytest.param(choice, key.split(".", 1)[1], inside, id=f"{choice}.{key.split('.', 1)[1]}={inside}")
+        for param in _cases()
+        for group, choice, key, _declared, _outside, inside in [param.values]
+        if group == "balancer" and not isinstance(inside, list)
+    ]
+
+
+@pytest.mark.parametrize(("choice", "option", "value"), _balancer_inside_cases())
+def test_a_balancer_builds_at_each_edge_of_its_declared_range(choice, option, value):
+    """The declaration refuses nothing the method accepts: each balancer builds at its ranges' edges."""
+    from mtlrun.balancers import BALANCERS
+
+    if choice == "torchjd":
+        pytest.importorskip("torchjd")
+    BALANCERS.build(choice, {option: value}, tasks=["a", "b"])
