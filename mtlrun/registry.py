@@ -80,6 +80,7 @@ class Registry(Generic[T]):
         """Build ``name`` with user ``options`` (validated) plus internal ``context`` arguments."""
         factory = self.get(name)
         checked = check_options(factory, options, prefix=self.group, skip=set(context))
+        check_declared_ranges(self.group, name, factory, checked)  # the same ranges the config is checked against
         return factory(**context, **checked)
 
 
@@ -160,3 +161,14 @@ def in_range(prefix: str, key: str, value: float, low: float, high: float) -> No
     """Raise a one-line ConfigError unless ``low <= value <= high``."""
     if not low <= value <= high:
         raise ConfigError(f"{prefix}.{key}={value} must lie in [{low}, {high}]")
+
+
+def check_declared_ranges(group: str, choice: str, factory: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    """The options a component is built with (also from Python) inside the ranges declared for it:
+    a built-in's in ``mtlrun/config/options.py``, a user's in its signature (``Annotated``)."""
+    from mtlrun.config.options import OPTIONS
+    from mtlrun.config.ranges import annotated_ranges, check_options_ranges, ranges_of
+
+    schema = OPTIONS.get((group, choice))
+    ranges = dict(ranges_of(schema)) if schema is not None else annotated_ranges(factory)
+    check_options_ranges(group, ranges, options)

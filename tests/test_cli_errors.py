@@ -19,7 +19,7 @@ BAD_INPUTS = [
     (["tasks.names=[left,zzz]"], "zzz", "parity"),
     (["tasks=digits_left_right", "tasks.primary={left:nope}"], "tasks.primary.left=nope", "f1_macro"),
     (["arch.nope=1"], "arch.nope", "name"),
-    (["dataset=synthetic", "dataset.correlation=2"], "dataset.correlation=2", "[-1.0, 1.0]"),
+    (["dataset=synthetic", "dataset.correlation=2"], "dataset.correlation=2.0", "must be in [-1, 1]"),
     (["dataset=synthetic", "encoder=cnn"], "encoder=cnn", "(C, H, W)"),
     (["encoder.hidden=[1,2]"], "encoder.hidden", "valid keys"),
 ]

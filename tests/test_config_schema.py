@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from mtlrun.config import generate as config_gen
 from mtlrun.config.options import OPTIONS
-from mtlrun.config.schema import register_schema
+from mtlrun.config.schema import range_problems, register_schema, sweep_problems
 
 CONF = Path(config_gen.__file__).resolve().parents[2] / "conf"
 #: choices whose keys are the user's own (a Python dataset's arguments, a `_target_` class's options,
@@ -74,6 +74,7 @@ SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml"))
 def test_every_preset_composes_with_values_only(name):
     cfg = _compose(f"experiment={name}")
     assert cfg.hydra.sweeper.params is None or not cfg.hydra.sweeper.params  # sweeps live in sweep/
+    assert range_problems(cfg) == []  # its values lie inside the declared ranges
 
 
 @pytest.mark.parametrize("name", SWEEPS)
@@ -82,3 +83,4 @@ def test_every_sweep_composes_and_selects_its_preset(name):
     cfg = _compose(f"sweep={name}")
     assert cfg.hydra.runtime.choices.experiment == name
     assert cfg.hydra.sweeper.params
+    assert range_problems(cfg) == [] and sweep_problems(cfg) == []  # every value it sweeps lies inside its range

@@ -164,6 +164,7 @@ class RunFolderGuard(Callback):
             _claim_or_exit(path, _overwrite(config), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_bad_sweep(config)
         path = Path(str(config.hydra.sweep.dir))
         if not resuming(path):
             _claim_or_exit(path, _overwrite(config), "hydra.sweep.dir")
@@ -203,6 +204,20 @@ def _refuse_bad_settings(config: DictConfig) -> None:
         check_settings(job)
     except ConfigError as ex:
         raise Refused(ex) from None
+
+
+def _refuse_bad_sweep(config: DictConfig) -> None:
+    """Before the sweep folder exists: every value the sweep gives an option, and the options all of
+    its jobs share, inside their declared ranges (one line, exit 2, no job started)."""
+    from mtlrun.config.schema import range_problems, sweep_problems
+
+    job = OmegaConf.masked_copy(config, [str(k) for k in config.keys() if k != "hydra"])
+    try:
+        problems = sweep_problems(config) + range_problems(job)
+    except Exception:  # the config cannot be read as composed: each job reports it in its own words
+        return
+    if problems:
+        raise Refused(ConfigError("; ".join(dict.fromkeys(problems))))
 
 
 def _check_resume_or_exit(config: DictConfig, path: Path) -> None:

@@ -158,6 +158,8 @@ def render_help() -> str:
         "  report.*             baselines (true | false | only_cached), cache_dir, alpha, correction, min_seeds,",
         "                       pool, pool_from, groups, batched",
         "  diagnostics.*        every (steps between samples; 0 = off), affinity (true | false)",
+        "Every option's type, default and range: docs/options.md; `mtlrun --cfg job` prints each range as a",
+        "comment (lr: 0.001  # > 0), and a value outside it is refused before the run or sweep starts.",
         "",
         EXAMPLES,
     ]

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -184,6 +185,58 @@ def skip_mode_probe(args: list[str]) -> Iterator[None]:
         Hydra.get_mode = probe  # type: ignore[method-assign]
 
 
+@contextmanager
+def cfg_with_ranges() -> Iterator[None]:
+    """``--cfg job`` (and ``all``) prints each ranged option with its range as a YAML comment
+    (``lr: 0.001  # > 0``), so the printout still loads as a config. Hydra writes the YAML itself
+    (``Hydra.show_cfg``); its text is annotated from the declarations of the config it shows."""
+    from hydra._internal.hydra import Hydra
+
+    show = Hydra.show_cfg
+
+    def annotated(self: Any, *args: Any, **kwargs: Any) -> None:
+        import io
+        from contextlib import redirect_stdout
+
+        buffer = io.StringIO()
+        with redirect_stdout(buffer):
+            show(self, *args, **kwargs)
+        sys.stdout.write(_annotate(buffer.getvalue()))
+
+    Hydra.show_cfg = annotated  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Hydra.show_cfg = show  # type: ignore[method-assign]
+
+
+def _annotate(text: str) -> str:
+    """The printed config with its ranges; unchanged where it cannot be read back (a scalar, a package)."""
+    import yaml
+
+    from mtlrun.config.ranges import annotate_yaml
+    from mtlrun.config.schema import config_ranges
+
+    if text.startswith("# @package"):
+        return text
+    try:
+        shown = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C when built
+    except yaml.YAMLError:
+        return text
+    if not isinstance(shown, dict):
+        return text
+    problems = [p for key, declared in config_ranges(shown) if (p := declared.problem(key, _lookup(shown, key)))]
+    if problems:  # the printout is what was asked for; the run it describes would be refused
+        print(f"mtlrun: warning: {'; '.join(problems)} (a run with this config is refused)", file=sys.stderr)
+    return annotate_yaml(text, dict(config_ranges(shown)))
+
+
+def _lookup(tree: Any, key: str) -> Any:
+    for part in key.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree
+
+
 def main() -> None:
     """The ``mtlrun`` console script."""
     if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
@@ -213,7 +266,7 @@ def main() -> None:
     from mtlrun.cli.resume import resuming_folder
 
     try:
-        with skip_mode_probe(sys.argv[1:]), resuming_folder(resumed):
+        with skip_mode_probe(sys.argv[1:]), cfg_with_ranges(), resuming_folder(resumed):
             _hydra_main()
     except Refused as ex:  # the run or sweep folder's guard, before anything is written
         print(f"mtlrun: error: {ex.error}", file=sys.stderr)

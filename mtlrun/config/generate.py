@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mtlrun.config.option_ranges import RANGES
+from mtlrun.config.ranges import Range
+
 #: per group: the registry, and the constructor arguments the code passes (not user options)
 GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dataset": ("mtlrun.data:DATASETS", ()),
@@ -96,6 +99,16 @@ def options_of(factory: Callable[..., Any], skip: Sequence[str]) -> Iterator[tup
         yield name, type_text, _default_source(default, type_text)
 
 
+def _with_range(default: str, declared: Range | None) -> str:
+    """The field's source with its declared range: ``bounded(0.0, ge=0, lt=1)``."""
+    if declared is None:
+        return default
+    bounds = declared.source()[len("Range(") : -1]
+    if default.startswith("field(default_factory="):
+        return f"bounded(factory={default[len('field(default_factory=') : -1]}, {bounds})"
+    return f"bounded({default}, {bounds})"
+
+
 def render() -> str:
     lines = [
         '"""Structured configs of every group choice, generated from the registered signatures.',
@@ -109,6 +122,7 @@ def render() -> str:
         "from typing import TYPING_NAMES",
         "",
         "IMPORT_MISSING",
+        "from mtlrun.config.ranges import bounded",
     ]
     index: list[tuple[str, str, str]] = []
     for group, (path, skip) in GROUPS.items():
@@ -119,8 +133,9 @@ def render() -> str:
             index.append((group, choice, cls))
             lines += ["", "@dataclass", f"class {cls}:", f"    name: str = {choice!r}"]
             if factory is not None:
+                declared = RANGES.get((group, choice), {})
                 for name, type_text, default in options_of(factory, skip):
-                    lines.append(f"    {name}: {type_text} = {default}")
+                    lines.append(f"    {name}: {type_text} = {_with_range(default, declared.get(name))}")
             lines.append("")
     lines += ["", "#: (group, choice) -> its structured config", "OPTIONS: dict[tuple[str, str], type] = {"]
     lines += [f"    ({group!r}, {choice!r}): {cls}," for group, choice, cls in index]
@@ -128,6 +143,8 @@ def render() -> str:
     source = "\n".join(lines)
     uses_missing = " = MISSING" in source
     source = source.replace("IMPORT_MISSING", "from omegaconf import MISSING\n" if uses_missing else "")
+    if "field(" not in source:
+        source = source.replace("from dataclasses import dataclass, field", "from dataclasses import dataclass")
     used = [name for name in ("Any", "Dict", "List", "Optional") if f"{name}[" in source or f": {name} " in source]
     source = source.replace("TYPING_NAMES", ", ".join(used))
     return _format(source)
@@ -149,8 +166,13 @@ def _format(source: str) -> str:
 
 
 def main() -> None:
+    import subprocess
+    import sys
+
     TARGET.write_text(render(), encoding="utf-8")
     print(f"wrote {TARGET}")
+    # docs/options.md from the options.py just written: a fresh process, as this one may hold the old module
+    subprocess.run([sys.executable, "-m", "mtlrun.config.options_doc"], check=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ cross-field rules by :func:`validate`, which raises one-line :class:`ConfigError
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
@@ -15,6 +15,7 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from mtlrun.config.ranges import Range, bounded, ranges_of
 from mtlrun.errors import ConfigError, choices_error
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -28,7 +29,7 @@ SCHEDULERS = ("none", "cosine", "warmup_cosine", "step", "plateau")
 @dataclass
 class EarlyStoppingConf:
     #: epochs without a better validation score before training stops; 0 = off
-    patience: int = 0
+    patience: int = bounded(0, ge=0, note="0 = off")
 
 
 #: ``report.correction`` (mtlrun.report.stats) and ``report.pool`` (mtlrun.report.pooling)
@@ -38,27 +39,27 @@ POOL_MODES = ("sweep", "folder", "none")
 
 @dataclass
 class TrainerConf:
-    epochs: int = 20
-    batch_size: int = 128
+    epochs: int = bounded(20, ge=1)
+    batch_size: int = bounded(128, ge=1)
     optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    grad_clip: float = 0.0
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.0, ge=0)
+    momentum: float = bounded(0.9, ge=0)  # sgd's (torch.optim.SGD takes any momentum >= 0)
+    grad_clip: float = bounded(0.0, ge=0, note="0 = off")
     device: str = "auto"
-    checkpoint_every: int = 1
+    checkpoint_every: int = bounded(1, ge=0, note="0 = only at the end")
     deterministic: bool = True
     on_nan: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does (mtlrun.train.nan_guard)
-    max_nan_skips: int = 10  # with on_nan=skip: the run stops as diverged after this many skipped steps
+    max_nan_skips: int = bounded(10, ge=1)  # with on_nan=skip: the run stops as diverged after this many skipped steps
     precision: str = "32"  # 32 | bf16 | 16 (autocast; 16 adds a gradient scaler)
     compile: bool = False  # torch.compile of the model's submodules
     threads: str = "auto"  # torch intra-op threads: auto (cores / parallel sweep jobs) | N
     scheduler: str = "none"  # none | cosine | warmup_cosine | step | plateau
-    warmup_epochs: int = 0  # warmup_cosine: epochs of linear warm-up
-    step_size: int = 10  # step: epochs between decays
-    gamma: float = 0.1  # step, plateau: decay factor
-    min_lr: float = 0.0  # cosine, warmup_cosine, plateau: the lowest learning rate
-    plateau_patience: int = 5  # plateau: epochs without improvement before a decay
+    warmup_epochs: int = bounded(0, ge=0)  # warmup_cosine: epochs of linear warm-up
+    step_size: int = bounded(10, ge=1, note="epochs between decays")  # step: epochs between decays
+    gamma: float = bounded(0.1, gt=0, le=1)  # step, plateau: decay factor
+    min_lr: float = bounded(0.0, ge=0)  # cosine, warmup_cosine, plateau: the lowest learning rate
+    plateau_patience: int = bounded(5, ge=0)  # plateau: epochs without improvement before a decay
     early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
 
 
@@ -72,7 +73,7 @@ class TasksConf:
 
 @dataclass
 class DiagnosticsConf:
-    every: int = 50
+    every: int = bounded(50, ge=0, note="0 = off")  # training steps between samples
     affinity: bool = True
 
 
@@ -80,11 +81,12 @@ class DiagnosticsConf:
 class ReportConf:
     baselines: Any = True  # true | false | only_cached
     cache_dir: str = "outputs/baselines"
-    alpha: float = 0.05
-    groups: int = 2
+    alpha: float = bounded(0.05, gt=0, lt=1)  # the significance level of the per-task tests
+    groups: int = bounded(2, ge=1)
     batched: str = "auto"  # auto | grouped | separate
     correction: str = "holm"  # holm | none: multiple-testing correction across the run's tasks
-    min_seeds: int = 3  # seeds needed on each side (MTL and STL) for a verdict
+    #: seeds needed on each side (MTL and STL) for a verdict
+    min_seeds: int = bounded(3, ge=2, note="a test needs two seeds on each side")
     pool: str = "sweep"  # sweep | folder | none: which runs are pooled as seeds
     pool_from: List[str] = field(default_factory=list)  # more folders to pool seeds from
 
@@ -94,10 +96,10 @@ class LoaderConf:
     """How splits reach the model: in memory (tensor slicing) or through a ``torch.utils.data.DataLoader``."""
 
     mode: str = "auto"  # auto (memory where the data fits) | memory | dataloader
-    num_workers: int = 2
+    num_workers: int = bounded(2, ge=0, note="0 = read in the main process")
     pin_memory: bool = True  # only used when training on CUDA
     persistent_workers: bool = True
-    prefetch_factor: int = 2
+    prefetch_factor: int = bounded(2, ge=1)
 
 
 LOADER_MODES = ("auto", "memory", "dataloader")
@@ -111,7 +113,7 @@ class RunOptions:
 
 @dataclass
 class RunConf:
-    seed: int = 0
+    seed: int = bounded(0, ge=0, le=2**32 - 1)  # numpy's and torch's seeds
     run: RunOptions = field(default_factory=RunOptions)
     #: what a run returns to a sweeper (optuna): primary_mean, or TASK/METRIC (validation, best epoch)
     objective: str = "primary_mean"
@@ -203,7 +205,11 @@ def check_resolvable(cfg: DictConfig) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Range and choice checks on the composed config (types are already checked by Hydra)."""
+    """Range and choice checks on the composed config (types are already checked by Hydra).
+
+    Ranges are the options' declarations (:mod:`mtlrun.config.ranges`): every option outside its
+    range is named in one line; the choices and cross-field rules follow.
+    """
     from omegaconf import OmegaConf
 
     from mtlrun.plugins.checks import check_components
@@ -216,19 +222,14 @@ def validate(cfg: DictConfig) -> None:
         value = cfg.tasks[key]
         if value is not None and not isinstance(value, DictConfig):
             raise ConfigError(f"tasks.{key}={value} must be a mapping of task names, e.g. tasks.{key}={{left:...}}")
+    check_ranges(cfg)
     r = cfg.report
     if r.baselines not in (True, False, "only_cached"):
         raise choices_error("report.baselines", r.baselines, ["true", "false", "only_cached"])
-    if not 0 < r.alpha < 1:
-        raise ConfigError(f"report.alpha={r.alpha} must lie in (0, 1)")
-    if r.groups < 1:
-        raise ConfigError(f"report.groups={r.groups} must be >= 1")
     if r.batched not in ("auto", "grouped", "separate"):
         raise choices_error("report.batched", r.batched, ["auto", "grouped", "separate"])
     if r.correction not in CORRECTIONS:
         raise choices_error("report.correction", r.correction, CORRECTIONS)
-    if r.min_seeds < 2:
-        raise ConfigError(f"report.min_seeds={r.min_seeds} must be >= 2 (a test needs two seeds on each side)")
     if r.pool not in POOL_MODES:
         raise choices_error("report.pool", r.pool, POOL_MODES)
     cache_dir = Path(str(r.cache_dir))
@@ -238,44 +239,20 @@ def validate(cfg: DictConfig) -> None:
         if not Path(str(folder)).is_dir():  # relative to the launch folder, like report.cache_dir
             raise ConfigError(f"report.pool_from: no such folder '{folder}' (paths are relative to the launch folder)")
     t = cfg.trainer
-    for key in ("lr", "weight_decay", "momentum", "grad_clip"):
-        if not math.isfinite(t[key]):
-            raise ConfigError(f"trainer.{key}={t[key]} must be a finite number")
-    if t.epochs < 1:
-        raise ConfigError(f"trainer.epochs={t.epochs} must be >= 1")
-    if t.batch_size < 1:
-        raise ConfigError(f"trainer.batch_size={t.batch_size} must be >= 1")
-    if not t.lr > 0:
-        raise ConfigError(f"trainer.lr={t.lr} must be > 0")
-    for key in ("weight_decay", "grad_clip", "momentum"):
-        if t[key] < 0:
-            raise ConfigError(f"trainer.{key}={t[key]} must be >= 0")
-    if t.checkpoint_every < 0:
-        raise ConfigError(f"trainer.checkpoint_every={t.checkpoint_every} must be >= 0 (0 = only at the end)")
     if t.on_nan not in ON_NAN:
         raise choices_error("trainer.on_nan", t.on_nan, ON_NAN)
-    if t.max_nan_skips < 1:
-        raise ConfigError(f"trainer.max_nan_skips={t.max_nan_skips} must be >= 1")
     if t.optimizer not in OPTIMIZERS:
         raise choices_error("trainer.optimizer", t.optimizer, OPTIMIZERS)
     if t.device not in DEVICES and not str(t.device).startswith("cuda:"):
         raise choices_error("trainer.device", t.device, DEVICES)
     validate_trainer_extras(t)
     loader = cfg.get("loader")
-    if loader is not None:
-        if loader.mode not in LOADER_MODES:
-            raise choices_error("loader.mode", loader.mode, LOADER_MODES)
-        if loader.num_workers < 0:
-            raise ConfigError(f"loader.num_workers={loader.num_workers} must be >= 0 (0 = read in the main process)")
-        if loader.prefetch_factor < 1:
-            raise ConfigError(f"loader.prefetch_factor={loader.prefetch_factor} must be >= 1")
-    diagnostics = cfg.get("diagnostics")
-    if diagnostics is not None and diagnostics.every < 0:
-        raise ConfigError(f"diagnostics.every={diagnostics.every} must be >= 0 (0 = off)")
+    if loader is not None and loader.mode not in LOADER_MODES:
+        raise choices_error("loader.mode", loader.mode, LOADER_MODES)
 
 
 def validate_trainer_extras(t: Any) -> None:
-    """Precision, threads, learning-rate schedule and early stopping of a ``trainer`` node."""
+    """Precision, threads and the learning-rate schedule's choices and cross-field rule."""
     if str(t.precision) not in PRECISIONS:
         raise choices_error("trainer.precision", t.precision, PRECISIONS)
     threads = str(t.threads)
@@ -283,23 +260,124 @@ def validate_trainer_extras(t: Any) -> None:
         raise ConfigError(f"trainer.threads={threads} must be auto or a number of threads >= 1")
     if t.scheduler not in SCHEDULERS:
         raise choices_error("trainer.scheduler", t.scheduler, SCHEDULERS)
-    if t.warmup_epochs < 0:
-        raise ConfigError(f"trainer.warmup_epochs={t.warmup_epochs} must be >= 0")
     if t.scheduler == "warmup_cosine" and t.warmup_epochs >= t.epochs:
         raise ConfigError(
             f"trainer.warmup_epochs={t.warmup_epochs} must be < trainer.epochs={t.epochs} "
             "(the cosine part needs at least one epoch)"
         )
-    if t.step_size < 1:
-        raise ConfigError(f"trainer.step_size={t.step_size} must be >= 1 (epochs between decays)")
-    if not 0 < t.gamma <= 1:
-        raise ConfigError(f"trainer.gamma={t.gamma} must lie in (0, 1]")
-    if t.min_lr < 0:
-        raise ConfigError(f"trainer.min_lr={t.min_lr} must be >= 0")
-    if t.plateau_patience < 0:
-        raise ConfigError(f"trainer.plateau_patience={t.plateau_patience} must be >= 0")
-    if t.early_stopping.patience < 0:
-        raise ConfigError(f"trainer.early_stopping.patience={t.early_stopping.patience} must be >= 0 (0 = off)")
+
+
+# -- declared ranges (mtlrun.config.ranges) ------------------------------------------------
+
+
+def group_schema(group: str, node: Any) -> type | None:
+    """The generated options dataclass of a group's chosen built-in (``None`` for a user component)."""
+    from mtlrun.config.options import OPTIONS
+
+    if not isinstance(node, Mapping) and not hasattr(node, "get"):
+        return None
+    return OPTIONS.get((group, str(node.get("name"))))
+
+
+#: the groups whose chosen choice brings its own options
+CHOICE_GROUPS = ("dataset", "encoder", "arch", "balancer", "schedule", "logger")
+
+
+def config_ranges(cfg: Any) -> Iterator[tuple[str, Range]]:
+    """``(dotted key, range)`` of every ranged option of a composed config: the run's schema and
+    each group's chosen built-in."""
+    yield from ranges_of(RunConf)
+    for group in CHOICE_GROUPS:
+        schema = group_schema(group, cfg.get(group)) if hasattr(cfg, "get") else None
+        if schema is not None:
+            yield from ranges_of(schema, f"{group}.")
+
+
+def _value(cfg: Any, key: str) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+
+
+def range_problems(cfg: Any) -> list[str]:
+    """Every option of ``cfg`` outside its declared range, as ``key=value must be ...``."""
+    from omegaconf import OmegaConf
+
+    found = []
+    for key, declared in config_ranges(cfg):
+        value = _value(cfg, key)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+        problem = declared.problem(key, value)
+        if problem:
+            found.append(problem)
+    return found
+
+
+def check_ranges(cfg: Any) -> None:
+    """One line naming every option of ``cfg`` outside its declared range (``; ``-separated)."""
+    problems = range_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _swept_values(override: Any) -> list[tuple[Any, str]]:
+    """``(value, where)`` of each value a sweep override gives (an interval: both ends)."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    swept = override.value()
+    if isinstance(swept, IntervalSweep):
+        where = f" (an end of {override.key_or_group}=interval({swept.start}, {swept.end}))"
+        return [(swept.start, where), (swept.end, where)]
+    try:
+        return [(value, "") for value in override.sweep_iterator()]
+    except Exception:  # a sweep kind this check does not enumerate: its jobs check themselves
+        return []
+
+
+def sweep_problems(config: Any) -> list[str]:
+    """Every value a sweep would give an option outside its declared range, before any job starts.
+
+    Reads the sweep overrides of the command line (``hydra.overrides.task``) and of the sweeper's
+    config (``hydra.sweeper.params``); an option of a group (``encoder.dropout``) is checked against
+    each choice the sweep runs that declares it. Each job still runs :func:`check_ranges` itself.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from mtlrun.config.options import OPTIONS
+
+    lines = [str(x) for x in OmegaConf.select(config, "hydra.overrides.task", default=None) or []]
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
+    swept = OmegaConf.to_container(params) if OmegaConf.is_config(params) else None
+    if isinstance(swept, dict):
+        lines += [f"{key!s}={value!s}" for key, value in swept.items()]
+    try:
+        overrides = OverridesParser.create().parse_overrides(lines)
+    except Exception:  # Hydra reports a malformed override itself
+        return []
+    sweeps = {o.key_or_group: o for o in overrides if o.is_sweep_override()}
+    schema = dict(ranges_of(RunConf))
+    problems: list[str] = []
+    for key, override in sweeps.items():
+        group, _, option = key.partition(".")
+        declared: list[Range] = []
+        if key in schema:
+            declared.append(schema[key])
+        elif group in CHOICE_GROUPS and option:
+            chosen = (
+                [v for v, _ in _swept_values(sweeps[group])]
+                if group in sweeps
+                else [OmegaConf.select(config, f"{group}.name", default=None)]
+            )
+            for choice in chosen:
+                found = OPTIONS.get((group, str(choice)))
+                declared += [r for k, r in ranges_of(found) if k == option] if found is not None else []
+        for value, where in _swept_values(override):
+            problem = next((p for r in declared if (p := r.problem(key, value))), None)
+            if problem and problem + where not in problems:
+                problems.append(problem + where)
+    return problems
 
 
 def plain(node: Any) -> Any:

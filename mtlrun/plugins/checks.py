@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mtlrun.config.ranges import check_plugin_ranges
 from mtlrun.errors import ConfigError
 from mtlrun.plugins.families import COMPONENT_GROUPS, TARGET_CHOICE, registry_of
 from mtlrun.plugins.schema import signature_target
@@ -51,6 +52,7 @@ def check_components(cfg: DictConfig, builtin: Callable[[str, str], bool]) -> No
             raise ConfigError(f"{group}.{key} is required by {name} and has no value; set {group}.{key}=VALUE")
         options = {str(k): v for k, v in OmegaConf.to_container(node, resolve=True).items()}
         registry.plugin_arguments(factory, options)  # unknown keys, wrong types: one line with the valid keys
+        check_plugin_ranges(group, factory, options)  # the ranges its signature declares (Annotated)
         _check_required(group, name, factory, options)
     check_task_metrics(cfg)
 

@@ -20,7 +20,7 @@ BAD = [
     ("famo", {"gamma": -0.1}, "balancer.gamma=-0.1 must be >= 0"),
     ("famo", {"min_losses": [0.0]}, "balancer.min_losses has 1 values but the run has 4 tasks"),
     ("famo", {"xi_update": "later"}, "balancer.xi_update='later' has the wrong type"),
-    ("db_mtl", {"beta": 1.5}, "balancer.beta=1.5 must lie in [0.0, 1.0]"),
+    ("db_mtl", {"beta": 1.5}, "balancer.beta=1.5 must be in [0, 1]"),
     ("db_mtl", {"beta_sigma": -1.0}, "balancer.beta_sigma=-1.0 must be >= 0"),
     ("db_mtl", {"jacobian_mode": "fast"}, "balancer.jacobian_mode='fast' has the wrong type"),
     ("stch", {"mu": 0.0}, "balancer.mu=0.0 must be > 0"),

@@ -47,5 +47,5 @@ def test_units_mix_columns():
 
 
 def test_alpha_self_range():
-    with pytest.raises(ConfigError, match=r"arch.alpha_self=1.5 must lie in \[0.0, 1.0\]"):
+    with pytest.raises(ConfigError, match=r"arch.alpha_self=1.5 must be in \[0, 1\]"):
         build("cross_stitch", alpha_self=1.5)

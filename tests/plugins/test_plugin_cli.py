@@ -54,7 +54,7 @@ def test_a_package_in_the_launch_folder_trains_through_target_with_the_report(tm
     [
         (["+balancer.agreemnt=0.5"], "unknown key 'balancer.agreemnt'; valid keys: agreement, rep_grad, scale_inverse"),
         (["balancer.agreement=most"], "balancer.agreement=most: Value 'most' of type 'str' could not be converted"),
-        (["balancer.agreement=2"], "balancer.agreement=2.0 must lie in [0, 1]"),
+        (["balancer.agreement=2"], "balancer.agreement=2.0 must be in [0, 1]"),
         ([f"balancer._target_={PACKAGE}.archs.TaskGates"], "TaskGates is not a subclass of LossWeighting or"),
         ([f"balancer._target_={PACKAGE}.balancers.Nope"], "has no attribute or submodule 'Nope'"),
         ([f"arch._target_={PACKAGE}.balancers.AndMask"], "AndMask is not a subclass of MultiTaskModel"),

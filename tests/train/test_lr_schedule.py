@@ -125,7 +125,7 @@ def test_cosine_with_early_stopping_end_to_end(cli) -> None:
     [
         ("trainer.scheduler=linear", "trainer.scheduler=linear is not valid"),
         ("trainer.early_stopping.patience=-1", "trainer.early_stopping.patience=-1 must be >= 0"),
-        ("trainer.gamma=0", "trainer.gamma=0.0 must lie in (0, 1]"),
+        ("trainer.gamma=0", "trainer.gamma=0.0 must be in (0, 1]"),
     ],
 )
 def test_bad_schedule_keys_are_one_line_errors(cli, override: str, message: str) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
 from mtlrun.balancers import GradientAggregator, LossWeighting, StepContext
-from mtlrun.errors import ConfigError
+from mtlrun.config.ranges import Range
 
 
 class LossBalancedTaskWeighting(LossWeighting):
@@ -20,10 +21,8 @@ class LossBalancedTaskWeighting(LossWeighting):
     continues with them.
     """
 
-    def __init__(self, tasks: Sequence[str], alpha: float = 0.5) -> None:
+    def __init__(self, tasks: Sequence[str], alpha: Annotated[float, Range(ge=0)] = 0.5) -> None:
         super().__init__(tasks)
-        if not alpha >= 0:
-            raise ConfigError(f"balancer.alpha={alpha} must be >= 0")
         self.alpha = alpha
         self.register_buffer("initial", torch.full((len(self.tasks),), float("nan")))
 
@@ -50,13 +49,11 @@ class AndMask(GradientAggregator):
     def __init__(
         self,
         tasks: Sequence[str],
-        agreement: float = 1.0,
+        agreement: Annotated[float, Range(ge=0, le=1)] = 1.0,
         scale_inverse_sparsity: bool = False,
         rep_grad: bool = False,
     ) -> None:
         super().__init__(tasks, rep_grad=rep_grad)
-        if not 0 <= agreement <= 1:
-            raise ConfigError(f"balancer.agreement={agreement} must lie in [0, 1]")
         self.agreement = agreement
         self.scale_inverse_sparsity = scale_inverse_sparsity
 
