@@ -117,6 +117,16 @@ def release_if_created(path: Path, stop_at: Path) -> bool:
     return True
 
 
+def release_created(stop_at: Path) -> list[Path]:
+    """Remove every folder this process created (a run or sweep stopped by a configuration error
+    that surfaced after its folder existed); return the removed ones."""
+    removed = []
+    for path in sorted(_created):
+        if release_if_created(path, stop_at):
+            removed.append(path)
+    return removed
+
+
 def _overwrite(config: DictConfig) -> bool:
     return bool(OmegaConf.select(config, "run.overwrite", default=False))
 
@@ -138,6 +148,8 @@ class RunFolderGuard(Callback):
     :class:`Refused`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _created.clear()  # a new invocation (the Python API runs many in one process): earlier runs are kept
+        _claimed.clear()
         _refuse_bad_settings(config)
         path = Path(str(config.hydra.run.dir))
         if resuming(config, path):
@@ -146,9 +158,63 @@ class RunFolderGuard(Callback):
             _claim_or_exit(path, _overwrite(config), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _created.clear()
+        _claimed.clear()
         path = Path(str(config.hydra.sweep.dir))
+        try:
+            check_sweep_jobs(config)
+        except ConfigError as ex:
+            raise Refused(ex) from None
         if not resuming(config, path):
             _claim_or_exit(path, _overwrite(config), "hydra.sweep.dir")
+
+
+#: the sweeper whose jobs are known before the sweep starts (a search such as optuna picks them as it goes)
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def sweep_jobs(config: DictConfig) -> list[list[str]]:
+    """The overrides of each job the basic sweeper will launch (its ``params`` and the command line's
+    sweeps, expanded the way it expands them); empty for any other sweeper."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if str(OmegaConf.select(config, "hydra.sweeper._target_", default="")) != BASIC_SWEEPER:
+        return []
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    arguments = [f"{key}={value}" for key, value in params.items()]
+    arguments += [str(o) for o in config.hydra.overrides.task]
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    batches = BasicSweeper.split_arguments(overrides, None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def check_sweep_jobs(config: DictConfig) -> None:
+    """Compose every job of the sweep and run :func:`check_settings` on it, before the sweep folder
+    exists: a bad choice (``-m arch=hps,nope``) or value (``trainer.lr=0.1,-1``) in any job refuses
+    the whole sweep with one line instead of failing after other jobs ran. A job that resumes is
+    checked against its folder by the run itself."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if OmegaConf.select(config, "resume", default=None, throw_on_missing=False):
+        return
+    jobs = sweep_jobs(config)
+    if not jobs or not GlobalHydra.instance().is_initialized():
+        return
+    loader = GlobalHydra.instance().config_loader()
+    for overrides in jobs:
+        try:
+            job_config = loader.load_sweep_config(config, overrides)
+        except ConfigError:
+            raise
+        except Exception as ex:
+            from mtlrun.cli.main import describe_error, is_user_error
+
+            if not is_user_error(ex):
+                raise
+            raise ConfigError(describe_error(ex)) from None
+        job = OmegaConf.masked_copy(job_config, [str(k) for k in job_config.keys() if k != "hydra"])
+        check_settings(job)
 
 
 def resuming(config: DictConfig, path: Path) -> bool:
@@ -162,11 +228,13 @@ def check_settings(job: DictConfig) -> None:
     """The config checks that need no data (unknown ``+keys``, ranges, settings that would do nothing):
     a :class:`ConfigError` for the first problem. The run repeats them (``validate``)."""
     from mtlrun.config.inert import check_inert
-    from mtlrun.config.schema import check_resolvable, validate
+    from mtlrun.config.schema import check_resolvable, plain, validate
+    from mtlrun.loggers import check_logger
 
     check_resolvable(job)  # a bad ${...} would otherwise surface inside validate as a raw error
     validate(job)
     check_inert(job)  # after the range checks, so a bad value is named as bad rather than as inert
+    check_logger(plain(job.get("logger")))  # log folders writable, tracking URIs well formed and reachable
 
 
 def _refuse_bad_settings(config: DictConfig) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,7 +40,9 @@ def describe_error(ex: BaseException) -> str:
     from hydra.errors import MissingConfigException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-    if isinstance(ex, ConfigError):
+    from mtlrun.loggers.base import TrackerFailed
+
+    if isinstance(ex, (ConfigError, TrackerFailed)):
         return str(ex)
     if isinstance(ex.__cause__, ConfigError):  # raised while Hydra loaded a plugin's node
         return str(ex.__cause__)
@@ -229,6 +232,10 @@ def main() -> None:
             print(f"mtlrun: error: {ex}", file=sys.stderr)
             sys.exit(1)
         user_error = is_user_error(ex)
+        if user_error:  # a mistake found after the run or sweep folder was made: remove what this made
+            from mtlrun.cli.folder_guard import release_created
+
+            release_created(stop_at=Path.cwd())
         print(f"mtlrun: error: {describe_error(ex)}", file=sys.stderr)
         if not user_error:
             print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mtlrun.errors import DIVERGED_EXIT, ConfigError
+from mtlrun.errors import DIVERGED_EXIT, FAILED_EXIT, ConfigError
+from mtlrun.loggers import TrackerFailed
 from mtlrun.results.atomic import WriteFailed
 from mtlrun.results.run_folder import LAST_CHECKPOINT, SUMMARY, RunFolder, Summary
 from mtlrun.train.loop import Diverged
@@ -94,7 +95,8 @@ def diverged_message(ex: Diverged, output_dir: Path) -> str:
 
 def run_from_hydra(cfg: DictConfig) -> float | None:
     """The command's Hydra task: :func:`run_hydra_job`, where a single run that diverged exits with
-    status 3 and one stopped by a bad option with status 2, each after one line."""
+    status 3, one stopped by a bad option with status 2 and one whose tracker failed with status 1,
+    each after one line."""
     try:
         return run_hydra_job(cfg)
     except Diverged as ex:
@@ -105,3 +107,14 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(ex.exit_code)
+    except TrackerFailed as ex:  # the folder's summary says failed; the checkpoint continues it
+        from hydra.core.hydra_config import HydraConfig
+
+        print(f"mtlrun: error: {tracker_message(ex, Path(HydraConfig.get().runtime.output_dir))}", file=sys.stderr)
+        sys.exit(FAILED_EXIT)
+
+
+def tracker_message(ex: TrackerFailed, output_dir: Path) -> str:
+    """The one line of a run whose tracker failed during training: what failed and how to go on."""
+    kept = "continue it with: mtlrun resume=" if (output_dir / LAST_CHECKPOINT).is_file() else "see "
+    return f"{ex}; the run stopped ({kept}{output_dir})"
