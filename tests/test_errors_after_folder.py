@@ -17,7 +17,7 @@ from tests.sweep_helpers import SMALL
 
 FAST = ["trainer.epochs=1", "diagnostics.every=0", "report.baselines=false"]
 
-DATASETS = '''
+DATASETS = """
 import numpy as np
 
 
@@ -40,7 +40,7 @@ def wrong_width(n: int = 64):
     rng = np.random.default_rng(0)
     return {"tasks": {"y": "regression", "z": "regression"},
             "train": split(rng, n), "val": split(rng, 16, width=5), "test": split(rng, 16)}
-'''
+"""
 
 
 def one_error_line(result, *needles: str) -> str:

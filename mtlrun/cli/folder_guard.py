@@ -7,6 +7,7 @@ before Hydra creates or writes anything. The config checks that need no data run
 that holds a run is refused with one line (exit 2) unless ``run.overwrite=true``, which moves the
 old folder aside under a visible name instead of deleting it. A run folder this invocation created
 is removed again when the run stops on a configuration error, so a bad option leaves nothing behind.
+A sweep's jobs are composed and checked before its folder exists (:func:`check_sweep_jobs`).
 
 Two processes that pick the same folder (started in the same microsecond, or given the same
 ``hydra.run.dir``) cannot both take it: the folder is claimed by creating ``.mtlrun-claim`` with

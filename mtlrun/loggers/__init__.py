@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mtlrun.loggers import csv_logger, mlflow_logger, none, tensorboard_logger  # noqa: F401  (registration)
 from mtlrun.errors import ConfigError
+from mtlrun.loggers import csv_logger, mlflow_logger, none, tensorboard_logger  # noqa: F401  (registration)
 from mtlrun.loggers.base import (
     LOGGERS,
     GuardedLogger,

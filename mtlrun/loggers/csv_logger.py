@@ -44,7 +44,8 @@ class CsvLogger(RunLogger):
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as ex:
-            raise ConfigError(f"{self.key}: {self.dir} cannot be created ({ex.strerror or ex}); choose another {self.key}") from None
+            key, reason = self.key, ex.strerror or ex
+            raise ConfigError(f"{key}: {self.dir} cannot be created ({reason}); choose another {key}") from None
         if not os.access(self.dir, os.W_OK | os.X_OK):
             raise ConfigError(f"{self.key}: {self.dir} is not writable; choose another {self.key}")
 

@@ -41,7 +41,9 @@ CONNECT_TIMEOUT_S = 5.0
 
 def uri_key(tracking_uri: str | None) -> str:
     """How errors name the URI: the option, or the environment variable it came from."""
-    return "logger.tracking_uri" if tracking_uri else "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else "logger.tracking_uri"
+    if not tracking_uri and os.environ.get("MLFLOW_TRACKING_URI"):
+        return "MLFLOW_TRACKING_URI"
+    return "logger.tracking_uri"
 
 
 def plugin_schemes() -> set[str]:

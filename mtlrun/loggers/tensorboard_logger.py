@@ -39,7 +39,8 @@ class TensorBoardLogger(RunLogger):
         try:
             self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
         except OSError as ex:
-            raise ConfigError(f"{key}: {self.log_dir} cannot be created ({ex.strerror or ex}); choose another {key}") from None
+            reason = ex.strerror or ex
+            raise ConfigError(f"{key}: {self.log_dir} cannot be created ({reason}); choose another {key}") from None
         self.last_step = 0
 
     @classmethod

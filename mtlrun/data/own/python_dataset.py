@@ -151,7 +151,9 @@ def check_shapes(data: MultiTaskDataset, where: str) -> None:
             )
         for task, y in split.targets.items():
             if len(y) != len(x):
-                raise ConfigError(f"{where}: the {split_name} labels of task {task} have {len(y)} rows, the inputs {len(x)}")
+                raise ConfigError(
+                    f"{where}: the {split_name} labels of task {task} have {len(y)} rows, the inputs {len(x)}"
+                )
 
 
 SPLITS = ("train", "val", "test")
