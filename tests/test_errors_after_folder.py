@@ -166,3 +166,27 @@ def test_a_bad_value_in_a_sweep_is_refused_before_the_sweep_folder(cli, sweep, n
     assert result.code == 2
     one_error_line(result, names)
     nothing_left(result.cwd)
+
+
+def test_the_jobs_checked_before_a_sweep():
+    from omegaconf import OmegaConf
+
+    from mtlrun.cli.folder_guard import BASIC_SWEEPER, CHECK_EVERY_JOB, sweep_jobs
+
+    def config(task: list[str], params: dict | None = None, target: str = BASIC_SWEEPER):
+        return OmegaConf.create(
+            {"hydra": {"sweeper": {"_target_": target, "params": params}, "overrides": {"task": task}}}
+        )
+
+    small = sweep_jobs(config(["arch=hps,mmoe", "trainer.epochs=1"], {"seed": "0,1"}))
+    assert sorted(small) == sorted(
+        [[f"seed={s}", f"arch={a}", "trainer.epochs=1"] for s in (0, 1) for a in ("hps", "mmoe")]
+    )
+    seeds = CHECK_EVERY_JOB + 8
+    large = sweep_jobs(config([f"seed=range({seeds})", "arch=hps,mmoe,nope"]))
+    assert len(large) == seeds  # every value once, not the product
+    assert {job[1] for job in large} == {"arch=hps", "arch=mmoe", "arch=nope"}
+    assert {job[0] for job in large} == {f"seed={s}" for s in range(seeds)}
+    assert (
+        sweep_jobs(config(["seed=0,1"], target="hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper")) == []
+    )

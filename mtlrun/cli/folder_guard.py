@@ -174,9 +174,16 @@ class RunFolderGuard(Callback):
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
+#: sweeps up to this many jobs have every job checked; larger ones every value of every swept key
+#: (composing a job costs about a quarter of a second, and Hydra composes each once more itself)
+CHECK_EVERY_JOB = 32
+
+
 def sweep_jobs(config: DictConfig) -> list[list[str]]:
-    """The overrides of each job the basic sweeper will launch (its ``params`` and the command line's
-    sweeps, expanded the way it expands them); empty for any other sweeper."""
+    """The overrides of the jobs to check before the basic sweeper launches them (its ``params`` and
+    the command line's sweeps, expanded as it expands them): every job of a sweep of at most
+    :data:`CHECK_EVERY_JOB`, else jobs that together take every value of every swept key once.
+    Empty for any other sweeper (a search such as optuna picks its jobs as it goes)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -186,15 +193,21 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
     arguments = [f"{key}={value}" for key, value in params.items()]
     arguments += [str(o) for o in config.hydra.overrides.task]
     overrides = OverridesParser.create().parse_overrides(arguments)
-    batches = BasicSweeper.split_arguments(overrides, None)
-    return [list(job) for batch in batches for job in batch]
+    jobs = [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    if len(jobs) <= CHECK_EVERY_JOB:
+        return jobs
+    swept = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [o.input_line]
+        for o in overrides
+    ]
+    return [[values[i % len(values)] for values in swept] for i in range(max(len(v) for v in swept))]
 
 
 def check_sweep_jobs(config: DictConfig) -> None:
-    """Compose every job of the sweep and run :func:`check_settings` on it, before the sweep folder
-    exists: a bad choice (``-m arch=hps,nope``) or value (``trainer.lr=0.1,-1``) in any job refuses
-    the whole sweep with one line instead of failing after other jobs ran. A job that resumes is
-    checked against its folder by the run itself."""
+    """Compose the jobs of :func:`sweep_jobs` and run :func:`check_settings` on each, before the sweep
+    folder exists: a bad choice (``-m arch=hps,nope``) or value (``trainer.lr=0.1,-1``) refuses the
+    whole sweep with one line instead of failing after other jobs ran. A resumed sweep is checked
+    against its folder by each job."""
     from hydra.core.global_hydra import GlobalHydra
 
     if OmegaConf.select(config, "resume", default=None, throw_on_missing=False):
