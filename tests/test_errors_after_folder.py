@@ -190,3 +190,16 @@ def test_the_jobs_checked_before_a_sweep():
     assert (
         sweep_jobs(config(["seed=0,1"], target="hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper")) == []
     )
+
+
+def test_a_sweep_job_whose_data_fails_stops_a_new_sweep(cli, user_data):
+    first = cli("-m", "dataset=python", f"dataset._target_={user_data}.boom,{user_data}.good", *FAST)
+    assert first.code == 2
+    one_error_line(first, f"dataset._target_={user_data}.boom raised RuntimeError")
+    nothing_left(first.cwd)
+    later = cli("-m", "dataset=python", f"dataset._target_={user_data}.good,{user_data}.boom", *FAST)
+    assert later.code == 2
+    line = one_error_line(later, "raised RuntimeError", "the sweep stopped at job 1, the other jobs are kept in")
+    [sweep] = [p.parent for p in later.cwd.glob("multirun/*/*/multirun.yaml")]
+    assert str(sweep.relative_to(later.cwd)) in line
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0"]

@@ -97,6 +97,11 @@ def take(path: Path, key: str) -> None:
         handle.write(f"{os.getpid()}\n")
 
 
+def created_here(path: Path) -> bool:
+    """Whether this invocation created ``path`` (a run or sweep folder it claimed as new)."""
+    return path.resolve() in _created
+
+
 def release_if_created(path: Path, stop_at: Path) -> bool:
     """Remove ``path`` if this process created it (and its parents up to ``stop_at`` if they are
     left empty); return whether it was removed."""

@@ -24,9 +24,10 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
     """One Hydra job: run (or find it done already), print the per-task table and the folder, and
     return the objective; any failure is recorded in the folder's summary.
 
-    In a sweep a failing job returns None, so the other jobs and the sweep-end callback still run.
-    A single run raises instead: :class:`Diverged`, :class:`ConfigError` (after removing the folder it
-    created, so a bad option leaves nothing behind) or the error itself. The two faces turn these into
+    In a sweep a failing job returns None, so the other jobs and the sweep-end callback still run;
+    a configuration mistake in a job of a new sweep run in-process stops the sweep instead
+    (:func:`stop_sweep`). A single run raises instead: :class:`Diverged`, :class:`ConfigError`
+    (after removing the folder it created, so a bad option leaves nothing behind) or the error itself. The two faces turn these into
     their own terms: the command into exit statuses (:func:`run_from_hydra`), the Python API
     (:mod:`mtlrun.api`) into typed errors.
     """
@@ -55,11 +56,14 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
             return None
         raise
     except ConfigError as ex:
-        if in_sweep:
-            log.error("job failed: %s", ex)
-            return None
-        from mtlrun.cli.folder_guard import release_if_created
+        from mtlrun.cli.folder_guard import created_here, release_if_created
 
+        if in_sweep:
+            sweep_dir = Path(str(hydra_cfg.sweep.dir))
+            if in_process(hydra_cfg) and created_here(sweep_dir):  # a new sweep: the mistake stops it
+                raise stop_sweep(ex, output_dir, sweep_dir, Path(hydra_cfg.runtime.cwd)) from None
+            log.error("job failed: %s", ex)  # a resumed sweep, a launcher's worker: the sweep summary lists it
+            return None
         release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
         raise
     except Exception as ex:
@@ -82,6 +86,32 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
 
         print_verdicts(report)
     return run_objective(summary, cfg.objective)  # for sweepers such as optuna: higher is better
+
+
+#: the launcher that runs a sweep's jobs one by one in the sweep's own process
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def in_process(hydra_cfg: DictConfig) -> bool:
+    """Whether the job runs in the process that launched the sweep (which a mistake can then stop)."""
+    return str(hydra_cfg.launcher.get("_target_", "")) == BASIC_LAUNCHER
+
+
+def stop_sweep(ex: ConfigError, output_dir: Path, sweep_dir: Path, cwd: Path) -> ConfigError:
+    """The error that stops a sweep whose job met a configuration mistake only its data could show
+    (the checks before the sweep passed): the same mistake would stop the next jobs too.
+
+    The sweep folder (created by this invocation) goes when no other job left a run in it, else
+    this job's folder, and the line says where the other jobs are kept."""
+    import shutil
+
+    from mtlrun.cli.folder_guard import release_if_created
+
+    others = [p.parent for p in sweep_dir.glob(f"*/{SUMMARY}") if p.parent.resolve() != output_dir.resolve()]
+    if not others and release_if_created(sweep_dir, stop_at=cwd):
+        return ex
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return ConfigError(f"{ex}; the sweep stopped at job {output_dir.name}, the other jobs are kept in {sweep_dir}")
 
 
 def diverged_message(ex: Diverged, output_dir: Path) -> str:
