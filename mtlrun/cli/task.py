@@ -27,9 +27,9 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
     In a sweep a failing job returns None, so the other jobs and the sweep-end callback still run;
     a configuration mistake in a job of a new sweep run in-process stops the sweep instead
     (:func:`stop_sweep`). A single run raises instead: :class:`Diverged`, :class:`ConfigError`
-    (after removing the folder it created, so a bad option leaves nothing behind) or the error itself. The two faces turn these into
-    their own terms: the command into exit statuses (:func:`run_from_hydra`), the Python API
-    (:mod:`mtlrun.api`) into typed errors.
+    (after removing the folder it created, so a bad option leaves nothing behind) or the error
+    itself. The two faces turn these into their own terms: the command into exit statuses
+    (:func:`run_from_hydra`), the Python API (:mod:`mtlrun.api`) into typed errors.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
