@@ -199,7 +199,5 @@ def test_a_sweep_job_whose_data_fails_stops_a_new_sweep(cli, user_data):
     nothing_left(first.cwd)
     later = cli("-m", "dataset=python", f"dataset._target_={user_data}.good,{user_data}.boom", *FAST)
     assert later.code == 2
-    line = one_error_line(later, "raised RuntimeError", "the sweep stopped at job 1, the other jobs are kept in")
-    [sweep] = [p.parent for p in later.cwd.glob("multirun/*/*/multirun.yaml")]
-    assert str(sweep.relative_to(later.cwd)) in line
-    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0"]
+    one_error_line(later, "raised RuntimeError", "(job 1; the sweep stopped and its folder was removed with 1 earlier")
+    nothing_left(later.cwd)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -92,26 +93,25 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
-def in_process(hydra_cfg: DictConfig) -> bool:
+def in_process(hydra_cfg: Any) -> bool:
     """Whether the job runs in the process that launched the sweep (which a mistake can then stop)."""
-    return str(hydra_cfg.launcher.get("_target_", "")) == BASIC_LAUNCHER
+    return str(getattr(hydra_cfg.launcher, "_target_", "")) == BASIC_LAUNCHER
 
 
 def stop_sweep(ex: ConfigError, output_dir: Path, sweep_dir: Path, cwd: Path) -> ConfigError:
-    """The error that stops a sweep whose job met a configuration mistake only its data could show
-    (the checks before the sweep passed): the same mistake would stop the next jobs too.
-
-    The sweep folder (created by this invocation) goes when no other job left a run in it, else
-    this job's folder, and the line says where the other jobs are kept."""
-    import shutil
-
+    """The error that stops a new sweep whose job met a configuration mistake only its data could
+    show (the checks before the sweep passed), with the sweep folder this invocation created removed,
+    as a single run's is: a mistake leaves nothing behind. The line says how many finished jobs went."""
     from mtlrun.cli.folder_guard import release_if_created
 
-    others = [p.parent for p in sweep_dir.glob(f"*/{SUMMARY}") if p.parent.resolve() != output_dir.resolve()]
-    if not others and release_if_created(sweep_dir, stop_at=cwd):
+    others = [p for p in sweep_dir.glob(f"*/{SUMMARY}") if p.parent.resolve() != output_dir.resolve()]
+    release_if_created(sweep_dir, stop_at=cwd)
+    if not others:
         return ex
-    shutil.rmtree(output_dir, ignore_errors=True)
-    return ConfigError(f"{ex}; the sweep stopped at job {output_dir.name}, the other jobs are kept in {sweep_dir}")
+    return ConfigError(
+        f"{ex} (job {output_dir.name}; the sweep stopped and its folder was removed with "
+        f"{len(others)} earlier job(s); fix the value and run the sweep again)"
+    )
 
 
 def diverged_message(ex: Diverged, output_dir: Path) -> str:
