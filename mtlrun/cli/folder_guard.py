@@ -97,6 +97,13 @@ def take(path: Path, key: str) -> None:
         handle.write(f"{os.getpid()}\n")
 
 
+def begin_invocation() -> None:
+    """Forget the folders earlier invocations in this process made (the Python API and tests run many),
+    so that a mistake removes only what the current one created."""
+    _created.clear()
+    _claimed.clear()
+
+
 def created_here(path: Path) -> bool:
     """Whether this invocation created ``path`` (a run or sweep folder it claimed as new)."""
     return path.resolve() in _created
@@ -154,8 +161,7 @@ class RunFolderGuard(Callback):
     :class:`Refused`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _created.clear()  # a new invocation (the Python API runs many in one process): earlier runs are kept
-        _claimed.clear()
+        begin_invocation()
         _refuse_bad_settings(config)
         path = Path(str(config.hydra.run.dir))
         if resuming(config, path):
@@ -164,8 +170,7 @@ class RunFolderGuard(Callback):
             _claim_or_exit(path, _overwrite(config), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _created.clear()
-        _claimed.clear()
+        begin_invocation()
         path = Path(str(config.hydra.sweep.dir))
         try:
             check_sweep_jobs(config)

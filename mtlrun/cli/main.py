@@ -212,8 +212,9 @@ def main() -> None:
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(2)
-    from mtlrun.cli.folder_guard import Refused
+    from mtlrun.cli.folder_guard import Refused, begin_invocation
 
+    begin_invocation()
     try:
         with skip_mode_probe(sys.argv[1:]):
             _hydra_main()
