@@ -101,7 +101,9 @@ def closed_port() -> int:
         (["logger=mlflow", "logger.tracking_uri=http://127.0.0.1:PORT"], "cannot be reached"),
     ],
 )
-def test_a_tracker_that_cannot_start_is_refused_before_the_folder(cli, tmp_path, overrides, names):
+def test_a_tracker_that_cannot_start_is_refused_before_the_folder(cli, tmp_path, monkeypatch, overrides, names):
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)  # the closed port is probed directly
     (tmp_path / "in_the_way").write_text("a file, not a folder\n")
     overrides = [o.replace("PORT", str(closed_port())) for o in overrides]
     result = cli(*overrides, *SMALL)

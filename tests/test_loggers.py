@@ -195,6 +195,22 @@ def test_preflight_names_the_key(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+def test_a_server_behind_a_proxy_is_left_to_the_trackers_start(monkeypatch):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="cannot be reached"):
+        check_logger({"name": "mlflow", "tracking_uri": uri})
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "")
+    check_logger({"name": "mlflow", "tracking_uri": uri})  # the proxy may reach it: no direct probe
+
+
 def test_an_unset_tracking_uri_is_named_by_its_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "nope://x")
     with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI=nope://x has an unknown scheme"):

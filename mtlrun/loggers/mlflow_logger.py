@@ -72,6 +72,10 @@ def check_tracking_uri(uri: str, key: str) -> None:
             port = parsed.port or (443 if scheme == "https" else 80)
         except ValueError:
             raise ConfigError(f"{key}={uri} has a port that is not a number") from None
+        from urllib.request import getproxies, proxy_bypass
+
+        if getproxies().get(scheme) and not proxy_bypass(parsed.hostname):
+            return  # reached through a proxy: the tracker's start (after the folder exists) checks it
         try:
             socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
         except OSError as ex:
