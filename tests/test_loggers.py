@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from mtlrun.errors import ConfigError
-from mtlrun.loggers import LOGGERS, GuardedLogger, RunLogger, build_logger, epoch_scalars
+from mtlrun.loggers import LOGGERS, GuardedLogger, RunLogger, TrackerFailed, build_logger, check_logger, epoch_scalars
 from mtlrun.train.records import EpochRecord
 from tests.sweep_helpers import SMALL
 
@@ -152,12 +152,66 @@ class Exploding(RunLogger):
         self.calls.append("close")
 
 
-def test_a_broken_tracker_never_stops_the_run(tmp_path, caplog):
+def test_a_broken_tracker_fails_loudly_once(tmp_path, caplog):
     sink = Exploding(tmp_path, "run")
     guarded = GuardedLogger(sink, "exploding")
-    with caplog.at_level(logging.WARNING, logger="mtlrun"):
+    with pytest.raises(TrackerFailed, match="logger=exploding failed in log_config: RuntimeError: tracker down"):
         guarded.log_config({"a": 1})
-        guarded.log_scalars({"x": 1.0}, 1)
-        guarded.close("completed")
-    assert "logger=exploding stopped" in caplog.text and "tracker down" in caplog.text
-    assert sink.calls == ["log_config"]  # dropped after its first error: nothing else reached it
+    guarded.log_scalars({"x": 1.0}, 1)  # dropped after its first error: nothing else reaches it
+    with caplog.at_level(logging.WARNING, logger="mtlrun"):
+        guarded.close("failed")
+    assert sink.calls == ["log_config"]
+
+
+def test_closing_a_failed_run_keeps_its_own_error(tmp_path, caplog):
+    class BadClose(Exploding):
+        def log_config(self, config):
+            self.calls.append("log_config")
+
+        def close(self, status):
+            raise OSError("gone")
+
+    with caplog.at_level(logging.WARNING, logger="mtlrun"):
+        GuardedLogger(BadClose(tmp_path, "run"), "bad").close("interrupted")
+    assert "logger=bad failed in close" in caplog.text
+    with pytest.raises(TrackerFailed, match="failed in close"):
+        GuardedLogger(BadClose(tmp_path, "run"), "bad").close("completed")
+
+
+def test_preflight_names_the_key(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"logger.dir=.*file/sub cannot be created: .* is not a folder"):
+        check_logger({"name": "csv", "dir": str(tmp_path / "file" / "sub")})
+    with pytest.raises(ConfigError, match="logger.flush_secs=0 must be >= 1"):
+        check_logger({"name": "tensorboard", "flush_secs": 0})
+    with pytest.raises(ConfigError, match="names no database file"):
+        check_logger({"name": "mlflow", "tracking_uri": "sqlite://"})
+    with pytest.raises(ConfigError, match="port that is not a number"):
+        check_logger({"name": "mlflow", "tracking_uri": "http://host:abc"})
+    check_logger({"name": "csv", "dir": str(tmp_path / "new" / "deeper")})  # creatable: fine, and not created
+    check_logger({"name": "mlflow", "tracking_uri": f"sqlite:///{tmp_path / 'm.db'}"})
+    check_logger({"name": "mlflow", "tracking_uri": "postgresql+psycopg2://u@localhost/db"})
+    check_logger({"name": "none"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_server_behind_a_proxy_is_left_to_the_trackers_start(monkeypatch):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="cannot be reached"):
+        check_logger({"name": "mlflow", "tracking_uri": uri})
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "")
+    check_logger({"name": "mlflow", "tracking_uri": uri})  # the proxy may reach it: no direct probe
+
+
+def test_an_unset_tracking_uri_is_named_by_its_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "nope://x")
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI=nope://x has an unknown scheme"):
+        check_logger({"name": "mlflow", "tracking_uri": None})

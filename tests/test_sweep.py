@@ -52,8 +52,20 @@ def test_sweep_over_groups_writes_summary_and_report(cli, tmp_path):
     assert "| rank (score) | arch | balancer |" in report and "± " in report and "Pareto-optimal" in report
 
 
-def test_failed_job_is_listed_and_sweep_exits_non_zero(cli, tmp_path):
-    result = cli("-m", "balancer=fixed", "tasks.weights={t1:2},{nope:1}", *SMALL, "trainer.epochs=1")
+def test_failed_job_is_listed_and_sweep_exits_non_zero(cli, tmp_path, monkeypatch):
+    from mtlrun.train import run as train_run
+
+    real = train_run.Trainer.fit
+    calls = []
+
+    def crash_second_job(self, callbacks=()):  # a failure, not a config mistake: the other jobs go on
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("nope, the job crashed")
+        return real(self, callbacks)
+
+    monkeypatch.setattr(train_run.Trainer, "fit", crash_second_job)
+    result = cli("-m", "seed=0,1", *SMALL, "trainer.epochs=1")
     assert result.code == 1
     sweep = only_sweep(tmp_path)
     assert job_statuses(sweep) == {"0": "completed", "1": "failed"}
@@ -61,6 +73,15 @@ def test_failed_job_is_listed_and_sweep_exits_non_zero(cli, tmp_path):
     [problem] = summary["problems"]
     assert problem["status"] == "failed" and "nope" in problem["reason"]
     assert "nope" in (sweep / "sweep_report.md").read_text()
+
+
+def test_a_mistake_only_the_data_shows_stops_a_new_sweep(cli, tmp_path):
+    result = cli("-m", "balancer=fixed", "tasks.weights={t1:2},{nope:1}", *SMALL, "trainer.epochs=1")
+    assert result.code == 2
+    [line] = [x for x in result.err.splitlines() if x.strip()]
+    assert line.startswith("mtlrun: error: ") and "nope" in line and "1 earlier job(s) are kept" in line
+    [sweep] = [p.parent for p in (tmp_path / "multirun").rglob("multirun.yaml")]
+    assert (sweep / "0" / "summary.json").is_file() and not (sweep / "1").exists()
 
 
 def test_run_score_is_signed_mean_of_primary_validation_metrics():

@@ -7,6 +7,7 @@ before Hydra creates or writes anything. The config checks that need no data run
 that holds a run is refused with one line (exit 2) unless ``run.overwrite=true``, which moves the
 old folder aside under a visible name instead of deleting it. A run folder this invocation created
 is removed again when the run stops on a configuration error, so a bad option leaves nothing behind.
+A sweep's jobs are composed and checked before its folder exists (:func:`check_sweep_jobs`).
 
 Two processes that pick the same folder (started in the same microsecond, or given the same
 ``hydra.run.dir``) cannot both take it: the folder is claimed by creating ``.mtlrun-claim`` with
@@ -96,6 +97,18 @@ def take(path: Path, key: str) -> None:
         handle.write(f"{os.getpid()}\n")
 
 
+def begin_invocation() -> None:
+    """Forget the folders earlier invocations in this process made (the Python API and tests run many),
+    so that a mistake removes only what the current one created."""
+    _created.clear()
+    _claimed.clear()
+
+
+def created_here(path: Path) -> bool:
+    """Whether this invocation created ``path`` (a run or sweep folder it claimed as new)."""
+    return path.resolve() in _created
+
+
 def release_if_created(path: Path, stop_at: Path) -> bool:
     """Remove ``path`` if this process created it (and its parents up to ``stop_at`` if they are
     left empty); return whether it was removed."""
@@ -115,6 +128,16 @@ def release_if_created(path: Path, stop_at: Path) -> bool:
             break
         parent = parent.parent
     return True
+
+
+def release_created(stop_at: Path) -> list[Path]:
+    """Remove every folder this process created (a run or sweep stopped by a configuration error
+    that surfaced after its folder existed); return the removed ones."""
+    removed = []
+    for path in sorted(_created):
+        if release_if_created(path, stop_at):
+            removed.append(path)
+    return removed
 
 
 def _overwrite(config: DictConfig) -> bool:
@@ -156,6 +179,7 @@ class RunFolderGuard(Callback):
     :class:`Refused`, a completed resume :class:`NothingToResume`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        begin_invocation()
         _refuse_bad_settings(config)
         path = Path(str(config.hydra.run.dir))
         if resuming(path):
@@ -164,10 +188,74 @@ class RunFolderGuard(Callback):
             _claim_or_exit(path, _overwrite(config), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        begin_invocation()
         _refuse_bad_sweep(config)
         path = Path(str(config.hydra.sweep.dir))
         if not resuming(path):
+            try:
+                check_sweep_jobs(config)
+            except ConfigError as ex:
+                raise Refused(ex) from None
             _claim_or_exit(path, _overwrite(config), "hydra.sweep.dir")
+
+
+#: the sweeper whose jobs are known before the sweep starts (a search such as optuna picks them as it goes)
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+#: sweeps up to this many jobs have every job checked; larger ones every value of every swept key
+#: (composing a job costs about a quarter of a second, and Hydra composes each once more itself)
+CHECK_EVERY_JOB = 32
+
+
+def sweep_jobs(config: DictConfig) -> list[list[str]]:
+    """The overrides of the jobs to check before the basic sweeper launches them (its ``params`` and
+    the command line's sweeps, expanded as it expands them): every job of a sweep of at most
+    :data:`CHECK_EVERY_JOB`, else jobs that together take every value of every swept key once.
+    Empty for any other sweeper (a search such as optuna picks its jobs as it goes)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if str(OmegaConf.select(config, "hydra.sweeper._target_", default="")) != BASIC_SWEEPER:
+        return []
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    arguments = [f"{key}={value}" for key, value in params.items()]
+    arguments += [str(o) for o in config.hydra.overrides.task]
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    jobs = [list(job) for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+    if len(jobs) <= CHECK_EVERY_JOB:
+        return jobs
+    swept = [
+        [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override() else [o.input_line]
+        for o in overrides
+    ]
+    return [[values[i % len(values)] for values in swept] for i in range(max(len(v) for v in swept))]
+
+
+def check_sweep_jobs(config: DictConfig) -> None:
+    """Compose the jobs of :func:`sweep_jobs` and run :func:`check_settings` on each, before the sweep
+    folder exists: a bad choice (``-m arch=hps,nope``) or value (``trainer.lr=0.1,-1``) refuses the
+    whole sweep with one line instead of failing after other jobs ran. Not for a resumed sweep: each
+    job checks itself against its folder."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    jobs = sweep_jobs(config)
+    if not jobs or not GlobalHydra.instance().is_initialized():
+        return
+    loader = GlobalHydra.instance().config_loader()
+    for overrides in jobs:
+        try:
+            job_config = loader.load_sweep_config(config, overrides)
+        except ConfigError:
+            raise
+        except Exception as ex:
+            from mtlrun.cli.main import describe_error, is_user_error
+
+            if not is_user_error(ex):
+                raise
+            raise ConfigError(describe_error(ex)) from None
+        job = OmegaConf.masked_copy(job_config, [str(k) for k in job_config.keys() if k != "hydra"])
+        check_settings(job)
 
 
 def resuming(path: Path) -> bool:
@@ -190,11 +278,13 @@ def check_settings(job: DictConfig) -> None:
     """The config checks that need no data (unknown ``+keys``, ranges, settings that would do nothing):
     a :class:`ConfigError` for the first problem. The run repeats them (``validate``)."""
     from mtlrun.config.inert import check_inert
-    from mtlrun.config.schema import check_resolvable, validate
+    from mtlrun.config.schema import check_resolvable, plain, validate
+    from mtlrun.loggers import check_logger
 
     check_resolvable(job)  # a bad ${...} would otherwise surface inside validate as a raw error
     validate(job)
     check_inert(job)  # after the range checks, so a bad value is named as bad rather than as inert
+    check_logger(plain(job.get("logger")))  # log folders writable, tracking URIs well formed and reachable
 
 
 def _refuse_bad_settings(config: DictConfig) -> None:

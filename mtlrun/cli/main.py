@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -40,7 +41,9 @@ def describe_error(ex: BaseException) -> str:
     from hydra.errors import MissingConfigException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-    if isinstance(ex, ConfigError):
+    from mtlrun.loggers.base import TrackerFailed
+
+    if isinstance(ex, (ConfigError, TrackerFailed)):
         return str(ex)
     if isinstance(ex.__cause__, ConfigError):  # raised while Hydra loaded a plugin's node
         return str(ex.__cause__)
@@ -262,9 +265,10 @@ def main() -> None:
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(2)
-    from mtlrun.cli.folder_guard import NothingToResume, Refused
+    from mtlrun.cli.folder_guard import NothingToResume, Refused, begin_invocation
     from mtlrun.cli.resume import resuming_folder
 
+    begin_invocation()
     try:
         with skip_mode_probe(sys.argv[1:]), cfg_with_ranges(), resuming_folder(resumed):
             _hydra_main()
@@ -286,6 +290,10 @@ def main() -> None:
             print(f"mtlrun: error: {ex}", file=sys.stderr)
             sys.exit(1)
         user_error = is_user_error(ex)
+        if user_error:  # a mistake found after the run or sweep folder was made: remove what this made
+            from mtlrun.cli.folder_guard import release_created
+
+            release_created(stop_at=Path.cwd())
         print(f"mtlrun: error: {describe_error(ex)}", file=sys.stderr)
         if not user_error:
             print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)

@@ -4,12 +4,15 @@ CLI's exit status (2 a configuration error, 3 diverged, 1 any other failure)."""
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
-from mtlrun.errors import DIVERGED_EXIT, ConfigError
+from mtlrun.errors import DIVERGED_EXIT, FAILED_EXIT, ConfigError
+from mtlrun.loggers import TrackerFailed
 from mtlrun.results.atomic import WriteFailed
 from mtlrun.results.run_folder import LAST_CHECKPOINT, SUMMARY, RunFolder, Summary
 from mtlrun.train.loop import Diverged
@@ -23,11 +26,12 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
     """One Hydra job: run (or find it done already), print the per-task table and the folder, and
     return the objective; any failure is recorded in the folder's summary.
 
-    In a sweep a failing job returns None, so the other jobs and the sweep-end callback still run.
-    A single run raises instead: :class:`Diverged`, :class:`ConfigError` (after removing the folder it
-    created, so a bad option leaves nothing behind) or the error itself. The two faces turn these into
-    their own terms: the command into exit statuses (:func:`run_from_hydra`), the Python API
-    (:mod:`mtlrun.api`) into typed errors.
+    In a sweep a failing job returns None, so the other jobs and the sweep-end callback still run;
+    a configuration mistake in a job of a new sweep run in-process stops the sweep instead
+    (:func:`stop_sweep`). A single run raises instead: :class:`Diverged`, :class:`ConfigError`
+    (after removing the folder it created, so a bad option leaves nothing behind) or the error
+    itself. The two faces turn these into their own terms: the command into exit statuses
+    (:func:`run_from_hydra`), the Python API (:mod:`mtlrun.api`) into typed errors.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -59,11 +63,14 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
             return None
         raise
     except ConfigError as ex:
-        if in_sweep:
-            log.error("job failed: %s", ex)
-            return None
-        from mtlrun.cli.folder_guard import release_if_created
+        from mtlrun.cli.folder_guard import created_here, release_if_created
 
+        if in_sweep:
+            sweep_dir = Path(str(hydra_cfg.sweep.dir))
+            if in_process(hydra_cfg) and created_here(sweep_dir):  # a new sweep: the mistake stops it
+                raise stop_sweep(ex, output_dir, sweep_dir, Path(hydra_cfg.runtime.cwd)) from None
+            log.error("job failed: %s", ex)  # a resumed sweep, a launcher's worker: the sweep summary lists it
+            return None
         release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
         raise
     except Exception as ex:
@@ -88,6 +95,33 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
     return run_objective(summary, cfg.objective)  # for sweepers such as optuna: higher is better
 
 
+#: the launcher that runs a sweep's jobs one by one in the sweep's own process
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def in_process(hydra_cfg: Any) -> bool:
+    """Whether the job runs in the process that launched the sweep (which a mistake can then stop)."""
+    return str(getattr(hydra_cfg.launcher, "_target_", "")) == BASIC_LAUNCHER
+
+
+def stop_sweep(ex: ConfigError, output_dir: Path, sweep_dir: Path, cwd: Path) -> ConfigError:
+    """The error that stops a new sweep whose job met a configuration mistake only its data could
+    show (the checks before the sweep passed). The failing job's folder goes, as a single run's does;
+    the sweep folder goes too when no other job has written anything, else it stays with the jobs
+    that finished (nothing already written is lost), and the line says so."""
+    from mtlrun.cli.folder_guard import release_if_created
+
+    others = [p for p in sweep_dir.glob(f"*/{SUMMARY}") if p.parent.resolve() != output_dir.resolve()]
+    if not others:
+        release_if_created(sweep_dir, stop_at=cwd)
+        return ex
+    shutil.rmtree(output_dir, ignore_errors=True)  # this job's folder: created by this very sweep
+    return ConfigError(
+        f"{ex} (job {output_dir.name}; the sweep stopped there: its {len(others)} earlier job(s) are kept "
+        f"in {sweep_dir}; fix the value and run the sweep again)"
+    )
+
+
 def diverged_message(ex: Diverged, output_dir: Path) -> str:
     """The one line of a single run that diverged: where, what is kept, what to try."""
     kept = "the last good checkpoint is kept" if (output_dir / LAST_CHECKPOINT).is_file() else "no checkpoint"
@@ -99,7 +133,8 @@ def diverged_message(ex: Diverged, output_dir: Path) -> str:
 
 def run_from_hydra(cfg: DictConfig) -> float | None:
     """The command's Hydra task: :func:`run_hydra_job`, where a single run that diverged exits with
-    status 3 and one stopped by a bad option with status 2, each after one line."""
+    status 3, one stopped by a bad option with status 2 and one whose tracker failed with status 1,
+    each after one line."""
     try:
         return run_hydra_job(cfg)
     except Diverged as ex:
@@ -110,3 +145,14 @@ def run_from_hydra(cfg: DictConfig) -> float | None:
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(ex.exit_code)
+    except TrackerFailed as ex:  # the folder's summary says failed; the checkpoint continues it
+        from hydra.core.hydra_config import HydraConfig
+
+        print(f"mtlrun: error: {tracker_message(ex, Path(HydraConfig.get().runtime.output_dir))}", file=sys.stderr)
+        sys.exit(FAILED_EXIT)
+
+
+def tracker_message(ex: TrackerFailed, output_dir: Path) -> str:
+    """The one line of a run whose tracker failed during training: what failed and how to go on."""
+    kept = "continue it with: mtlrun resume=" if (output_dir / LAST_CHECKPOINT).is_file() else "see "
+    return f"{ex}; the run stopped ({kept}{output_dir})"

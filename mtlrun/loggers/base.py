@@ -13,11 +13,13 @@ Scalar names: ``train/loss/<task>``, ``train/weight/<task>`` (the balancer's wei
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mtlrun.errors import ConfigError
 from mtlrun.registry import Registry
 
 log = logging.getLogger("mtlrun")
@@ -64,12 +66,48 @@ def run_label(output_dir: Path) -> str:
     return "_".join(parts) or output_dir.name
 
 
+class TrackerFailed(RuntimeError):
+    """A tracker that started but failed during the run: the run fails with it (exit status 1),
+    its checkpoint kept, so ``resume=FOLDER`` continues it and the tracker's run once the tracker works."""
+
+
+def check_writable_folder(path: Path, key: str) -> None:
+    """``path`` is a folder this process can write into, or one it can create: else a
+    :class:`ConfigError` naming ``key``. Creates nothing, so it runs before the run folder exists."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={path} is a file, not a folder; choose another {key}")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={path} cannot be created: {existing} is not a folder; choose another {key}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" ({existing} is not writable)"
+        raise ConfigError(f"{key}={path} is not writable{where}; choose another {key}")
+
+
 class RunLogger(ABC):
-    """One tracker sink. ``log_epoch`` and ``log_test`` reduce to :meth:`log_scalars`."""
+    """One tracker sink. ``log_epoch`` and ``log_test`` reduce to :meth:`log_scalars`.
+
+    Two checks keep a tracker that cannot work from starting a run: :meth:`preflight` (the options
+    alone, before the run folder exists) and :meth:`start` (the tracker opened, once it does); each
+    raises a :class:`ConfigError` naming the key.
+    """
 
     def __init__(self, output_dir: Path, run_name: str) -> None:
         self.output_dir = Path(output_dir)
         self.run_name = run_name
+
+    @classmethod
+    def preflight(cls, options: Mapping[str, Any]) -> None:
+        """Check what the options alone can tell (folders writable, URIs well formed) before the
+        run folder exists; ``options`` are those of the ``logger`` node, already type-checked."""
+        return None
+
+    def start(self) -> None:
+        """Open the tracker (create its folder, reach its server) before training starts."""
+        return None
 
     @abstractmethod
     def log_config(self, config: Mapping[str, Any]) -> None:
@@ -101,9 +139,11 @@ class RunLogger(ABC):
 
 
 class GuardedLogger(RunLogger):
-    """Keeps training going when a tracker breaks mid-run: the first error is logged, the sink dropped.
+    """Turns a tracker's error during the run into one :class:`TrackerFailed` naming the logger and
+    the call, so the run fails loudly instead of finishing with a silently incomplete mirror.
 
-    The run folder still records everything; only the mirror stops.
+    After the first error the sink is dropped; closing a run that already failed for another
+    reason only logs a tracker error, so that reason stays the one reported.
     """
 
     def __init__(self, sink: RunLogger, name: str) -> None:
@@ -117,9 +157,14 @@ class GuardedLogger(RunLogger):
             return
         try:
             getattr(self.sink, method)(*args)
-        except Exception as ex:  # a tracker outage must not kill a long run
-            log.warning("logger=%s stopped after an error in %s: %s: %s", self.name, method, type(ex).__name__, ex)
+        except Exception as ex:
             self.sink = None
+            reason = " ".join(str(ex).split()) or "no message"
+            raise TrackerFailed(f"logger={self.name} failed in {method}: {type(ex).__name__}: {reason}") from ex
+
+    def start(self) -> None:
+        if self.sink is not None:
+            self.sink.start()
 
     def log_config(self, config: Mapping[str, Any]) -> None:
         self._call("log_config", config)
@@ -146,6 +191,13 @@ class GuardedLogger(RunLogger):
         self._call("log_test", which, epoch, metrics)
 
     def close(self, status: str) -> None:
-        if not self.closed:
-            self.closed = True
+        if self.closed:
+            return
+        self.closed = True
+        if status == "completed":
             self._call("close", status)
+            return
+        try:
+            self._call("close", status)
+        except TrackerFailed as ex:  # the run ends for another reason already: keep that one
+            log.warning("%s", ex)

@@ -11,13 +11,15 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from mtlrun.loggers.base import LOGGERS, RunLogger
+from mtlrun.errors import ConfigError
+from mtlrun.loggers.base import LOGGERS, RunLogger, check_writable_folder
 from mtlrun.results.atomic import write_text
 
 
@@ -30,6 +32,22 @@ class CsvLogger(RunLogger):
         self.dir = Path(dir) / run_name if dir else self.output_dir / "csv"
         self.columns: list[str] = ["step"]
         self.rows: list[dict[str, Any]] = []
+        self.key = "logger.dir" if dir else "hydra.run.dir"
+
+    @classmethod
+    def preflight(cls, options: Mapping[str, Any]) -> None:
+        if options.get("dir"):
+            check_writable_folder(Path(str(options["dir"])), "logger.dir")
+
+    def start(self) -> None:
+        """Create the folder and make sure files can be written into it."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as ex:
+            key, reason = self.key, ex.strerror or ex
+            raise ConfigError(f"{key}: {self.dir} cannot be created ({reason}); choose another {key}") from None
+        if not os.access(self.dir, os.W_OK | os.X_OK):
+            raise ConfigError(f"{self.key}: {self.dir} is not writable; choose another {self.key}")
 
     def log_config(self, config: Mapping[str, Any]) -> None:
         write_text(self.dir / "config.yaml", yaml.safe_dump(dict(config), sort_keys=False))

@@ -7,6 +7,7 @@ Needs the ``mlflow`` package (``pip install 'mtlrun[mlflow]'``). Uses ``MlflowCl
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Dict, Optional
 import yaml
 
 from mtlrun.errors import ConfigError
-from mtlrun.loggers.base import LOGGERS, RunLogger
+from mtlrun.loggers.base import LOGGERS, RunLogger, check_writable_folder
 from mtlrun.results.run_folder import SUMMARY
 
 #: MLflow's limits: values per ``log_batch`` call and characters per param value
@@ -29,6 +30,70 @@ def default_tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
+#: tracking-store URI schemes MLflow itself serves (its ``_tracking_store_registry``); database
+#: schemes may name a driver (``postgresql+psycopg2``); plugins add theirs as ``mlflow.tracking_store``
+#: entry points
+SCHEMES = ("file", "databricks", "databricks-uc", "uc", "http", "https")
+DATABASES = ("postgresql", "mysql", "sqlite", "mssql")
+#: seconds to wait for an HTTP tracking server to accept a connection before the run folder exists
+CONNECT_TIMEOUT_S = 5.0
+
+
+def uri_key(tracking_uri: str | None) -> str:
+    """How errors name the URI: the option, or the environment variable it came from."""
+    if not tracking_uri and os.environ.get("MLFLOW_TRACKING_URI"):
+        return "MLFLOW_TRACKING_URI"
+    return "logger.tracking_uri"
+
+
+def plugin_schemes() -> set[str]:
+    from importlib.metadata import entry_points
+
+    return {ep.name for ep in entry_points(group="mlflow.tracking_store")}
+
+
+def check_tracking_uri(uri: str, key: str) -> None:
+    """A URI MLflow can open: a known scheme, a host for a server (which accepts a connection), a
+    writable folder for a file or SQLite store. Checked without importing mlflow or writing anything."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if len(scheme) == 1:  # a Windows drive letter: a local path
+        scheme = ""
+    base = scheme.split("+", 1)[0]
+    if scheme and scheme not in SCHEMES and base not in DATABASES and scheme not in plugin_schemes():
+        valid = ", ".join(f"{s}://" for s in (*SCHEMES, *DATABASES))
+        raise ConfigError(f"{key}={uri} has an unknown scheme '{scheme}'; use one of {valid} or a folder")
+    if scheme in ("http", "https"):
+        if not parsed.hostname:
+            raise ConfigError(f"{key}={uri} names no host; write {scheme}://HOST:PORT")
+        try:
+            port = parsed.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            raise ConfigError(f"{key}={uri} has a port that is not a number") from None
+        from urllib.request import getproxies, proxy_bypass
+
+        if getproxies().get(scheme) and not proxy_bypass(parsed.hostname):
+            return  # reached through a proxy: the tracker's start (after the folder exists) checks it
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as ex:
+            reason = ex.strerror or type(ex).__name__
+            raise ConfigError(
+                f"{key}={uri} cannot be reached ({reason}); start the tracking server or choose another {key}"
+            ) from None
+    elif base == "sqlite":
+        path = uri.split(":///", 1)[1] if ":///" in uri else ""
+        if not path:
+            raise ConfigError(f"{key}={uri} names no database file; write sqlite:///FILE (sqlite:////ABSOLUTE/FILE)")
+        if path != ":memory:":
+            check_writable_folder(Path(path).expanduser().parent, key)
+    elif scheme in ("", "file"):
+        path = parsed.path if scheme == "file" else uri
+        check_writable_folder(Path(path).expanduser(), key)
+
+
 def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     params: dict[str, str] = {}
     for key, value in config.items():
@@ -38,6 +103,11 @@ def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
         else:
             params[name] = str(value)[:MAX_PARAM_CHARS]
     return params
+
+
+def first_line(ex: BaseException) -> str:
+    text = " ".join(str(ex).split("\n")[0].split())
+    return f"{type(ex).__name__}: {text}" if text else type(ex).__name__
 
 
 @LOGGERS.register("mlflow")
@@ -66,7 +136,11 @@ class MlflowLogger(RunLogger):
         except ImportError as ex:
             raise ConfigError("logger=mlflow needs the mlflow package: pip install 'mtlrun[mlflow]'") from ex
         self.tracking_uri = tracking_uri or default_tracking_uri()
-        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self.key = uri_key(tracking_uri)
+        try:
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        except Exception as ex:
+            raise ConfigError(f"{self.key}={self.tracking_uri} cannot be used: {first_line(ex)}") from None
         self.log_artifacts = log_artifacts
         self.experiment = experiment
         self.tags = {
@@ -74,12 +148,27 @@ class MlflowLogger(RunLogger):
             **{str(k): str(v) for k, v in (tags or {}).items()},
         }
         self._run_id: str | None = None
+        self._experiment: str | None = None
+
+    @classmethod
+    def preflight(cls, options: Mapping[str, Any]) -> None:
+        if not options.get("experiment", "mtlrun"):
+            raise ConfigError("logger.experiment must be a non-empty experiment name")
+        uri = options.get("tracking_uri")
+        check_tracking_uri(str(uri) if uri else default_tracking_uri(), uri_key(uri))
+
+    def start(self) -> None:
+        """Reach the tracking store: its experiment, created if it is new."""
+        try:
+            self._experiment = self._experiment_id(self.experiment)
+        except Exception as ex:
+            raise ConfigError(f"{self.key}={self.tracking_uri} cannot be used: {first_line(ex)}") from None
 
     @property
     def run_id(self) -> str:
         """The MLflow run, created at first use (a resumed run reuses its own instead)."""
         if self._run_id is None:
-            experiment_id = self._experiment_id(self.experiment)
+            experiment_id = self._experiment or self._experiment_id(self.experiment)
             self._run_id = self.client.create_run(experiment_id, run_name=self.run_name, tags=self.tags).info.run_id
         return self._run_id
 

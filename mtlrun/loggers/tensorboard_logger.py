@@ -12,7 +12,7 @@ from typing import Any, Optional
 import yaml
 
 from mtlrun.errors import ConfigError
-from mtlrun.loggers.base import LOGGERS, RunLogger
+from mtlrun.loggers.base import LOGGERS, RunLogger, check_writable_folder
 
 
 @LOGGERS.register("tensorboard")
@@ -35,8 +35,21 @@ class TensorBoardLogger(RunLogger):
             ) from ex
         self.log_dir = Path(log_dir) / run_name if log_dir else self.output_dir / "tensorboard"
         self.flush_secs = flush_secs
-        self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
+        key = "logger.log_dir" if log_dir else "hydra.run.dir"
+        try:
+            self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=flush_secs)
+        except OSError as ex:
+            reason = ex.strerror or ex
+            raise ConfigError(f"{key}: {self.log_dir} cannot be created ({reason}); choose another {key}") from None
         self.last_step = 0
+
+    @classmethod
+    def preflight(cls, options: Mapping[str, Any]) -> None:
+        flush_secs = options.get("flush_secs", 30)
+        if isinstance(flush_secs, int) and flush_secs < 1:
+            raise ConfigError(f"logger.flush_secs={flush_secs} must be >= 1")
+        if options.get("log_dir"):
+            check_writable_folder(Path(str(options["log_dir"])), "logger.log_dir")
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.last_step}

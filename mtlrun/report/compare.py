@@ -97,6 +97,28 @@ def mixed_warning(comparison: Comparison) -> str:
     )
 
 
+def unlike_runs_warning(comparison: Comparison) -> str | None:
+    """One line when the ranked rows hold runs of different datasets or task sets: a rank, a
+    score or Δm across them compares numbers that do not measure the same thing."""
+    ranked = [run for row in comparison.rows if row.rank is not None for run in row.completed]
+    if len({row.title() for row in comparison.rows if row.rank is not None}) < 2:
+        return None
+    datasets = sorted({str(run.value("dataset") or run.config.get("dataset._target_") or "?") for run in ranked})
+    task_sets = sorted({",".join(sorted(run.metrics)) for run in ranked})
+    problems = []
+    if len(datasets) > 1:
+        problems.append(f"datasets ({'; '.join(datasets)})")
+    if len(task_sets) > 1:
+        problems.append(f"task sets ({'; '.join(task_sets)})")
+    if not problems:
+        return None
+    key = "dataset" if len(datasets) > 1 else "tasks"
+    return (
+        f"ranking runs of different {' and '.join(problems)} together: their ranks are not comparable; "
+        f"compare one at a time (--filter {key}=...)"
+    )
+
+
 def _difference_rows(comparison: Comparison) -> list[tuple[str, str, str]]:
     role = {k: "row" for k in comparison.label_keys}
     return [
@@ -303,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mtlrun-compare: error: {mixed_warning(comparison)}", file=sys.stderr)
             return 2
         print(f"mtlrun-compare: warning: {mixed_warning(comparison)}", file=sys.stderr)
+    unlike = unlike_runs_warning(comparison)
+    if unlike is not None:
+        print(f"mtlrun-compare: warning: {unlike}", file=sys.stderr)
     # piped output (a file, a pager, a batch log) gets rows as wide as they need, never a cut number
     console = make_console()
     if args.out is not None:

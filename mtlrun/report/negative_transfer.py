@@ -312,8 +312,8 @@ def _ci(ci: Sequence[float] | None) -> str:
     return "n/a" if not ci else f"[{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
-def _pm(mean: float, std: float, n: int) -> str:
-    return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
+def _pm(mean: float, std: float | None, n: int) -> str:
+    return f"{mean:.4f} ± {std:.4f}" if n > 1 and std is not None else f"{mean:.4f}"
 
 
 def _options(node: Any) -> str:

@@ -110,6 +110,8 @@ class Summary:
     stopped_early: bool = False
     #: ``{"last"|"best": {"epoch": int, "val": Metrics, "test": Metrics}}`` once completed
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: total_s, train_s, eval_s over every session of a resumed run (total_s >= train_s + eval_s),
+    #: setup_s of the last session, steps, steps_per_s
     timings: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     report_error: str | None = None

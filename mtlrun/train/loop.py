@@ -141,6 +141,9 @@ class Trainer:
         self.best = BestEpoch()
         self.records: list[EpochRecord] = []
         self.train_seconds = self.eval_seconds = 0.0
+        #: wall-clock seconds of the earlier sessions of a resumed run, up to the checkpoint it resumed
+        #: from, and when this session started (the run sets it to include its setup)
+        self.wall_before, self.session_started = 0.0, time.perf_counter()
         self.position: EpochPosition | None = None
         self.in_step = False  # True while a step runs: the state is then not checkpointable
         #: asked after every step; True stops the fit at that step boundary (signals set it)
@@ -480,6 +483,11 @@ class Trainer:
 
     # ---- checkpointing ------------------------------------------------------------------
 
+    def wall_seconds(self) -> float:
+        """Wall-clock seconds of every session of the run so far (those after the last checkpoint
+        of an earlier session are not counted: their epochs are trained again, and timed again)."""
+        return self.wall_before + time.perf_counter() - self.session_started
+
     def generators(self) -> dict[str, torch.Generator]:
         """The run's own generators: training shuffle and validation-batch order."""
         return {"shuffle": self.shuffle, "val_shuffle": self.val_shuffle}
@@ -510,7 +518,7 @@ class Trainer:
             "best": self.best.state_dict(),
             "records": [asdict(r) for r in self.records],
             "diagnostics": self.diagnostics.state_dict() if self.diagnostics is not None else None,
-            "timing": {"train_s": self.train_seconds, "eval_s": self.eval_seconds},
+            "timing": {"train_s": self.train_seconds, "eval_s": self.eval_seconds, "wall_s": self.wall_seconds()},
             "nan_skipped": self.nan_guard.skipped,
             "callbacks": {
                 c.state_key: c.state_dict() for c in getattr(self, "callbacks", []) if c.state_key is not None
@@ -555,6 +563,8 @@ class Trainer:
         self.nan_guard.skipped = int(state.get("nan_skipped", 0))
         self.train_seconds = float(state["timing"]["train_s"])
         self.eval_seconds = float(state["timing"]["eval_s"])
+        # a checkpoint written before wall time was kept: its training and evaluation time are the least it took
+        self.wall_before = float(state["timing"].get("wall_s", self.train_seconds + self.eval_seconds))
         val_pass = state.get("val_pass")
         self._val_batches = None
         if val_pass is not None:  # replay the current validation pass up to where it was

@@ -68,6 +68,7 @@ def run(
     from it in the same folder and ends as the uninterrupted run would have.
     """
     started = time.perf_counter()
+    log.info("run folder: %s", output_dir)  # first, so the folder is known even if the run is killed
     check_resolvable(cfg)  # a bad ${...} is one line now, not an error deep inside the run
     folder = RunFolder(output_dir)
     previous = folder.read_summary() if checkpoint is not None else None
@@ -94,6 +95,9 @@ def run(
             check_cache(cfg, c.tasks, c.primary, c.encoder, baseline_cache(cfg))
         tracker = build_logger(plain(cfg.get("logger")), output_dir)
     except Exception as ex:
+        if previous is not None and isinstance(ex, ConfigError):  # a resume stopped by a mistake: as it was
+            folder.write_summary(previous)
+            raise
         summary.status, summary.error = "failed", str(ex).splitlines()[0] if str(ex) else type(ex).__name__
         folder.write_summary(summary)
         raise
@@ -123,6 +127,7 @@ def run(
         path=folder.path(DIAGNOSTICS),
         arch=chosen_name(cfg.arch),
     )
+    trainer.session_started = started
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
         log.info("resuming %s after epoch %d (step %d)", output_dir, trainer.epochs_done, trainer.step)
@@ -163,9 +168,9 @@ def run(
             )
             raise
     summary.status = "completed"
-    summary.timings = {
-        "total_s": round(time.perf_counter() - started, 3),
-        "setup_s": round(setup_s, 3),
+    summary.timings = {  # a resumed run's total, training and evaluation time cover all its sessions
+        "total_s": round(trainer.wall_seconds(), 3),
+        "setup_s": round(setup_s, 3),  # this session's
         "train_s": round(result.train_seconds, 3),
         "eval_s": round(result.eval_seconds, 3),
         "steps": result.steps,

@@ -117,3 +117,42 @@ def test_an_interrupted_run_raises_run_interrupted_naming_how_to_continue(launch
     error = raised.value
     assert error.exit_code == 143 and error.folder is not None and error.folder.is_dir()
     assert f"resume={error.folder}" in str(error) and error.result is not None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["logger=csv", "logger.dir=in_the_way/csv"], ["logger=mlflow", "logger.tracking_uri=nope://x"]],
+    ids=["log folder", "tracking uri"],
+)
+def test_a_tracker_that_cannot_start_is_a_config_error(bad, launch, cli):
+    (launch / "in_the_way").write_text("a file\n")
+    with pytest.raises(mtlrun.ConfigError) as raised:
+        mtlrun.fit(overrides=[*QUICK, *bad])
+    command = cli(*QUICK, *bad, cwd=launch)
+    assert command.code == 2 and command.err.strip() == f"mtlrun: error: {raised.value}"
+    assert sorted(p.name for p in launch.iterdir()) == ["in_the_way"]
+
+
+def test_a_user_dataset_that_raises_is_a_config_error(launch):
+    (launch / "api_boom_data.py").write_text("def build(n: int = 8):\n    raise KeyError('no column y')\n")
+    with pytest.raises(mtlrun.ConfigError, match="dataset._target_=api_boom_data.build raised KeyError"):
+        mtlrun.fit(overrides=["dataset=python", "dataset._target_=api_boom_data.build", "trainer.epochs=1"])
+    assert sorted(p.name for p in launch.iterdir()) == ["api_boom_data.py"]
+
+
+def test_a_sweep_with_a_bad_choice_writes_nothing(launch):
+    with pytest.raises(mtlrun.ConfigError, match="arch=nope is not valid"):
+        mtlrun.sweep(overrides=[*QUICK, "arch=hps,nope"])
+    assert list(launch.iterdir()) == []
+
+
+def test_a_tracker_failing_during_the_run_is_run_failed(launch, monkeypatch):
+    from mtlrun.loggers import csv_logger
+
+    def broken(self, scalars, step):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(csv_logger.CsvLogger, "log_scalars", broken)
+    with pytest.raises(mtlrun.RunFailed, match="logger=csv failed in log_epoch") as raised:
+        mtlrun.fit(overrides=[*QUICK, "logger=csv"])
+    assert raised.value.result is not None and raised.value.result.status == "failed"

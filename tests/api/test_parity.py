@@ -36,8 +36,9 @@ def files(folder: Path) -> list[str]:
 
 
 def log_lines(folder: Path) -> list[str]:
-    """run.log without timestamps and durations."""
-    lines = (folder / "run.log").read_text(encoding="utf-8").splitlines()
+    """run.log without timestamps, durations and the run folder's own path."""
+    text = (folder / "run.log").read_text(encoding="utf-8")
+    lines = text.replace(str(folder.resolve()), "RUN_FOLDER").replace(str(folder), "RUN_FOLDER").splitlines()
     return [re.sub(r"\d+(\.\d+)? s\b", "N s", re.sub(r"^\[[^]]*\]", "", line)) for line in lines]
 
 

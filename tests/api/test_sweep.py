@@ -96,13 +96,33 @@ def test_compare_pools_results_as_mtlrun_compare_does(swept, capsys):
 
 
 def test_a_sweep_with_a_failed_job_raises_with_every_result(tmp_path, monkeypatch):
+    from mtlrun.train import run as train_run
+
     monkeypatch.chdir(tmp_path)
+    real = train_run.Trainer.fit
+    calls = []
+
+    def crash_second_job(self, callbacks=()):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the job crashed")
+        return real(self, callbacks)
+
+    monkeypatch.setattr(train_run.Trainer, "fit", crash_second_job)
     with pytest.raises(mtlrun.SweepFailed) as raised:
-        mtlrun.sweep(overrides=["tasks.names=[t1],[nope]", *SMALL])
+        mtlrun.sweep(overrides=["seed=0,1", *SMALL])
     error = raised.value
-    assert error.exit_code == 1 and "1 job(s) of the sweep" in str(error) and "tasks.names=nope" in str(error)
+    assert error.exit_code == 1 and "1 job(s) of the sweep" in str(error) and "the job crashed" in str(error)
     assert [r.status for r in error.results] == ["completed", "failed"]
     assert (only_sweep_folder(tmp_path) / "sweep_summary.json").is_file()
+
+
+def test_a_mistake_only_the_data_shows_stops_a_new_sweep(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(mtlrun.ConfigError, match=r"tasks.names=nope.*1 earlier job\(s\) are kept"):
+        mtlrun.sweep(overrides=["tasks.names=[t1],[nope]", *SMALL])
+    sweep = only_sweep_folder(tmp_path)
+    assert (sweep / "0" / "summary.json").is_file() and not (sweep / "1").exists()  # the finished job is kept
 
 
 def test_a_refused_sweep_folder_is_a_config_error(tmp_path, monkeypatch, swept):

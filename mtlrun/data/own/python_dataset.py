@@ -87,8 +87,19 @@ def from_target(target: str, options: Mapping[str, Any]) -> MultiTaskDataset:
 
 
 def from_function(fn: Callable[..., Any], where: str, options: Mapping[str, Any]) -> MultiTaskDataset:
-    """Call a user's dataset function with the node's options and accept either result form."""
-    result = fn(**target_arguments(fn, options))
+    """Call a user's dataset function with the node's options and accept either result form.
+
+    Whatever the function raises is the user's data failing its contract, so it is a
+    :class:`ConfigError` naming the function (one line, exit status 2), not a crash of mtlrun.
+    """
+    arguments = target_arguments(fn, options)
+    try:
+        result = fn(**arguments)
+    except ConfigError:
+        raise
+    except Exception as ex:
+        reason = " ".join(str(ex).split()) or "no message"
+        raise ConfigError(f"{where} raised {type(ex).__name__}: {reason}") from ex
     if isinstance(result, MultiTaskDataset):
         return check_dataset(result, where)
     if isinstance(result, Mapping):
@@ -119,8 +130,30 @@ def check_dataset(data: MultiTaskDataset, where: str) -> MultiTaskDataset:
                         "split but its TaskSpec is not masked; build it with masked=True (mtlrun.data.tasks)"
                     )
                 missing = True
+    check_shapes(data, where)
     data.has_missing_labels = data.has_missing_labels or missing
     return data
+
+
+def check_shapes(data: MultiTaskDataset, where: str) -> None:
+    """Every split's inputs have the dataset's ``input_shape`` and one label per input, so a wrong
+    shape is named here rather than failing inside the model after the run started training."""
+    expected = tuple(data.input_shape)
+    for split_name in SPLITS:
+        split = data.split(split_name)
+        x = getattr(split, "x", None)
+        if not isinstance(x, torch.Tensor):  # a split read lazily (memory-mapped files) checks itself
+            continue
+        if tuple(x.shape[1:]) != expected:
+            raise ConfigError(
+                f"{where}: the {split_name} inputs have shape {tuple(x.shape[1:])} per example, "
+                f"the dataset's input_shape is {expected}"
+            )
+        for task, y in split.targets.items():
+            if len(y) != len(x):
+                raise ConfigError(
+                    f"{where}: the {split_name} labels of task {task} have {len(y)} rows, the inputs {len(x)}"
+                )
 
 
 SPLITS = ("train", "val", "test")
@@ -172,6 +205,11 @@ def from_simple(result: Mapping[str, Any], where: str, name: str) -> MultiTaskDa
     specs, targets, info, missing = encode_tasks(decls, frames, target)
     splits = [TensorSplit(x, y) for x, y in zip(inputs, targets)]
     shape = tuple(inputs[0].shape[1:])
+    for split, x in zip(SPLITS[1:], inputs[1:]):
+        if tuple(x.shape[1:]) != shape:
+            raise ConfigError(
+                f"{where}: the {split} inputs have shape {tuple(x.shape[1:])} per example, the train inputs {shape}"
+            )
     return MultiTaskDataset(
         tasks=specs,
         train=splits[0],
