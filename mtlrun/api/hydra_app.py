@@ -93,7 +93,7 @@ def sweep_overrides(overrides: Sequence[str]) -> list[str]:
 def config_error(ex: BaseException) -> ConfigError | None:
     """The one-line :class:`ConfigError` of a mistake in the overrides or the configs, as the command
     words it (exit status 2), or None when ``ex`` is not one."""
-    from mtlrun.cli.main import describe_error, is_user_error
+    from mtlrun.cli.user_errors import describe_error, is_user_error
 
     if isinstance(ex, ConfigError):
         return ex

@@ -228,7 +228,7 @@ def result_or_none(folder: Path | None) -> RunResult | None:
 def failure(ex: Exception, folder: Path | None) -> Exception:
     """The error :func:`fit` or :func:`sweep` raises for ``ex``: a one-line :class:`ConfigError` where the
     command exits 2, else :class:`RunFailed` (exit 1) with the one line the command prints."""
-    from mtlrun.cli.main import describe_error
+    from mtlrun.cli.user_errors import describe_error
     from mtlrun.results.atomic import WriteFailed
 
     error = config_error(ex)

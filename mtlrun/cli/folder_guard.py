@@ -249,7 +249,7 @@ def check_sweep_jobs(config: DictConfig) -> None:
         except ConfigError:
             raise
         except Exception as ex:
-            from mtlrun.cli.main import describe_error, is_user_error
+            from mtlrun.cli.user_errors import describe_error, is_user_error
 
             if not is_user_error(ex):
                 raise
