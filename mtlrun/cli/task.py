@@ -12,6 +12,8 @@ from omegaconf import DictConfig
 from mtlrun.errors import DIVERGED_EXIT, ConfigError
 from mtlrun.results.atomic import WriteFailed
 from mtlrun.results.run_folder import LAST_CHECKPOINT, SUMMARY, RunFolder, Summary
+from mtlrun.results.transfer_report import TransferReport
+from mtlrun.train import distributed
 from mtlrun.train.loop import Diverged
 from mtlrun.train.resume import already_completed, resume_point
 from mtlrun.train.run import run
@@ -38,14 +40,31 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    writer = True  # data parallel: rank 0 alone writes and prints
     try:
+        devices, nodes = int(cfg.trainer.get("devices", 1)), int(cfg.trainer.get("nodes", 1))
+        distributed.check_world(devices, nodes)
+        launching = distributed.wants_launch(devices, nodes)
+        if distributed.process_env() is not None:  # started by torchrun or srun: one rank of the run
+            from mtlrun.train.build import pick_device
+
+            dp = distributed.current() or distributed.join(pick_device(cfg.trainer.device), cfg.trainer.data_parallel)
+            writer = dp.is_writer
+            output_dir = distributed.share_folder(output_dir)  # rank 0's; the others composed a scratch one
         checkpoint = resume_point(cfg, output_dir, in_sweep)
         done = already_completed(output_dir, checkpoint, cfg.trainer.epochs)
         if done is not None:
             log.info("%s has %s already: nothing to resume", output_dir, done.status)
-            print_run_summary(done, output_dir)
+            if writer:
+                print_run_summary(done, output_dir)
             return run_objective(done, cfg.objective)
-        summary, report = run(cfg, output_dir, checkpoint)
+        if launching:
+            summary, report = launch_ranks(cfg, devices, output_dir, in_sweep)
+        else:
+            try:
+                summary, report = run(cfg, output_dir, checkpoint)
+            finally:
+                distributed.leave()  # a rank started by torchrun or srun ends its group, whatever happened
     except KeyboardInterrupt:
         raise
     except Diverged as ex:
@@ -59,9 +78,12 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
             return None
         from mtlrun.cli.folder_guard import release_if_created
 
-        release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
+        if writer:
+            release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
         raise
     except Exception as ex:
+        if not writer:
+            raise
         folder = RunFolder(output_dir)
         summary = folder.read_summary() or Summary()
         if summary.status != "failed":
@@ -75,12 +97,35 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
             raise
         log.exception("job failed: %s", ex)
         return None
+    if not writer:
+        return None
     print_run_summary(summary, output_dir)
     if report is not None:
         from mtlrun.report.negative_transfer import print_verdicts
 
         print_verdicts(report)
     return run_objective(summary, cfg.objective)  # for sweepers such as optuna: higher is better
+
+
+def launch_ranks(
+    cfg: DictConfig, devices: int, output_dir: Path, in_sweep: bool
+) -> tuple[Summary, TransferReport | None]:
+    """``trainer.devices=N`` from a plain ``mtlrun``: N ranks train into this job's folder (rank 0
+    writes it, logging to its ``run.log``); their outcome is raised or returned as one process's."""
+    from omegaconf import OmegaConf
+
+    log_file = next(
+        (h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)), None
+    )
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    log.info("data parallel: starting %d processes (torch.distributed.run)", devices)
+    outcome = distributed.launch(devices, resolved, output_dir, in_sweep, log_file)  # type: ignore[arg-type]
+    kind = outcome[0]
+    if kind == "config_error":
+        raise ConfigError(outcome[1])
+    if kind == "diverged":
+        raise Diverged(outcome[1], outcome[2])
+    return outcome[1], outcome[2]
 
 
 def diverged_message(ex: Diverged, output_dir: Path) -> str:

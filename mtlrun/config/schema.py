@@ -46,6 +46,9 @@ class TrainerConf:
     momentum: float = 0.9
     grad_clip: float = 0.0
     device: str = "auto"
+    devices: int = 1  # data parallel: processes (one per device) per node, same update as one process
+    nodes: int = 1  # data parallel across nodes (started by srun or torchrun on each node)
+    data_parallel: str = "exact"  # exact | average_weights (gradient methods: per-rank weights averaged, approximate)
     checkpoint_every: int = 1
     deterministic: bool = True
     on_nan: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does (mtlrun.train.nan_guard)
@@ -204,6 +207,10 @@ def check_resolvable(cfg: DictConfig) -> None:
     walk(cfg, "")
 
 
+#: how gradient methods combine the ranks' Jacobians (mtlrun.train.distributed)
+DATA_PARALLEL = ("exact", "average_weights")
+
+
 def validate(cfg: DictConfig) -> None:
     """Range and choice checks on the composed config (types are already checked by Hydra)."""
     from omegaconf import OmegaConf
@@ -285,6 +292,11 @@ def validate_trainer_extras(t: Any) -> None:
         raise ConfigError(f"trainer.threads={threads} must be auto or a number of threads >= 1")
     if t.scheduler not in SCHEDULERS:
         raise choices_error("trainer.scheduler", t.scheduler, SCHEDULERS)
+    for key in ("devices", "nodes"):
+        if int(t.get(key, 1)) < 1:
+            raise ConfigError(f"trainer.{key}={t.get(key)} must be >= 1")
+    if t.get("data_parallel", "exact") not in DATA_PARALLEL:
+        raise choices_error("trainer.data_parallel", t.data_parallel, DATA_PARALLEL)
     if t.warmup_epochs < 0:
         raise ConfigError(f"trainer.warmup_epochs={t.warmup_epochs} must be >= 0")
     if t.scheduler == "warmup_cosine" and t.warmup_epochs >= t.epochs:
