@@ -274,8 +274,6 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
         if not self.training or not (dist.is_available() and dist.is_initialized()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         local = torch.tensor([x.numel() // max(x.shape[1], 1)], dtype=x.dtype, device=x.device)
@@ -296,6 +294,26 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
                 self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
         return y
+
+
+class _AllReduce(torch.autograd.Function):
+    """A differentiable sum over ranks: the gradient of a sum is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor) -> Tensor:
+        import torch.distributed as dist
+
+        out = tensor.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return _AllReduce.apply(grad)
+
+
+def all_reduce(tensor: Tensor) -> Tensor:
+    return _AllReduce.apply(tensor)
 
 
 def global_batch_norm(module: nn.Module) -> int:
