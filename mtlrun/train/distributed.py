@@ -430,7 +430,7 @@ def launch(devices: int, cfg: dict[str, Any], output_dir: Path, in_sweep: bool, 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # failures are reported below
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -442,16 +442,33 @@ def launch(devices: int, cfg: dict[str, Any], output_dir: Path, in_sweep: bool, 
         monitor_interval=0.1,
         start_method="spawn",
     )
-    try:
-        outcomes = elastic_launch(config, worker)(cfg, str(output_dir), in_sweep, log_file)
-    except ChildFailedError as ex:
-        rank, failure = ex.get_first_failure()
-        message = failure.message
-        if isinstance(message, dict):
-            message = message.get("message", str(message))
-        text = str(message or f"exit status {failure.exitcode}").strip().splitlines()
-        raise RankFailed(f"rank {rank} failed: {text[-1] if text else failure.exitcode}") from None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mtlrun-ranks-") as errors:
+        try:
+            outcomes = elastic_launch(config, worker)(cfg, str(output_dir), in_sweep, log_file, errors)
+        except ChildFailedError as ex:
+            raise RankFailed(first_cause(Path(errors), ex)) from None
     return outcomes[0]
+
+
+#: what a rank raises when a peer has died under it (not the cause of a failure)
+PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "pair.cc", "NCCL communicator was aborted")
+
+
+def first_cause(errors: Path, ex: Any) -> str:
+    """One line for the rank failure that caused the others (each failing rank wrote its error
+    into ``errors``): not a peer gone away if any, then the earliest, then the lowest rank."""
+    found = []
+    for path in errors.glob("rank-*.error"):
+        stamp, _, message = path.read_text().partition("\t")
+        rank = int(path.stem.split("-")[1])
+        found.append((any(p in message for p in PEER_GONE), float(stamp), rank, message.strip()))
+    if found:
+        _, _, rank, message = min(found)
+        return f"rank {rank} failed: {message.splitlines()[0] if message else 'no message'}"
+    rank, failure = ex.get_first_failure()
+    return f"rank {rank} failed (exit status {failure.exitcode})"
 
 
 class RankFailed(RuntimeError):
@@ -481,14 +498,22 @@ def _worker_logging(rank: int, log_file: str | None) -> None:
     root.setLevel(logging.INFO)
 
 
-def worker(cfg: dict[str, Any], output_dir: str, in_sweep: bool, log_file: str | None) -> Any:
+def worker(cfg: dict[str, Any], output_dir: str, in_sweep: bool, log_file: str | None, errors: str) -> Any:
     """One rank started by :func:`launch`: train the resolved config into rank 0's folder.
 
     A configuration error or a divergence is returned (every rank meets it at the same point, so
     every rank returns); anything else raises and the launcher stops the other ranks."""
     from torch.distributed.elastic.multiprocessing.errors import record
 
-    return record(_worker)(cfg, output_dir, in_sweep, log_file)
+    try:
+        return record(_worker)(cfg, output_dir, in_sweep, log_file)
+    except BaseException as ex:  # say why, for the launcher to name the rank that caused the failure
+        import time
+
+        place = process_env()
+        text = f"{type(ex).__name__}: {ex}".replace("\n", " ")
+        (Path(errors) / f"rank-{place.rank if place else 0}.error").write_text(f"{time.time()}\t{text}")
+        raise
 
 
 def _worker(cfg: dict[str, Any], output_dir: str, in_sweep: bool, log_file: str | None) -> Any:

@@ -132,6 +132,7 @@ def run(
         dp.seed = int(cfg.seed)
         dp.broadcast_module(c.model)
         trainer.dp = dp
+        trainer.evaluator.dp = dp
         log.info("data parallel: %d processes, global batch %d (%s)", dp.world_size, t.batch_size, dp.backend)
     callbacks: list[Callback] = []
     if writer:
@@ -184,9 +185,11 @@ def run(
     if stop() is not None:  # a signal came after the last step: the run is complete, stop before the report
         tracker.close("completed")
         raise Interrupted(stop() or 2)
-    if not writer:  # plots and the report are rank 0's
-        tracker.close("completed")
-        return summary, None
+    if dp is not None:  # plots and the report (its baselines included) are rank 0's, in one process
+        distributed.leave()
+        if not writer:
+            tracker.close("completed")
+            return summary, None
     try:  # plots are a convenience: they never fail a run
         from mtlrun.report.plots import plot_run
 
