@@ -253,7 +253,7 @@ def follower_overrides(args: list[str]) -> list[str]:
     scratch = tempfile.mkdtemp(prefix="mtlrun-rank-")
     atexit.register(shutil.rmtree, scratch, True)
     return [
-        *args,
+        *(a for a in args if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))),
         f"hydra.run.dir={scratch}",
         f"hydra.sweep.dir={scratch}",
         "hydra.output_subdir=null",

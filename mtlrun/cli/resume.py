@@ -5,8 +5,9 @@ The command line is rewritten before Hydra sees it: the folder's saved overrides
 such as a launcher or sweeper choice), the run (or sweep) folder is set to FOLDER, and
 ``resume=FOLDER`` is kept in the config so the run continues from ``checkpoints/last.pt``
 instead of starting again. The config composed that way is checked against the one saved in the
-checkpoint, so a changed config file is refused rather than silently mixed in. The only override
-accepted beside ``resume`` is ``trainer.epochs`` (to extend a finished run). A sweep skips its
+checkpoint, so a changed config file is refused rather than silently mixed in. The overrides
+accepted beside ``resume`` are ``trainer.epochs`` (to extend a finished run) and the number of
+data-parallel processes (``trainer.devices``, ``trainer.nodes``: the same update on any number). A sweep skips its
 completed jobs, continues the interrupted ones and runs those it had not started.
 """
 
@@ -20,8 +21,9 @@ from mtlrun.errors import ConfigError
 from mtlrun.results.run_folder import HYDRA_CONFIG, OVERRIDES
 
 SWEEP_CONFIG = "multirun.yaml"
-#: the only override a resume accepts
+#: the overrides a resume accepts: more epochs, and another number of data-parallel processes
 EPOCHS = "trainer.epochs="
+ACCEPTED = (EPOCHS, "trainer.devices=", "trainer.nodes=")
 #: Hydra overrides the resume sets itself
 OWN_HYDRA_KEYS = ("hydra.run.dir=", "hydra.sweep.dir=")
 
@@ -60,12 +62,12 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         return argv
     folder = Path(value).expanduser()
     rest = [a for a in argv if not a.startswith("resume=") and a not in ("-m", "--multirun")]
-    epochs = [a for a in rest if a.startswith(EPOCHS)]
-    others = [a for a in rest if not a.startswith(EPOCHS)]
+    epochs = [a for a in rest if a.startswith(ACCEPTED)]
+    others = [a for a in rest if not a.startswith(ACCEPTED)]
     if others:
         raise ConfigError(
-            f"resume={value} continues the run with its saved config; the only override it takes is "
-            f"trainer.epochs=N (to train longer), not: {' '.join(others)}"
+            f"resume={value} continues the run with its saved config; the only overrides it takes are "
+            f"trainer.epochs=N (to train longer) and trainer.devices=N, trainer.nodes=N, not: {' '.join(others)}"
         )
     if not folder.is_dir():
         raise ConfigError(f"resume={value}: no such folder; give a run folder (outputs/...) or a sweep folder")
@@ -87,7 +89,8 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         raise ConfigError(
             f"resume={value} is not a run or sweep folder (no {HYDRA_CONFIG} and {OVERRIDES}, no {SWEEP_CONFIG})"
         )
-    task = [a for a in task if not a.startswith("resume=") and not (epochs and a.startswith(EPOCHS))]
+    given = tuple(a.split("=", 1)[0] + "=" for a in epochs)
+    task = [a for a in task if not a.startswith("resume=") and not (given and a.startswith(given))]
     own = [a for a in own if not a.startswith(OWN_HYDRA_KEYS)]
     return [*head, *task, *epochs, *own, where, f"resume={quoted(str(folder))}"]
 

@@ -114,9 +114,7 @@ def launch_ranks(
     writes it, logging to its ``run.log``); their outcome is raised or returned as one process's."""
     from omegaconf import OmegaConf
 
-    log_file = next(
-        (h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)), None
-    )
+    log_file = next((h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)), None)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     log.info("data parallel: starting %d processes (torch.distributed.run)", devices)
     outcome = distributed.launch(devices, resolved, output_dir, in_sweep, log_file)  # type: ignore[arg-type]

@@ -322,7 +322,9 @@ def global_batch_norm(module: nn.Module) -> int:
     replaced = 0
     for name, child in list(module.named_children()):
         if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, GlobalBatchNorm):
-            new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            new = GlobalBatchNorm(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             new._parameters, new._buffers = child._parameters, child._buffers
             new.train(child.training)
             setattr(module, name, new)
@@ -476,14 +478,15 @@ class RankFailed(RuntimeError):
 
 
 def _worker_logging(rank: int, log_file: str | None) -> None:
+    """Rank 0 logs as the command does (console, and the run's ``run.log``); the others only warnings."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    if rank != 0:
-        handler: logging.Handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s"))
-        handler.setLevel(logging.WARNING)
-        root.addHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    if rank != 0:  # the other ranks say only what goes wrong
+        stream = logging.StreamHandler()
+        stream.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s"))
+        stream.setLevel(logging.WARNING)
+        root.addHandler(stream)
         root.setLevel(logging.WARNING)
         return
     from mtlrun.report.console import console_handler
@@ -519,11 +522,10 @@ def worker(cfg: dict[str, Any], output_dir: str, in_sweep: bool, log_file: str |
 def _worker(cfg: dict[str, Any], output_dir: str, in_sweep: bool, log_file: str | None) -> Any:
     from omegaconf import OmegaConf
 
+    from mtlrun.train.build import pick_device
     from mtlrun.train.loop import Diverged
     from mtlrun.train.resume import resume_point
     from mtlrun.train.run import run
-
-    from mtlrun.train.build import pick_device
 
     place = process_env()
     _worker_logging(place.rank if place else 0, log_file)
@@ -531,8 +533,8 @@ def _worker(cfg: dict[str, Any], output_dir: str, in_sweep: bool, log_file: str 
     folder = Path(output_dir)
     try:
         join(pick_device(conf.trainer.device), conf.trainer.data_parallel)
-        checkpoint = resume_point(conf, folder, in_sweep)  # type: ignore[arg-type]
-        summary, report = run(conf, folder, checkpoint)  # type: ignore[arg-type]
+        checkpoint = resume_point(conf, folder, in_sweep)
+        summary, report = run(conf, folder, checkpoint)
     except ConfigError as ex:
         return ("config_error", str(ex), ex.exit_code)
     except Diverged as ex:

@@ -236,10 +236,7 @@ class Trainer:
         x, targets = batch
         specs = self.data.tasks
         return torch.tensor(
-            [
-                float(specs[t].label_count(targets[t])) if specs[t].masked else float(x.shape[0])
-                for t in self.tasks
-            ],
+            [float(specs[t].label_count(targets[t])) if specs[t].masked else float(x.shape[0]) for t in self.tasks],
             device=self.device,
         )
 
