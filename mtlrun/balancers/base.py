@@ -231,6 +231,10 @@ class Balancer(nn.Module, ABC):
     resizable_buffers: tuple[str, ...] = ()
     #: works under fp16 loss scaling: reads gradients only through ``task_jacobian`` (see above)
     supports_loss_scaling: bool = True
+    #: under data parallelism (``trainer.devices > 1``) makes one process's update: it reads the
+    #: losses, or gradients through the template's Jacobian (``ctx.collective``); methods that take
+    #: per-task gradients of their own set False and are refused there
+    data_parallel: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -334,6 +334,18 @@ def global_batch_norm(module: nn.Module) -> int:
     return replaced
 
 
+def check_balancer(balancer: nn.Module, name: str) -> None:
+    """One line for a balancer whose update is not yet the single-process one across ranks."""
+    if not getattr(balancer, "data_parallel", True):
+        from mtlrun.balancers import BALANCERS
+
+        exact = sorted(n for n in BALANCERS.names() if getattr(BALANCERS.get(n), "data_parallel", True))
+        raise ConfigError(
+            f"balancer={name} takes per-task gradients of its own and is not supported with trainer.devices > 1; "
+            f"choose one of: {', '.join(exact)}"
+        )
+
+
 def backend_for(device: torch.device) -> str:
     return "nccl" if device.type == "cuda" else "gloo"
 

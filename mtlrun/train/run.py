@@ -102,6 +102,7 @@ def run(
         save(summary)
         raise
     if dp is not None:  # batch statistics over the global batch, as in one process
+        distributed.check_balancer(c.balancer, chosen_name(cfg.balancer))
         distributed.global_batch_norm(c.model)
     summary.run.tasks, summary.run.encoder = c.tasks, c.encoder.name
     summary.encoder = c.encoder.as_dict()
@@ -130,6 +131,7 @@ def run(
         log.info("resuming %s after epoch %d (step %d)", output_dir, trainer.epochs_done, trainer.step)
     if dp is not None:
         dp.seed = int(cfg.seed)
+        dp.average_weights = t.get("data_parallel", "exact") == "average_weights"
         dp.broadcast_module(c.model)
         trainer.dp = dp
         trainer.evaluator.dp = dp

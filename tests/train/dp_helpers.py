@@ -42,6 +42,7 @@ def train_steps(overrides: list[str], steps: int) -> tuple[Tensor, Tensor]:
     )
     if dp is not None:
         dp.seed = int(cfg.seed)
+        dp.average_weights = cfg.trainer.data_parallel == "average_weights"
         trainer.dp = dp
     start = torch.cat([p.detach().reshape(-1) for p in c.model.parameters()]).clone()
     trainer.model.train()
