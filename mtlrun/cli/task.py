@@ -123,6 +123,10 @@ def launch_ranks(
         raise ConfigError(outcome[1])
     if kind == "diverged":
         raise Diverged(outcome[1], outcome[2])
+    if kind == "interrupted":
+        from mtlrun.train.signals import Interrupted
+
+        raise Interrupted(outcome[1])
     return outcome[1], outcome[2]
 
 

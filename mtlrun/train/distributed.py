@@ -240,9 +240,13 @@ class DataParallel:
             for tensor in [*module.parameters(), *module.buffers()]:
                 dist.broadcast(tensor.data, src=0)
 
-    def agree(self, value: bool) -> bool:
-        """Whether ``value`` is true on every rank."""
-        return bool(self.sum(torch.tensor([0.0 if value else 1.0], device=self.device)).item() == 0)
+    def largest(self, value: int) -> int:
+        """The largest of the ranks' ``value`` s (a stop asked on any rank stops them all)."""
+        import torch.distributed as dist
+
+        out = torch.tensor([value], dtype=torch.long, device=self.device)
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+        return int(out.item())
 
     # ---- randomness ----
 
@@ -538,6 +542,7 @@ def _worker(cfg: dict[str, Any], output_dir: str, in_sweep: bool, log_file: str 
     from mtlrun.train.loop import Diverged
     from mtlrun.train.resume import resume_point
     from mtlrun.train.run import run
+    from mtlrun.train.signals import Interrupted
 
     place = process_env()
     _worker_logging(place.rank if place else 0, log_file)
@@ -551,6 +556,8 @@ def _worker(cfg: dict[str, Any], output_dir: str, in_sweep: bool, log_file: str 
         return ("config_error", str(ex), ex.exit_code)
     except Diverged as ex:
         return ("diverged", str(ex), ex.divergence)
+    except Interrupted as ex:  # every rank stopped at the same step; rank 0 saved the checkpoint
+        return ("interrupted", ex.signum, None)
     finally:
         leave()
     return ("completed", summary, report)

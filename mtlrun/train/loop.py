@@ -320,6 +320,8 @@ class Trainer:
         """Raise :class:`Interrupted` at this step boundary when a stop was asked for (a signal)."""
         if self.should_stop is not None:
             signum = self.should_stop()
+            if self.dp is not None:  # every rank stops at the same step boundary
+                signum = self.dp.largest(signum or 0)
             if signum:
                 raise Interrupted(signum)
 
@@ -463,7 +465,8 @@ class Trainer:
             probe = ScheduleProbe(self.model, self.data, self.batch_size, self.seed, self._fresh_optimizer)
             self.schedule.prepare(probe)
             self._schedule_ready = True
-        with Progress(self.epochs - self.epochs_done, max(1, steps_per_epoch)) as progress:
+        shows = self.dp is None or self.dp.is_writer  # one progress bar for a data-parallel run
+        with Progress(self.epochs - self.epochs_done, max(1, steps_per_epoch), enabled=shows) as progress:
             stopped_early = False
             for epoch in range(self.epochs_done + 1, self.epochs + 1):
                 if self._early_stop(epoch - 1):

@@ -152,3 +152,56 @@ def test_a_failing_rank_ends_every_rank(tmp_path: Path) -> None:
     while subprocess.run(["pgrep", "-g", str(failed.pid)], capture_output=True).returncode == 0:
         assert time.monotonic() < deadline, "ranks left running"
         time.sleep(0.5)
+
+
+# ---- the pieces, in one process ----
+
+
+def test_shards_are_disjoint_and_cover_the_batch() -> None:
+    from mtlrun.train.distributed import DataParallel, ProcessEnv
+
+    for n in (1, 7, 18, 128):
+        for world in (2, 3):
+            parts = [DataParallel(ProcessEnv(r, world, r, world), torch.device("cpu")).bounds(n) for r in range(world)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+            assert max(hi - lo for lo, hi in parts) - min(hi - lo for lo, hi in parts) <= 1
+
+
+def test_the_failing_rank_is_named_not_the_peer_it_took_down(tmp_path: Path) -> None:
+    from mtlrun.train.distributed import first_cause
+
+    (tmp_path / "rank-0.error").write_text("10.5\tRuntimeError: [pair.cc:537] Read error: Connection reset by peer")
+    (tmp_path / "rank-1.error").write_text("10.7\tValueError: bad batch")
+    assert first_cause(tmp_path, None) == "rank 1 failed: ValueError: bad batch"
+
+
+def test_settings_that_cannot_work_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtlrun.balancers import BALANCERS
+    from mtlrun.errors import ConfigError
+    from mtlrun.train import distributed
+
+    for key in ("RANK", "WORLD_SIZE", "SLURM_NTASKS", "MTLRUN_SLURM_DDP"):
+        monkeypatch.delenv(key, raising=False)
+    assert distributed.wants_launch(2, 1) and not distributed.wants_launch(1, 1)
+    with pytest.raises(ConfigError, match="trainer.nodes=2 needs one mtlrun per device on every node"):
+        distributed.wants_launch(1, 2)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not distributed.wants_launch(2, 1)  # started by torchrun: this process is a rank
+    with pytest.raises(ConfigError, match=r"trainer.devices=3 x trainer.nodes=1 does not match the 2 processes"):
+        distributed.check_world(3, 1)
+    gradnorm = BALANCERS.build("gradnorm", {}, tasks=["a", "b"])
+    with pytest.raises(ConfigError, match="balancer=gradnorm takes per-task gradients of its own.*pcgrad"):
+        distributed.check_balancer(gradnorm, "gradnorm")
+
+
+def test_a_rank_other_than_0_composes_into_a_scratch_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtlrun.cli.main import follower_overrides
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = follower_overrides(["seed=1", "hydra.run.dir=outputs/x"])
+    assert "seed=1" in args and "hydra.run.dir=outputs/x" not in args and "hydra.output_subdir=null" in args
+    monkeypatch.setenv("RANK", "0")
+    assert follower_overrides(["seed=1"]) == ["seed=1"]
