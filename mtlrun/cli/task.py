@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from mtlrun.cli import ranks
 from mtlrun.errors import DIVERGED_EXIT, ConfigError
 from mtlrun.results.atomic import WriteFailed
 from mtlrun.results.run_folder import LAST_CHECKPOINT, SUMMARY, RunFolder, Summary
@@ -117,7 +118,7 @@ def launch_ranks(
     log_file = next((h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)), None)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     log.info("data parallel: starting %d processes (torch.distributed.run)", devices)
-    outcome = distributed.launch(devices, resolved, output_dir, in_sweep, log_file)  # type: ignore[arg-type]
+    outcome = ranks.launch(devices, resolved, output_dir, in_sweep, log_file)  # type: ignore[arg-type]
     kind = outcome[0]
     if kind == "config_error":
         raise ConfigError(outcome[1])

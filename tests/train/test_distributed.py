@@ -169,7 +169,7 @@ def test_shards_are_disjoint_and_cover_the_batch() -> None:
 
 
 def test_the_failing_rank_is_named_not_the_peer_it_took_down(tmp_path: Path) -> None:
-    from mtlrun.train.distributed import first_cause
+    from mtlrun.cli.ranks import first_cause
 
     (tmp_path / "rank-0.error").write_text("10.5\tRuntimeError: [pair.cc:537] Read error: Connection reset by peer")
     (tmp_path / "rank-1.error").write_text("10.7\tValueError: bad batch")
