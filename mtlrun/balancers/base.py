@@ -234,7 +234,7 @@ class Balancer(nn.Module, ABC):
     #: under data parallelism (``trainer.devices > 1``) makes one process's update: it reads the
     #: losses, or gradients through the template's Jacobian (``ctx.collective``); methods that take
     #: per-task gradients of their own set False and are refused there
-    data_parallel: bool = True
+    data_parallel_exact: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

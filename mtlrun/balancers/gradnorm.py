@@ -63,7 +63,7 @@ class GradNorm(Balancer):
     checkpointed.
     """
 
-    data_parallel = False  # reads per-task gradients of its own: not yet exact across ranks
+    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
 
     uses_task_gradients = True
 

@@ -32,7 +32,7 @@ class SDMGrad(Balancer):
     their plain task gradient on zeta.
     """
 
-    data_parallel = False  # reads per-task gradients of its own: not yet exact across ranks
+    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
 
     uses_task_gradients = True
 

@@ -339,10 +339,10 @@ def global_batch_norm(module: nn.Module) -> int:
 
 def check_balancer(balancer: nn.Module, name: str) -> None:
     """One line for a balancer whose update is not yet the single-process one across ranks."""
-    if not getattr(balancer, "data_parallel", True):
+    if not getattr(balancer, "data_parallel_exact", True):
         from mtlrun.balancers import BALANCERS
 
-        exact = sorted(n for n in BALANCERS.names() if getattr(BALANCERS.get(n), "data_parallel", True))
+        exact = sorted(n for n in BALANCERS.names() if getattr(BALANCERS.get(n), "data_parallel_exact", True))
         raise ConfigError(
             f"balancer={name} takes per-task gradients of its own and is not supported with trainer.devices > 1; "
             f"choose one of: {', '.join(exact)}"
