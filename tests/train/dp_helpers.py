@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -36,7 +37,8 @@ def train_steps(overrides: list[str], steps: int) -> tuple[Tensor, Tensor]:
     c = build(cfg)
     dp = distributed.current()
     if dp is not None:
-        distributed.global_batch_norm(c.model)
+        if distributed.global_batch_norm(c.model) and getattr(c.balancer, "jacobian_mode", None) == "auto":
+            c.balancer.jacobian_mode = "loop"
     trainer = Trainer.from_config(
         cfg.trainer, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary
     )
@@ -54,30 +56,37 @@ def train_steps(overrides: list[str], steps: int) -> tuple[Tensor, Tensor]:
 
 
 def rank_main(rank: int, world: int, port: int, runs: dict[str, list[str]], steps: int, out: str) -> None:
-    """One rank: join the gloo group, train each of ``runs`` for ``steps`` steps; rank 0 saves the
-    parameters to ``out``."""
+    """One rank: join the gloo group, train each of ``runs`` for ``steps`` steps; save the
+    parameters and the bytes this rank all-reduced to ``out`` (one file per rank)."""
     os.environ.update(
         RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
     )  # fmt: skip
     from mtlrun.train import distributed
 
-    distributed.join(torch.device("cpu"))
+    dp = distributed.join(torch.device("cpu"))
     try:
-        result = {name: train_steps(overrides, steps)[1] for name, overrides in runs.items()}
-        if rank == 0:
-            torch.save(result, out)
+        result = {}
+        for name, overrides in runs.items():
+            before = dp.bytes_reduced
+            params = train_steps(overrides, steps)[1]
+            result[name] = (params, dp.bytes_reduced - before)
+        torch.save(result, f"{out}.{rank}")
     finally:
         distributed.leave()
 
 
-def run_ranks(runs: dict[str, list[str]], steps: int, world: int, tmp: Path) -> dict[str, Tensor]:
-    """:func:`rank_main` on ``world`` spawned processes; rank 0's parameters per run."""
+def run_ranks(runs: dict[str, list[str]], steps: int, world: int, tmp: Path, every_rank: bool = False) -> Any:
+    """:func:`rank_main` on ``world`` spawned processes: rank 0's parameters per run, or with
+    ``every_rank`` each rank's ``{run: (parameters, bytes all-reduced)}``."""
     import torch.multiprocessing as mp
 
     out = str(tmp / "params.pt")
     mp.spawn(rank_main, args=(world, free_port(), runs, steps, out), nprocs=world, join=True)
-    return torch.load(out)
+    found = [torch.load(f"{out}.{rank}") for rank in range(world)]
+    if every_rank:
+        return found
+    return {name: params for name, (params, _) in found[0].items()}
 
 
 class FailOnRank1(LossWeighting):

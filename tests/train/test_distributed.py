@@ -28,6 +28,7 @@ EXACT = {
     "upgrad": SYNTHETIC + ["balancer=upgrad"],
     "modo": SYNTHETIC + ["balancer=modo"],  # three batches per step
     "mgda_rep": SYNTHETIC + ["balancer=mgda", "balancer.rep_grad=true"],
+    "pcgrad_batched": SYNTHETIC + ["balancer=pcgrad", "balancer.jacobian_mode=batched"],  # one vmap backward
     # batch norm over the global batch; with SGD, as Adam turns the rounding noise of the conv biases
     # before batch norm (whose exact gradient is 0) into steps of the full learning rate
     "pcgrad_bn": DIGITS + ["balancer=pcgrad", "trainer.optimizer=sgd"],
@@ -58,6 +59,16 @@ def test_two_processes_match_one_process(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_every_family_matches_one_process(tmp_path: Path) -> None:
     check_same_update(tuple(name for name in EXACT if name not in FAST), tmp_path)
+
+
+def test_average_weights_is_plain_ddp_traffic_and_keeps_ranks_together(tmp_path: Path) -> None:
+    """The approximate option sends P + H + 3T floats, not T x P, and every rank steps alike."""
+    runs = {"avg": SYNTHETIC + ["balancer=pcgrad", "trainer.data_parallel=average_weights"]}
+    found = run_ranks(runs, STEPS, 2, tmp_path, every_rank=True)
+    (p0, b0), (p1, b1) = found[0]["avg"], found[1]["avg"]
+    assert torch.equal(p0, p1) and b0 == b1
+    params = p0.numel()
+    assert b0 < 1.1 * 4 * params * STEPS  # about one gradient per step (plain DDP)
 
 
 # ---- the command: the launcher, torchrun, resume, a failing rank ----
