@@ -51,6 +51,11 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
 
             dp = distributed.current() or distributed.join(pick_device(cfg.trainer.device), cfg.trainer.data_parallel)
             writer = dp.is_writer
+            if not writer:  # rank 0 alone logs (srun's tasks each start with the job's logging)
+                root = logging.getLogger()
+                for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+                    root.removeHandler(handler)
+                root.setLevel(logging.WARNING)
             output_dir = distributed.share_folder(output_dir)  # rank 0's; the others composed a scratch one
         checkpoint = resume_point(cfg, output_dir, in_sweep)
         done = already_completed(output_dir, checkpoint, cfg.trainer.epochs)

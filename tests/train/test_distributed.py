@@ -216,3 +216,21 @@ def test_a_rank_other_than_0_composes_into_a_scratch_folder(monkeypatch: pytest.
     assert "seed=1" in args and "hydra.run.dir=outputs/x" not in args and "hydra.output_subdir=null" in args
     monkeypatch.setenv("RANK", "0")
     assert follower_overrides(["seed=1"]) == ["seed=1"]
+
+
+def test_slurm_ddp_preset_takes_its_shape_from_the_trainer() -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_module
+
+    from mtlrun.config.schema import register_schema
+
+    register_schema()
+    with initialize_config_module(version_base="1.3", config_module="mtlrun.conf"):
+        cfg = compose(
+            "config",
+            overrides=["hydra/launcher=slurm_ddp", "trainer.devices=4", "trainer.nodes=2"],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_task) == (2, 4, 1)
+    assert "export MTLRUN_SLURM_DDP=1" in launcher.setup
