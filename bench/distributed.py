@@ -58,7 +58,7 @@ def measure(overrides: list[str], steps: int, warmup: int) -> tuple[float, float
     c = build(cfg)
     dp = distributed.current()
     if dp is not None:
-        distributed.global_batch_norm(c.model)
+        distributed.prepare_model(c.model, c.balancer)
     trainer = Trainer.from_config(
         cfg.trainer, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary
     )

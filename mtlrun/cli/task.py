@@ -118,8 +118,16 @@ def launch_ranks(
 ) -> tuple[Summary, TransferReport | None]:
     """``trainer.devices=N`` from a plain ``mtlrun``: N ranks train into this job's folder (rank 0
     writes it, logging to its ``run.log``); their outcome is raised or returned as one process's."""
+    import torch
     from omegaconf import OmegaConf
 
+    from mtlrun.train.build import pick_device
+
+    if pick_device(cfg.trainer.device).type == "cuda" and devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"trainer.devices={devices} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+            "give at most that many, or trainer.device=cpu"
+        )
     log_file = next((h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)), None)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     log.info("data parallel: starting %d processes (torch.distributed.run)", devices)

@@ -337,6 +337,13 @@ def global_batch_norm(module: nn.Module) -> int:
     return replaced
 
 
+def prepare_model(model: nn.Module, balancer: Any) -> None:
+    """Batch norm over the global batch; a balancer with batch norm in the model then takes its
+    Jacobian in a loop, as the norm's backward all-reduces (which a batched, vmap Jacobian cannot)."""
+    if global_batch_norm(model) and getattr(balancer, "jacobian_mode", None) == "auto":
+        balancer.jacobian_mode = "loop"
+
+
 def check_balancer(balancer: nn.Module, name: str) -> None:
     """One line for a balancer whose update is not yet the single-process one across ranks."""
     if not getattr(balancer, "data_parallel_exact", True):

@@ -103,8 +103,7 @@ def run(
         raise
     if dp is not None:  # batch statistics over the global batch, as in one process
         distributed.check_balancer(c.balancer, chosen_name(cfg.balancer))
-        if distributed.global_batch_norm(c.model) and getattr(c.balancer, "jacobian_mode", None) == "auto":
-            c.balancer.jacobian_mode = "loop"  # its backward all-reduces, which a batched (vmap) Jacobian cannot
+        distributed.prepare_model(c.model, c.balancer)
     summary.run.tasks, summary.run.encoder = c.tasks, c.encoder.name
     summary.encoder = c.encoder.as_dict()
     summary.primary = c.primary

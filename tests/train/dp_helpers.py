@@ -37,8 +37,7 @@ def train_steps(overrides: list[str], steps: int) -> tuple[Tensor, Tensor]:
     c = build(cfg)
     dp = distributed.current()
     if dp is not None:
-        if distributed.global_batch_norm(c.model) and getattr(c.balancer, "jacobian_mode", None) == "auto":
-            c.balancer.jacobian_mode = "loop"
+        distributed.prepare_model(c.model, c.balancer)
     trainer = Trainer.from_config(
         cfg.trainer, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary
     )
