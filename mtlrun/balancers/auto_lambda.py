@@ -44,6 +44,8 @@ class AutoLambda(Balancer):
     ``train`` on an independent training batch, as the authors' released code does.
     """
 
+    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
+
     #: its lookahead step uses raw gradients from autograd.grad, which a loss scale would distort
     supports_loss_scaling = False
 

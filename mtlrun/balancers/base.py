@@ -96,7 +96,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -112,6 +112,21 @@ BALANCERS: Registry[Balancer] = Registry("balancer")
 Batch = tuple[Tensor, dict[str, Tensor]]
 
 Output = Literal["weights", "direction"]
+
+
+class Collective(Protocol):
+    """The data-parallel collectives a gradient method uses (``mtlrun.train.distributed``): the
+    losses it is given are already global means, whose gradients are this rank's share."""
+
+    #: per-rank weights averaged instead of the Jacobian all-reduced (``trainer.data_parallel``)
+    average_weights: bool
+    #: this rank's share of the step batch's rows
+    fraction: float
+
+    def sum(self, tensor: Tensor) -> Tensor: ...
+    def mean(self, tensor: Tensor) -> Tensor: ...
+    def gather(self, tensor: Tensor) -> tuple[Tensor, slice]: ...
+    def mark_synced(self, params: Sequence[Tensor]) -> None: ...
 
 
 @dataclass
@@ -147,6 +162,8 @@ class StepContext:
     #: bool (T,): which tasks have at least one label in this batch; None means all of them. The
     #: trainer sets it only for datasets with missing labels.
     present: Tensor | None = None
+    #: data parallel only: the collectives that make the per-rank Jacobian the global one
+    collective: Collective | None = None
 
 
 @dataclass
@@ -214,6 +231,10 @@ class Balancer(nn.Module, ABC):
     resizable_buffers: tuple[str, ...] = ()
     #: works under fp16 loss scaling: reads gradients only through ``task_jacobian`` (see above)
     supports_loss_scaling: bool = True
+    #: under data parallelism (``trainer.devices > 1``) makes one process's update: it reads the
+    #: losses, or gradients through the template's Jacobian (``ctx.collective``); methods that take
+    #: per-task gradients of their own set False and are refused there
+    data_parallel_exact: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -441,10 +462,21 @@ class GradientAggregator(Balancer):
         jac = task_jacobian(
             self.task_losses(losses), inputs, own, mode=self.jacobian_mode, retain_graph=not plain_heads
         )
-        info = BalanceInfo(jacobian=None if self.rep_grad else jac)
+        collective, columns, local = ctx.collective, None, None
+        if collective is not None:  # data parallel: every rank aggregates the global Jacobian
+            if self.rep_grad:  # per-sample rows: the ranks' columns side by side
+                jac, columns = collective.gather(jac)
+            elif collective.average_weights and self.output == "weights":  # approximate: local J, mean weights
+                local, jac = jac, jac / collective.fraction
+            else:
+                jac = collective.sum(jac)
+        info = BalanceInfo(jacobian=None if self.rep_grad or local is not None else jac)
         present = select_present(jac, ctx.present)
         if self.output == "weights":
             weights = expand_present(self.weights(present, ctx).to(jac), ctx.present, self.num_tasks)
+            if local is not None:
+                assert collective is not None
+                weights, jac = collective.mean(weights), local
             info.weights = weights.detach()
             if not plain_heads:
                 heads = [p for t in self.tasks for p in ctx.task_params.get(t, []) if p.requires_grad]
@@ -459,9 +491,13 @@ class GradientAggregator(Balancer):
         if self.rep_grad:
             assert ctx.representation is not None
             rep = ctx.representation
+            if columns is not None:  # this rank's samples of the global update
+                direction = direction[columns]
             rep.backward(rescale(direction).view_as(rep).to(rep.dtype))
         else:
             accumulate_grad(inputs, direction)
+            if collective is not None and local is None:
+                collective.mark_synced(inputs)
         self.report_failures(info)
         return info
 

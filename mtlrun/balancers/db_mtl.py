@@ -37,6 +37,8 @@ class DualBalancing(Balancer):
     authors' code). A task without labels in a batch (``ctx.present``) keeps its EMA and gets scale 0.
     """
 
+    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
+
     uses_task_gradients = True
 
     resizable_buffers = ("grad_ema",)

@@ -93,6 +93,8 @@ class FORUM(Balancer):
     Defaults: rho = 0.1, inner_lr = 0.1, inner_steps = 5, Adam at 1e-3 on logits initialised uniform.
     """
 
+    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
+
     #: its lookahead step uses raw gradients from autograd.grad, which a loss scale would distort
     supports_loss_scaling = False
 

@@ -63,6 +63,8 @@ class GradNorm(Balancer):
     checkpointed.
     """
 
+    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
+
     uses_task_gradients = True
 
     def __init__(

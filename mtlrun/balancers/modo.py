@@ -69,8 +69,12 @@ class MoDo(Balancer):
         jac_z2 = task_jacobian(
             self.task_losses(ctx.compute_losses(ctx.extra_batches[1])), shared, mode=self.jacobian_mode
         )
+        if ctx.collective is not None:  # data parallel: the three global Jacobians
+            jac_z1, jac_z2, jac_z3 = (ctx.collective.sum(j) for j in (jac_z1, jac_z2, jac_z3))
         lam = self.update_weights(jac_z1, jac_z2)
         if ctx.present is not None:  # an absent task's row of J_z3 is zero: give it weight 0 too
             lam = lam * ctx.present.to(lam)
         accumulate_grad(shared, lam @ jac_z3)
+        if ctx.collective is not None:
+            ctx.collective.mark_synced(shared)
         return BalanceInfo(weights=lam, jacobian=jac_z3)

@@ -48,6 +48,8 @@ class MOML(Balancer):
     uses a validation batch (``upper_split=val``) or an independent training batch (``train``).
     """
 
+    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
+
     #: its lookahead step uses raw gradients from autograd.grad, which a loss scale would distort
     supports_loss_scaling = False
 

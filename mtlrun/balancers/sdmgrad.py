@@ -32,6 +32,8 @@ class SDMGrad(Balancer):
     their plain task gradient on zeta.
     """
 
+    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
+
     uses_task_gradients = True
 
     batches_per_step = 3

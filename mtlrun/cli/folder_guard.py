@@ -325,7 +325,7 @@ def _check_resume_or_exit(config: DictConfig, path: Path) -> None:
     except ConfigError as ex:
         raise Refused(ex) from None
     done = already_completed(path, checkpoint, int(job.trainer.epochs))
-    if done is not None:
+    if done is not None and not os.environ.get("RANK"):  # a rank of torchrun's meets its peers first
         raise NothingToResume(path, done, run_objective(done, job.objective))
     if checkpoint is not None:
         _checked[path.resolve()] = checkpoint

@@ -233,6 +233,7 @@ def main() -> None:
     except ConfigError as ex:
         print(f"mtlrun: error: {ex}", file=sys.stderr)
         sys.exit(2)
+    sys.argv[1:] = follower_overrides(sys.argv[1:])
     from mtlrun.cli.folder_guard import NothingToResume, Refused, begin_invocation
     from mtlrun.cli.resume import resuming_folder
 
@@ -266,3 +267,29 @@ def main() -> None:
         if not user_error:
             print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
         sys.exit(2 if user_error else 1)
+
+
+def follower_overrides(args: list[str]) -> list[str]:
+    """A rank other than 0 of a run started by torchrun or srun composes the same config into a
+    scratch folder of its own, with no log: it trains into rank 0's folder, which rank 0 alone writes
+    (``mtlrun.train.distributed``)."""
+    if "RANK" not in os.environ and os.environ.get("MTLRUN_SLURM_DDP") != "1":
+        return args
+    from mtlrun.train.distributed import is_follower
+
+    if not is_follower():
+        return args
+    import atexit
+    import shutil
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="mtlrun-rank-")
+    atexit.register(shutil.rmtree, scratch, True)
+    return [
+        *(a for a in args if not a.startswith(("hydra.run.dir=", "hydra.sweep.dir="))),
+        f"hydra.run.dir={scratch}",
+        f"hydra.sweep.dir={scratch}",
+        "hydra.output_subdir=null",
+        "hydra/job_logging=disabled",
+        "hydra/hydra_logging=disabled",
+    ]

@@ -6,9 +6,10 @@ such as a launcher or sweeper choice) and the run (or sweep) folder is set to FO
 itself is not an override Hydra sees, so it never enters the run's recorded overrides or config:
 the folder it names is held by :func:`requested` for the duration of the invocation, where the run
 folder's guard (:mod:`mtlrun.cli.folder_guard`) makes every check of the resume (the config, the
-checkpoint, the epochs, "nothing to resume") before Hydra writes a byte into the folder. The only
-override accepted beside ``resume`` is ``trainer.epochs`` (to extend a finished run). A sweep skips
-its completed jobs, continues the interrupted ones and runs those it had not started.
+checkpoint, the epochs, "nothing to resume") before Hydra writes a byte into the folder. The
+overrides accepted beside ``resume`` are ``trainer.epochs`` (to extend a finished run) and the number
+of data-parallel processes (``trainer.devices``, ``trainer.nodes``: the same update on any number). A
+sweep skips its completed jobs, continues the interrupted ones and runs those it had not started.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from mtlrun.errors import ConfigError
 from mtlrun.results.run_folder import HYDRA_CONFIG, OVERRIDES
 
 SWEEP_CONFIG = "multirun.yaml"
-#: the only override a resume accepts
+#: the overrides a resume accepts: more epochs, and another number of data-parallel processes
 EPOCHS = "trainer.epochs="
+ACCEPTED = (EPOCHS, "trainer.devices=", "trainer.nodes=")
 #: Hydra overrides the resume sets itself
 OWN_HYDRA_KEYS = ("hydra.run.dir=", "hydra.sweep.dir=")
 
@@ -64,12 +66,12 @@ def rewrite_argv(argv: list[str]) -> tuple[list[str], Path | None]:
         return argv, None
     folder = Path(value).expanduser()
     rest = [a for a in argv if not a.startswith("resume=") and a not in ("-m", "--multirun")]
-    epochs = [a for a in rest if a.startswith(EPOCHS)]
-    others = [a for a in rest if not a.startswith(EPOCHS)]
+    epochs = [a for a in rest if a.startswith(ACCEPTED)]
+    others = [a for a in rest if not a.startswith(ACCEPTED)]
     if others:
         raise ConfigError(
-            f"resume={value} continues the run with its saved config; the only override it takes is "
-            f"trainer.epochs=N (to train longer), not: {' '.join(others)}"
+            f"resume={value} continues the run with its saved config; the only overrides it takes are "
+            f"trainer.epochs=N (to train longer) and trainer.devices=N, trainer.nodes=N, not: {' '.join(others)}"
         )
     if not folder.is_dir():
         raise ConfigError(f"resume={value}: no such folder; give a run folder (outputs/...) or a sweep folder")
@@ -91,7 +93,8 @@ def rewrite_argv(argv: list[str]) -> tuple[list[str], Path | None]:
         raise ConfigError(
             f"resume={value} is not a run or sweep folder (no {HYDRA_CONFIG} and {OVERRIDES}, no {SWEEP_CONFIG})"
         )
-    task = [a for a in task if not a.startswith("resume=") and not (epochs and a.startswith(EPOCHS))]
+    given = tuple(a.split("=", 1)[0] + "=" for a in epochs)
+    task = [a for a in task if not a.startswith("resume=") and not (given and a.startswith(given))]
     own = [a for a in own if not a.startswith(OWN_HYDRA_KEYS)]
     return [*head, *task, *epochs, *own, where], folder
 

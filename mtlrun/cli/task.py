@@ -11,10 +11,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from mtlrun.cli import ranks
 from mtlrun.errors import DIVERGED_EXIT, FAILED_EXIT, ConfigError
 from mtlrun.loggers import TrackerFailed
 from mtlrun.results.atomic import WriteFailed
 from mtlrun.results.run_folder import LAST_CHECKPOINT, SUMMARY, RunFolder, Summary
+from mtlrun.results.transfer_report import TransferReport
+from mtlrun.train import distributed
 from mtlrun.train.loop import Diverged
 from mtlrun.train.resume import already_completed, remove_stale_writes, resume_point
 from mtlrun.train.run import run
@@ -42,19 +45,41 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(hydra_cfg.runtime.output_dir)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    writer = True  # data parallel: rank 0 alone writes and prints
     try:
+        devices, nodes = int(cfg.trainer.get("devices", 1)), int(cfg.trainer.get("nodes", 1))
+        distributed.check_world(devices, nodes)
+        launching = distributed.wants_launch(devices, nodes)
+        if distributed.process_env() is not None:  # started by torchrun or srun: one rank of the run
+            from mtlrun.train.build import pick_device
+
+            dp = distributed.current() or distributed.join(pick_device(cfg.trainer.device), cfg.trainer.data_parallel)
+            writer = dp.is_writer
+            if not writer:  # rank 0 alone logs (srun's tasks each start with the job's logging)
+                root = logging.getLogger()
+                for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+                    root.removeHandler(handler)
+                root.setLevel(logging.WARNING)
+            output_dir = distributed.share_folder(output_dir)  # rank 0's; the others composed a scratch one
         from mtlrun.cli.folder_guard import checked_checkpoint, resuming
 
         continues = resuming(output_dir) or (in_sweep and (output_dir / LAST_CHECKPOINT).is_file())
         checkpoint = resume_point(cfg, output_dir, resuming=continues, checked=checked_checkpoint(output_dir))
-        if checkpoint is not None:
+        if checkpoint is not None and writer:
             remove_stale_writes(output_dir)
         done = already_completed(output_dir, checkpoint, cfg.trainer.epochs)
         if done is not None:
             log.info("%s has %s already: nothing to resume", output_dir, done.status)
-            print_run_summary(done, output_dir)
+            if writer:
+                print_run_summary(done, output_dir)
             return run_objective(done, cfg.objective)
-        summary, report = run(cfg, output_dir, checkpoint)
+        if launching:
+            summary, report = launch_ranks(cfg, devices, output_dir, checkpoint is not None)
+        else:
+            try:
+                summary, report = run(cfg, output_dir, checkpoint)
+            finally:
+                distributed.leave()  # a rank started by torchrun or srun ends its group, whatever happened
     except KeyboardInterrupt:
         raise
     except Diverged as ex:
@@ -67,13 +92,16 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
 
         if in_sweep:
             sweep_dir = Path(str(hydra_cfg.sweep.dir))
-            if in_process(hydra_cfg) and created_here(sweep_dir):  # a new sweep: the mistake stops it
+            if writer and in_process(hydra_cfg) and created_here(sweep_dir):  # a new sweep: the mistake stops it
                 raise stop_sweep(ex, output_dir, sweep_dir, Path(hydra_cfg.runtime.cwd)) from None
             log.error("job failed: %s", ex)  # a resumed sweep, a launcher's worker: the sweep summary lists it
             return None
-        release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
+        if writer:
+            release_if_created(output_dir, stop_at=Path(hydra_cfg.runtime.cwd))  # a bad option leaves no folder
         raise
     except Exception as ex:
+        if not writer:
+            raise
         folder = RunFolder(output_dir)
         summary = folder.read_summary() or Summary()
         if summary.status != "failed":
@@ -86,6 +114,8 @@ def run_hydra_job(cfg: DictConfig) -> float | None:
         if not in_sweep:
             raise
         log.exception("job failed: %s", ex)
+        return None
+    if not writer:
         return None
     print_run_summary(summary, output_dir)
     if report is not None:
@@ -120,6 +150,38 @@ def stop_sweep(ex: ConfigError, output_dir: Path, sweep_dir: Path, cwd: Path) ->
         f"{ex} (job {output_dir.name}; the sweep stopped there: its {len(others)} earlier job(s) are kept "
         f"in {sweep_dir}; fix the value and run the sweep again)"
     )
+
+
+def launch_ranks(
+    cfg: DictConfig, devices: int, output_dir: Path, resuming: bool
+) -> tuple[Summary, TransferReport | None]:
+    """``trainer.devices=N`` from a plain ``mtlrun``: N ranks train into this job's folder (rank 0
+    writes it, logging to its ``run.log``), continuing from its checkpoint when ``resuming``; their
+    outcome is raised or returned as one process's."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from mtlrun.train.build import pick_device
+
+    if pick_device(cfg.trainer.device).type == "cuda" and devices > torch.cuda.device_count():
+        raise ConfigError(
+            f"trainer.devices={devices} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+            "give at most that many, or trainer.device=cpu"
+        )
+    log_file = next((h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)), None)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    log.info("data parallel: starting %d processes (torch.distributed.run)", devices)
+    outcome = ranks.launch(devices, resolved, output_dir, resuming, log_file)  # type: ignore[arg-type]
+    kind = outcome[0]
+    if kind == "config_error":
+        raise ConfigError(outcome[1])
+    if kind == "diverged":
+        raise Diverged(outcome[1], outcome[2])
+    if kind == "interrupted":
+        from mtlrun.train.signals import Interrupted
+
+        raise Interrupted(outcome[1])
+    return outcome[1], outcome[2]
 
 
 def diverged_message(ex: Diverged, output_dir: Path) -> str:

@@ -7,15 +7,22 @@ from typing import Any
 
 from mtlrun.errors import ConfigError
 
-#: config keys a resumed run may change: the resume itself and the number of epochs (to train longer)
-RESUMABLE_CHANGES = ("resume", "trainer.epochs")
+#: config keys a resumed run may change: the resume itself, the number of epochs (to train longer)
+#: and the number of data-parallel processes (the same update on any number of them)
+RESUMABLE_CHANGES = ("resume", "trainer.epochs", "trainer.devices", "trainer.nodes")
+#: trainer keys added with a default that keeps a run's results as before: a run saved without them resumes
+DEFAULTED = {"data_parallel": "exact"}
 
 
 def comparable_config(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` without the keys a resume may change."""
     out = {k: v for k, v in config.items() if k != "resume"}
     if isinstance(out.get("trainer"), dict):
-        out["trainer"] = {k: v for k, v in out["trainer"].items() if k != "epochs"}
+        out["trainer"] = {
+            k: v
+            for k, v in out["trainer"].items()
+            if k not in ("epochs", "devices", "nodes") and DEFAULTED.get(k, object()) != v
+        }
     return out
 
 
@@ -37,5 +44,5 @@ def check_same_config(saved: dict[str, Any], now: dict[str, Any], folder: Path) 
     if changed is not None:
         raise ConfigError(
             f"cannot resume {folder}: its config differs in '{changed}' from the one composed now; "
-            f"only {' and '.join(RESUMABLE_CHANGES)} may change on a resume"
+            f"only {', '.join(RESUMABLE_CHANGES)} may change on a resume"
         )

@@ -47,6 +47,9 @@ class TrainerConf:
     momentum: float = bounded(0.9, ge=0)  # sgd's (torch.optim.SGD takes any momentum >= 0)
     grad_clip: float = bounded(0.0, ge=0, note="0 = off")
     device: str = "auto"
+    devices: int = bounded(1, ge=1)  # data parallel: processes (one per device) per node, same update as one process
+    nodes: int = bounded(1, ge=1)  # data parallel across nodes (started by srun or torchrun on each node)
+    data_parallel: str = "exact"  # exact | average_weights (gradient methods: per-rank weights averaged, approximate)
     checkpoint_every: int = bounded(1, ge=0, note="0 = only at the end")
     deterministic: bool = True
     on_nan: str = "stop"  # stop | skip: what a NaN/inf loss or gradient does (mtlrun.train.nan_guard)
@@ -204,6 +207,10 @@ def check_resolvable(cfg: DictConfig) -> None:
     walk(cfg, "")
 
 
+#: how gradient methods combine the ranks' Jacobians (mtlrun.train.distributed)
+DATA_PARALLEL = ("exact", "average_weights")
+
+
 def validate(cfg: DictConfig) -> None:
     """Range and choice checks on the composed config (types are already checked by Hydra).
 
@@ -260,6 +267,8 @@ def validate_trainer_extras(t: Any) -> None:
         raise ConfigError(f"trainer.threads={threads} must be auto or a number of threads >= 1")
     if t.scheduler not in SCHEDULERS:
         raise choices_error("trainer.scheduler", t.scheduler, SCHEDULERS)
+    if t.get("data_parallel", "exact") not in DATA_PARALLEL:
+        raise choices_error("trainer.data_parallel", t.data_parallel, DATA_PARALLEL)
     if t.scheduler == "warmup_cosine" and t.warmup_epochs >= t.epochs:
         raise ConfigError(
             f"trainer.warmup_epochs={t.warmup_epochs} must be < trainer.epochs={t.epochs} "

@@ -23,8 +23,9 @@ from mtlrun.errors import ConfigError
 from mtlrun.results.atomic import write_json
 from mtlrun.results.file_modes import shared_mode
 
-#: trainer keys that do not change what a baseline learns
-_TRAINER_IGNORED = ("device", "checkpoint_every", "compile", "threads")
+#: trainer keys that do not change what a baseline learns (baselines train in one process, on rank 0
+#: of a data-parallel run)
+_TRAINER_IGNORED = ("device", "checkpoint_every", "compile", "threads", "devices", "nodes", "data_parallel")
 #: trainer keys that enter the key only when switched on (their "off" value), so caches written
 #: before they existed stay valid
 _TRAINER_OFF = {"precision": "32", "scheduler": "none", "early_stopping": {"patience": 0}}

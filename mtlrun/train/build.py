@@ -21,6 +21,7 @@ from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
 from mtlrun.plugins.targets import chosen_name
 from mtlrun.train.devices import apply_threads, compile_model
+from mtlrun.train.distributed import device_for, process_env
 from mtlrun.train.precision import Precision
 from mtlrun.train.schedule import SCHEDULES, TaskSchedule
 from mtlrun.train.seeding import seed_everything
@@ -130,7 +131,12 @@ def build(cfg: DictConfig) -> Components:
     validate(cfg)
     check_inert(cfg)  # after the range checks, so a bad value is named as bad rather than as inert
     device = pick_device(cfg.trainer.device)
-    apply_threads(cfg.trainer.threads, parallel_jobs())
+    place = process_env()
+    jobs = parallel_jobs()
+    if place is not None:  # one process per device: its own GPU, its share of the cores
+        device = device_for(place, device)
+        jobs = (jobs or 1) * place.local_world_size
+    apply_threads(cfg.trainer.threads, jobs)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     full = build_dataset(plain(cfg.dataset))
     tasks, primary = resolve_tasks(cfg, full)

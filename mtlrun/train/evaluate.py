@@ -27,6 +27,9 @@ class TaskEvaluator:
         self.tasks = dict(tasks)
         self.device = device
         self._collections: dict[str, Any] | None = None
+        #: data parallel: each rank evaluates its shard of every batch; the losses are all-reduced
+        #: and torchmetrics syncs its states across ranks when it computes
+        self.dp: Any = None
 
     @property
     def collections(self) -> dict[str, Any]:
@@ -94,6 +97,10 @@ class TaskEvaluator:
         pending: dict[str, list[tuple[Tensor, Tensor]]] = {t: [] for t in self.tasks}
         for part, specs, forward in parts:
             for x, targets in part.batches(batch_size):
+                if self.dp is not None:
+                    x, targets = self.dp.shard((x, targets))
+                    if x.shape[0] == 0:
+                        continue
                 outputs = forward(x)
                 for name, spec in specs.items():
                     n = spec.label_count(targets[name]) if spec.masked else x.shape[0]
@@ -107,4 +114,9 @@ class TaskEvaluator:
         for name, pairs in pending.items():
             self._update(name, pairs)
         model.train(was_training)
+        if self.dp is not None:  # the global sums
+            names = list(self.tasks)
+            total = self.dp.sum(torch.stack([loss_sums[t] for t in names] + [counts[t] for t in names]))
+            loss_sums = dict(zip(names, total[: len(names)]))
+            counts = dict(zip(names, total[len(names) :]))
         return self.compute(), {t: float(s) / max(float(counts[t]), 1.0) for t, s in loss_sums.items()}

@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
@@ -28,6 +29,7 @@ from mtlrun.data.base import MultiTaskDataset, present_tasks
 from mtlrun.data.batch import batch_losses, batch_targets
 from mtlrun.models.base import MultiTaskModel
 from mtlrun.train.diagnostics import Diagnostics
+from mtlrun.train.distributed import DataParallel
 from mtlrun.train.evaluate import Metrics, TaskEvaluator
 from mtlrun.train.lr_schedule import EarlyStopping, LRSchedule
 from mtlrun.train.nan_guard import Diverged, NanGuard
@@ -119,6 +121,7 @@ class Trainer:
         self.task_params = {t: [p for p in model.task_parameters(t) if p.requires_grad] for t in self.tasks}
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.balancer_params = [p for p in balancer.parameters() if p.requires_grad]
+        self.model_params = [p for p in model.parameters() if p.requires_grad]
         self.step = 0
         #: the last epoch whose training and validation are done (a resumed run starts after it)
         self.epochs_done = 0
@@ -159,6 +162,9 @@ class Trainer:
         self.lr_scheduler = lr_scheduler or LRSchedule("none", optimizer, epochs=epochs, steps_per_epoch=1)
         self.early_stopping = EarlyStopping(early_stopping)
         self._scale: Tensor | None = None
+        #: data parallel (``mtlrun.train.distributed``): each step trains this rank's shard of the
+        #: global batch and the balancer sees global losses and Jacobians; None in one process
+        self.dp: DataParallel | None = None
 
     @classmethod
     def from_config(
@@ -211,11 +217,31 @@ class Trainer:
     def forward_losses(self, batch: Batch, params: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """The task losses on ``batch`` under the run's precision (autocast, and at fp16 carrying the
         step's loss scale in their gradient), optionally with ``params`` substituted."""
+        if self.dp is not None:
+            return self._global_losses(batch, params)
         with self.precision.autocast():
             losses = batch_losses(self.model, self.loss_fns, batch, params)
         if self._scale is None:  # no loss scaling (every precision but fp16)
             return losses
         return {t: scale_gradient(v, self._scale) for t, v in losses.items()}
+
+    def _global_losses(self, batch: Batch, params: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Data parallel: the global batch's mean losses, from this rank's shard ``batch``."""
+        assert self.dp is not None
+        with self.dp.forward_rng(), self.precision.autocast():
+            losses = batch_losses(self.model, self.loss_fns, batch, params)
+        if self._scale is not None:
+            losses = {t: scale_gradient(v, self._scale) for t, v in losses.items()}
+        return self.dp.global_losses(losses, self._label_counts(batch))
+
+    def _label_counts(self, batch: Batch) -> Tensor:
+        """Per task, the labels of ``batch`` its mean loss averages over (the rows, or the labelled ones)."""
+        x, targets = batch
+        specs = self.data.tasks
+        return torch.tensor(
+            [float(specs[t].label_count(targets[t])) if specs[t].masked else float(x.shape[0]) for t in self.tasks],
+            device=self.device,
+        )
 
     def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
         """The task losses of the current model on ``batch`` (used by multi-batch balancers)."""
@@ -297,6 +323,8 @@ class Trainer:
         """Raise :class:`Interrupted` at this step boundary when a stop was asked for (a signal)."""
         if self.should_stop is not None:
             signum = self.should_stop()
+            if self.dp is not None:  # every rank stops at the same step boundary
+                signum = self.dp.largest(signum or 0)
             if signum:
                 raise Interrupted(signum)
 
@@ -311,6 +339,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.last_step_skipped = False
         self._scale = scale = self.precision.scale()
+        dp = self.dp
+        if dp is not None:  # this rank's shard of each of the step's global batches
+            group = dp.shard_step(group, self.step)
         ctx = StepContext(
             model=model,
             shared_params=self.shared,
@@ -324,22 +355,32 @@ class Trainer:
             validation_batch=self.validation_batch,
             functional_losses=self.functional_losses,
         )
-        if self.data.has_missing_labels:  # which tasks have a label in this batch
+        if dp is not None:
+            ctx.collective = dp
+            ctx.validation_batch = lambda: dp.shard(self.validation_batch())
+        if self.data.has_missing_labels and dp is None:  # which tasks have a label in this batch
             ctx.present = present_tasks(specs, batch_targets(group[0]), self.tasks)
         if balancer.needs_representation:  # one common input (multi-input data is refused at build)
             x, targets = group[0]
-            with self.precision.autocast():
+            with self.precision.autocast(), dp.forward_rng() if dp is not None else nullcontext():
                 rep = model.encode(x)
                 rep_in = rep.detach().requires_grad_(True)
                 outputs = model.decode(rep_in)
                 losses = {t: specs[t].loss(outputs[t], targets[t]) for t in self.tasks}
             ctx.representation, ctx.representation_input = rep, rep_in
             losses = {t: scale_gradient(v, scale) for t, v in losses.items()}
+            if dp is not None:
+                losses = dp.global_losses(losses, self._label_counts(group[0]))
         else:
             losses = self.forward_losses(group[0])
+        if dp is not None and self.data.has_missing_labels:  # a label anywhere in the global batch
+            ctx.present = dp.present
         extra = model.extra_losses()
         if extra:
-            scale_gradient(torch.stack(list(extra.values())).sum(), scale).backward()
+            total = scale_gradient(torch.stack(list(extra.values())).sum(), scale)
+            (total * dp.fraction if dp is not None else total).backward()
+        # data parallel: gradients so far are this rank's; kept apart from the balancer's (which may be global)
+        stash = self._take_grads() if dp is not None and extra else None
         # diagnostics, sampled steps only: J before the balancer frees the graph (unless it returns J)
         diag = self.diagnostics if self.diagnostics is not None and self.diagnostics.wants(self.step) else None
         overflow = False
@@ -356,6 +397,8 @@ class Trainer:
             self.precision.skip_overflow()
             info = BalanceInfo(extras={"overflow_skipped": 1})
             overflow = True
+        if dp is not None:
+            dp.reduce_grads(self.model_params, stash)
         # at fp16 the gradient scaler owns non-finite gradients (overflow: skip, lower the scale); the
         # guard checks the losses
         # on_nan=stop reads the epoch's running loss sums instead (train_epoch), and the weights
@@ -377,6 +420,14 @@ class Trainer:
         self.step += 1
         self.in_step = False
         return losses, info, extra
+
+    def _take_grads(self) -> dict[int, Tensor]:
+        """The model's gradients so far, removed from ``.grad`` (data parallel, see training_step)."""
+        taken = {}
+        for p in self.model_params:
+            if p.grad is not None:
+                taken[id(p)], p.grad = p.grad, None
+        return taken
 
     def fit(self, callbacks: Sequence[Callback] = ()) -> FitResult:
         """Train every epoch, calling ``callbacks`` after each and once at the end (``on_fit_end``
@@ -417,7 +468,8 @@ class Trainer:
             probe = ScheduleProbe(self.model, self.data, self.batch_size, self.seed, self._fresh_optimizer)
             self.schedule.prepare(probe)
             self._schedule_ready = True
-        with Progress(self.epochs - self.epochs_done, max(1, steps_per_epoch)) as progress:
+        shows = self.dp is None or self.dp.is_writer  # one progress bar for a data-parallel run
+        with Progress(self.epochs - self.epochs_done, max(1, steps_per_epoch), enabled=shows) as progress:
             stopped_early = False
             for epoch in range(self.epochs_done + 1, self.epochs + 1):
                 if self._early_stop(epoch - 1):

@@ -25,6 +25,7 @@ from mtlrun.results.baseline_cache import BaselineCache
 from mtlrun.results.run_folder import BEST_CHECKPOINT, DIAGNOSTICS, LAST_CHECKPOINT, RunFolder, RunIdentity, Summary
 from mtlrun.results.transfer_report import TransferReport
 from mtlrun.results.versions import __version__
+from mtlrun.train import distributed
 from mtlrun.train.build import Components, build
 from mtlrun.train.callbacks import Callback, Checkpointer, DiagnosticsWriter, RunFolderWriter, Tracking
 from mtlrun.train.diagnostics import diagnostics_for_run
@@ -71,6 +72,9 @@ def run(
     log.info("run folder: %s", output_dir)  # first, so the folder is known even if the run is killed
     check_resolvable(cfg)  # a bad ${...} is one line now, not an error deep inside the run
     folder = RunFolder(output_dir)
+    dp = distributed.current()  # data parallel: only rank 0 writes the folder and the trackers
+    writer = dp is None or dp.is_writer
+    save = folder.write_summary if writer else (lambda summary: None)
     previous = folder.read_summary() if checkpoint is not None else None
     summary = Summary(
         run=RunIdentity(
@@ -86,21 +90,24 @@ def run(
     if checkpoint is not None:
         summary.resumed_after = list(previous.resumed_after if previous else [])
         summary.resumed_after.append({"epoch": int(checkpoint["epoch"]), "step": int(checkpoint["step"])})
-    folder.write_summary(summary)
+    save(summary)
     try:
         c = build(cfg)
         if cfg.report.baselines is not False:  # a corrupt cache file is reported now, not after training
             from mtlrun.train.baselines import check_cache
 
             check_cache(cfg, c.tasks, c.primary, c.encoder, baseline_cache(cfg))
-        tracker = build_logger(plain(cfg.get("logger")), output_dir)
+        tracker = build_logger(plain(cfg.get("logger")) if writer else None, output_dir)
     except Exception as ex:
         if previous is not None and isinstance(ex, ConfigError):  # a resume stopped by a mistake: as it was
             folder.write_summary(previous)
             raise
         summary.status, summary.error = "failed", str(ex).splitlines()[0] if str(ex) else type(ex).__name__
-        folder.write_summary(summary)
+        save(summary)
         raise
+    if dp is not None:  # batch statistics over the global batch, as in one process
+        distributed.check_balancer(c.balancer, chosen_name(cfg.balancer))
+        distributed.prepare_model(c.model, c.balancer)
     summary.run.tasks, summary.run.encoder = c.tasks, c.encoder.name
     summary.balancer_uses = {
         "task_gradients": bool(c.balancer.uses_task_gradients),
@@ -112,7 +119,7 @@ def run(
     summary.parameters = c.model.parameter_counts()
     summary.device = str(c.device)
     summary.dataset_info = c.data.info
-    folder.write_summary(summary)
+    save(summary)
     t = cfg.trainer
     trainer = Trainer.from_config(
         t, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary, schedule=c.schedule
@@ -131,12 +138,21 @@ def run(
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
         log.info("resuming %s after epoch %d (step %d)", output_dir, trainer.epochs_done, trainer.step)
-    callbacks: list[Callback] = [RunFolderWriter(folder, summary), Tracking(tracker, plain(cfg))]
-    if trainer.diagnostics is not None:
-        callbacks.append(DiagnosticsWriter(trainer.diagnostics))
-    callbacks.append(
-        Checkpointer(folder.path(LAST_CHECKPOINT), folder.path(BEST_CHECKPOINT), t.checkpoint_every, plain(cfg))
-    )
+    if dp is not None:
+        dp.seed = int(cfg.seed)
+        dp.average_weights = t.get("data_parallel", "exact") == "average_weights"
+        dp.broadcast_module(c.model)
+        trainer.dp = dp
+        trainer.evaluator.dp = dp
+        log.info("data parallel: %d processes, global batch %d (%s)", dp.world_size, t.batch_size, dp.backend)
+    callbacks: list[Callback] = []
+    if writer:
+        callbacks += [RunFolderWriter(folder, summary), Tracking(tracker, plain(cfg))]
+        if trainer.diagnostics is not None:
+            callbacks.append(DiagnosticsWriter(trainer.diagnostics))
+        callbacks.append(
+            Checkpointer(folder.path(LAST_CHECKPOINT), folder.path(BEST_CHECKPOINT), t.checkpoint_every, plain(cfg))
+        )
     setup_s = time.perf_counter() - started
     log.info(
         "training %s on %s (%s) with %s, tasks %s, %d parameters, device %s (%d threads)",
@@ -157,7 +173,7 @@ def run(
             summary.status, summary.error = "diverged", str(ex)
             summary.divergence = ex.divergence or None
             summary.skipped_steps = trainer.nan_guard.skipped
-            folder.write_summary(summary)
+            save(summary)
             raise
         except Interrupted as ex:
             log.warning(
@@ -176,10 +192,15 @@ def run(
         "steps": result.steps,
         "steps_per_s": round(result.steps / result.train_seconds, 2) if result.train_seconds else None,
     }
-    folder.write_summary(summary)
+    save(summary)
     if stop() is not None:  # a signal came after the last step: the run is complete, stop before the report
         tracker.close("completed")
         raise Interrupted(stop() or 2)
+    if dp is not None:  # plots and the report (its baselines included) are rank 0's, in one process
+        distributed.leave()
+        if not writer:
+            tracker.close("completed")
+            return summary, None
     try:  # plots are a convenience: they never fail a run
         from mtlrun.report.plots import plot_run
 
@@ -193,11 +214,11 @@ def run(
         except (ConfigError, Diverged) as ex:  # a cache file gone bad, a diverged baseline: one line
             log.error("the negative-transfer report failed: %s", ex)
             summary.report_error = str(ex).splitlines()[0]
-            folder.write_summary(summary)
+            save(summary)
         except Exception as ex:  # the run itself completed; a failed report must not hide that
             log.exception("the negative-transfer report failed: %s", ex)
             summary.report_error = f"{type(ex).__name__}: {ex}".splitlines()[0]
-            folder.write_summary(summary)
+            save(summary)
     tracker.close("completed")
     return summary, report
 

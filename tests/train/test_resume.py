@@ -183,7 +183,7 @@ def test_resume_refuses_other_overrides_and_folders_that_are_not_runs(cli, tmp_p
     assert len(result.err.strip().splitlines()) == 1
     result = cli(f"resume={tmp_path / 'nope'}")
     assert result.code == 2 and "no such folder" in result.err
-    with pytest.raises(ConfigError, match="only override it takes is trainer.epochs"):
+    with pytest.raises(ConfigError, match="only overrides it takes are trainer.epochs"):
         rewrite_argv([f"resume={tmp_path}", "trainer.lr=1"])
 
 
