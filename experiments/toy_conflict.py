@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from mtlrun.balancers import BALANCERS
 from mtlrun.errors import CONFIG_EXIT, ConfigError
-from mtlrun.results.atomic import write_json, write_text
+from mtlrun.results.atomic import write_json, write_jsonl, write_text
 
 HERE = Path(__file__).resolve().parent
 PRESET = HERE / "toy_conflict.yaml"
@@ -189,7 +189,7 @@ def optimise(
             task_params={t: [] for t in TASKS},
             model=model,
             step=step,
-            epoch=1 + step // 100,
+            epoch=1 + step // 100,  # the toy has no epochs: one per 100 steps (dwa and stch read it)
             lr=lr,
             batch=dummy,
             extra_batches=extra,
@@ -328,6 +328,21 @@ def summarise(settings: Settings, paths: Mapping[str, list[Path2D]], seconds: Ma
     return rows
 
 
+def trajectory_rows(paths: Mapping[str, list[Path2D]], inits: Sequence[Sequence[float]]) -> list[dict[str, Any]]:
+    """One row per balancer and start: the recorded points and losses (4 decimals) and any failure."""
+    return [
+        {
+            "balancer": name,
+            "start": list(init),
+            "points": [[round(v, 4) for v in p] for p in run.points],
+            "losses": [[round(v, 4) for v in p] for p in run.losses],
+            "failed": run.failed,
+        }
+        for name, runs in paths.items()
+        for init, run in zip(inits, runs)
+    ]
+
+
 def table(rows: Mapping[str, Any], inits: Sequence[Sequence[float]], tolerance: float = 0.1) -> str:
     """The markdown table: per balancer and start, the end point and its distance to the Pareto set."""
     head = "| balancer | " + " | ".join(f"from ({a:g}, {b:g})" for a, b in inits) + " | on the set | s |"
@@ -366,7 +381,7 @@ def run(settings: Settings, command: str) -> Path:
     rows = summarise(settings, paths, seconds)
     draw(paths, settings.inits, folder)
     write_json(folder / "summary.json", {"settings": settings.__dict__, "balancers": rows})
-    write_json(folder / "trajectories.json", {n: [r.__dict__ for r in runs] for n, runs in paths.items()})
+    write_jsonl(folder / "trajectories.jsonl", trajectory_rows(paths, settings.inits))
     machine = (
         f"{platform.machine()} {platform.processor() or platform.system()}, {torch.get_num_threads()} torch "
         f"threads, torch {torch.__version__}, Python {platform.python_version()}"
@@ -378,7 +393,7 @@ def run(settings: Settings, command: str) -> Path:
         f"(lr {settings.lr:g}).\n\nEnd points (d: distance to the Pareto set x1 in [-7, 7], x2 = {PARETO_X2}; "
         "on the set: d <= 0.1):\n\n" + table(rows, settings.inits),
     )
-    print(f"{folder}: params.png, losses.png, run.md, summary.json, trajectories.json ({total:.0f} s)")
+    print(f"{folder}: params.png, losses.png, run.md, summary.json, trajectories.jsonl ({total:.0f} s)")
     return folder
 
 

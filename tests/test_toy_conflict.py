@@ -170,7 +170,7 @@ def test_ew_is_adam_on_the_summed_gradient(toy):
 def test_the_run_draws_and_records_every_balancer(toy, tmp_path):
     out = tmp_path / "toy"
     assert toy.main(["steps=10", "record_every=5", "inits=[[-8.5,7.5],[9,-1]]", f"out={out}"]) == 0
-    for name in ("params.png", "losses.png", "run.md", "summary.json", "trajectories.json"):
+    for name in ("params.png", "losses.png", "run.md", "summary.json", "trajectories.jsonl"):
         assert (out / name).stat().st_size > 0
     assert (out / "params.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     import json
@@ -180,3 +180,15 @@ def test_the_run_draws_and_records_every_balancer(toy, tmp_path):
     for row in summary["balancers"].values():
         assert len(row["runs"]) == 2 and all(run["failed"] is None for run in row["runs"])
     assert "python experiments/toy_conflict.py steps=10" in (out / "run.md").read_text()
+
+
+def test_the_recorded_results_are_shown(toy):
+    results = EXPERIMENTS / "results" / "toy_conflict"
+    readme = (EXPERIMENTS.parent / "README.md").read_text()
+    assert "](experiments/results/toy_conflict/params.png)" in readme
+    for name in ("params.png", "losses.png"):
+        assert (results / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = (results / "run.md").read_text()
+    assert "Command: `python experiments/toy_conflict.py`" in record  # the preset as it stands
+    settings = toy.load_settings()
+    assert f"{len(settings.balancers)} balancers x {len(settings.inits)} starts x {settings.steps} Adam steps" in record
