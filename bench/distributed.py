@@ -51,21 +51,10 @@ WORKLOAD = [
 def measure(overrides: list[str], steps: int, warmup: int) -> tuple[float, float, int]:
     """(median step seconds, bytes all-reduced per step by this rank, parameters) of one config."""
     from mtlrun.train import distributed
-    from mtlrun.train.build import build
-    from mtlrun.train.loop import Trainer
+    from mtlrun.train.stepping import stepping_trainer
 
-    cfg = compose([*WORKLOAD, *overrides])
-    c = build(cfg)
+    trainer, c = stepping_trainer(compose([*WORKLOAD, *overrides]))
     dp = distributed.current()
-    if dp is not None:
-        distributed.prepare_model(c.model, c.balancer)
-    trainer = Trainer.from_config(
-        cfg.trainer, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary
-    )
-    if dp is not None:
-        dp.seed, trainer.dp, trainer.evaluator.dp = int(cfg.seed), dp, dp
-        dp.average_weights = cfg.trainer.data_parallel == "average_weights"
-    trainer.model.train()
     times: list[float] = []
     sent = 0
     for i, group in enumerate(trainer._grouped_batches()):

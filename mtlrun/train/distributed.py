@@ -344,6 +344,16 @@ def prepare_model(model: nn.Module, balancer: Any) -> None:
         balancer.jacobian_mode = "loop"
 
 
+def attach(dp: Any, trainer: Any, seed: int, mode: str) -> None:
+    """Make ``trainer`` (its step and its evaluation) one rank of ``dp``'s group: the balancers'
+    generators seeded alike on every rank, the Jacobian all-reduced exactly or, with
+    ``mode="average_weights"``, the per-rank weights averaged."""
+    dp.seed = int(seed)
+    dp.average_weights = mode == "average_weights"
+    trainer.dp = dp
+    trainer.evaluator.dp = dp
+
+
 def check_balancer(balancer: nn.Module, name: str) -> None:
     """One line for a balancer whose update is not yet the single-process one across ranks."""
     if not getattr(balancer, "data_parallel_exact", True):

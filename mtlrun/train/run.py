@@ -139,11 +139,8 @@ def run(
         trainer.load_state_dict(checkpoint)
         log.info("resuming %s after epoch %d (step %d)", output_dir, trainer.epochs_done, trainer.step)
     if dp is not None:
-        dp.seed = int(cfg.seed)
-        dp.average_weights = t.get("data_parallel", "exact") == "average_weights"
+        distributed.attach(dp, trainer, cfg.seed, t.get("data_parallel", "exact"))
         dp.broadcast_module(c.model)
-        trainer.dp = dp
-        trainer.evaluator.dp = dp
         log.info("data parallel: %d processes, global batch %d (%s)", dp.world_size, t.batch_size, dp.backend)
     callbacks: list[Callback] = []
     if writer:

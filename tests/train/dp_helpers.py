@@ -29,24 +29,10 @@ def train_steps(overrides: list[str], steps: int) -> tuple[Tensor, Tensor]:
     """The model's parameters (flat) before and after ``steps`` steps of the run ``overrides`` configure, in
     this process, data parallel when this process is a rank of a started group."""
     from mtlrun.api.hydra_app import compose
-    from mtlrun.train import distributed
-    from mtlrun.train.build import build
-    from mtlrun.train.loop import Trainer
+    from mtlrun.train.stepping import stepping_trainer
 
-    cfg = compose([*COMMON, *overrides])
-    c = build(cfg)
-    dp = distributed.current()
-    if dp is not None:
-        distributed.prepare_model(c.model, c.balancer)
-    trainer = Trainer.from_config(
-        cfg.trainer, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary
-    )
-    if dp is not None:
-        dp.seed = int(cfg.seed)
-        dp.average_weights = cfg.trainer.data_parallel == "average_weights"
-        trainer.dp = dp
+    trainer, c = stepping_trainer(compose([*COMMON, *overrides]))
     start = torch.cat([p.detach().reshape(-1) for p in c.model.parameters()]).clone()
-    trainer.model.train()
     for i, group in enumerate(trainer._grouped_batches()):
         if i == steps:
             break
