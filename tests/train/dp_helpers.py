@@ -101,3 +101,12 @@ class FailOnRank1(LossWeighting):
         if dist.is_initialized() and dist.get_rank() == 1 and ctx.step >= self.at:
             raise RuntimeError("injected failure on rank 1")
         return torch.ones_like(losses)
+
+
+class NotExact(LossWeighting):
+    """Equal weights from a method that says it is not exact across ranks (a plugin's refusal)."""
+
+    data_parallel_exact = False
+
+    def weights(self, losses: Tensor, ctx: StepContext) -> Tensor:
+        return torch.ones_like(losses)
