@@ -117,7 +117,6 @@ class NotExact(LossWeighting):
         return torch.ones_like(losses)
 
 
-
 def mean_upper_direction(self: MOML, hyper: Tensor, info: Any, rows: Tensor | None = None) -> Tensor:
     """MOML's logits along the mean of the upper-level hypergradients instead of their min-norm point."""
     return (hyper if rows is None else hyper[rows]).mean(dim=0)
