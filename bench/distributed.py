@@ -6,7 +6,7 @@ time is the median over steps of the trainer's ``training_step`` (rank 0's, with
 machine with fewer free cores than processes the 2-process figure measures contention, not speed-up:
 the machine line says how many cores there are.
 
-    .venv/bin/python bench/distributed.py [--steps 20] [--warmup 3] [--batch 128]
+    .venv/bin/python bench/distributed.py [--steps 20] [--warmup 3] [--batch 128] [--only gradnorm,forum]
 """
 
 from __future__ import annotations
@@ -38,6 +38,13 @@ CASES = [
     ("gradient, direction (graddrop)", ["balancer=graddrop"]),
     ("gradient on the representation (mgda, rep_grad)", ["balancer=mgda", "balancer.rep_grad=true"]),
     ("multi-batch (modo, 3 batches per step)", ["balancer=modo"]),
+    ("multi-batch (sdmgrad, 3 batches per step)", ["balancer=sdmgrad"]),
+    ("own gradients, last shared layer (gradnorm)", ["balancer=gradnorm"]),
+    ("own gradients, representation (gradnorm, rep_grad)", ["balancer=gradnorm", "balancer.rep_grad=true"]),
+    ("own gradients, EMA of the Jacobian (db_mtl)", ["balancer=db_mtl"]),
+    ("lookahead (auto_lambda, validation batch)", ["balancer=auto_lambda"]),
+    ("bilevel (moml, validation batch)", ["balancer=moml"]),
+    ("bilevel (forum, 5 inner steps, 2 batches per step)", ["balancer=forum"]),
 ]
 WORKLOAD = [
     "dataset=multi_digits",
@@ -70,6 +77,12 @@ def measure(overrides: list[str], steps: int, warmup: int) -> tuple[float, float
     return statistics.median(times), sent / max(len(times), 1), params
 
 
+def cases(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """The configurations to measure: every case, or those whose name contains one of ``--only``'s words."""
+    words = [w for w in (args.only or "").split(",") if w]
+    return [(name, o) for name, o in CASES if not words or any(w in name for w in words)]
+
+
 def rank_main(rank: int, port: int, args: argparse.Namespace, out: str) -> None:
     os.environ.update(
         RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
@@ -80,7 +93,9 @@ def rank_main(rank: int, port: int, args: argparse.Namespace, out: str) -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
     distributed.join(torch.device("cpu"))
     try:
-        found = {name: measure([*o, f"trainer.batch_size={args.batch}"], args.steps, args.warmup) for name, o in CASES}
+        found = {
+            name: measure([*o, f"trainer.batch_size={args.batch}"], args.steps, args.warmup) for name, o in cases(args)
+        }
         if rank == 0:
             torch.save(found, out)
     finally:
@@ -92,13 +107,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--only", default="", help="comma-separated words; measure only the cases they name")
     args = parser.parse_args()
     import torch.multiprocessing as mp
 
-    one = {name: measure([*o, f"trainer.batch_size={args.batch}"], args.steps, args.warmup) for name, o in CASES}
+    chosen = cases(args)
+    one = {name: measure([*o, f"trainer.batch_size={args.batch}"], args.steps, args.warmup) for name, o in chosen}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one process on one core: what each of the 2 ranks has
-    single = {name: measure([*o, f"trainer.batch_size={args.batch}"], args.steps, args.warmup) for name, o in CASES}
+    single = {name: measure([*o, f"trainer.batch_size={args.batch}"], args.steps, args.warmup) for name, o in chosen}
     torch.set_num_threads(threads)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,7 +130,7 @@ def main() -> None:
     print(f"\nmulti_digits, cnn ({params} parameters; plain DDP all-reduces {4 * params / 1e3:.1f} kB per step), "
           f"global batch {args.batch}, median of {args.steps} steps\n")  # fmt: skip
     rows = []
-    for name, _ in CASES:
+    for name, _ in chosen:
         t1, _, _ = one[name]
         t2, sent, _ = two[name]
         ts = single[name][0]

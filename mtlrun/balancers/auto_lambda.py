@@ -42,9 +42,10 @@ class AutoLambda(Balancer):
     ``primary_tasks`` (default: all tasks, the multi-task setting) are the tasks whose validation
     loss is minimised. ``upper_split=val`` evaluates it on a batch of the validation split;
     ``train`` on an independent training batch, as the authors' released code does.
-    """
 
-    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
+    Data parallel: the training Jacobian and the validation gradient are all-reduced (the validation
+    batch is the global one, sharded like the training batch), so every rank takes the same step.
+    """
 
     #: its lookahead step uses raw gradients from autograd.grad, which a loss scale would distort
     supports_loss_scaling = False
@@ -95,8 +96,10 @@ class AutoLambda(Balancer):
         val_losses = ctx.functional_losses(ahead, upper_batch(ctx, self.upper_split, "balancer.upper_split"))
         objective = (self.primary_mask.to(jacobian) * self.stack(val_losses)).sum()
         leaves = list(ahead.values())
-        grads = torch.autograd.grad(objective, leaves, allow_unused=True)
-        return -ctx.lr * (jacobian @ flat(grads, leaves))
+        grads = flat(torch.autograd.grad(objective, leaves, allow_unused=True), leaves)
+        if ctx.collective is not None:  # data parallel: the global validation gradient
+            grads = ctx.collective.sum(grads)
+        return -ctx.lr * (jacobian @ grads)
 
     def returns_jacobian(self, step: int) -> bool:
         return True  # its Jacobian over every trainable parameter holds the shared one
@@ -104,11 +107,15 @@ class AutoLambda(Balancer):
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         names, params = trainable(ctx.model)
         jacobian = task_jacobian(self.task_losses(losses), params, mode=self.jacobian_mode)
+        if ctx.collective is not None:  # data parallel: the global Jacobian (the losses are global means)
+            jacobian = ctx.collective.sum(jacobian)
         rows = present_rows(ctx.present)  # an absent task has no training gradient: its weight stays
         adam_update(self, "lam", self.hypergradient(jacobian, names, params, ctx), self.weight_lr, rows=rows)
         weights = self.lam.to(jacobian)
         if ctx.present is not None:
             weights = weights * ctx.present.to(weights)
         accumulate_grad(params, weights @ jacobian)
+        if ctx.collective is not None:
+            ctx.collective.mark_synced(params)
         shared = [p for p in ctx.shared_params if p.requires_grad]
         return BalanceInfo(weights=weights.clone(), jacobian=columns_of(jacobian, params, shared))

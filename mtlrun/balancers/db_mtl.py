@@ -35,9 +35,8 @@ class DualBalancing(Balancer):
     losses. The EMA buffer (T x P) is checkpointed. There is no ``update_every``: the update is a
     direction built from the EMA, not a weight vector one could reuse; and no ``rep_grad`` (as in the
     authors' code). A task without labels in a batch (``ctx.present``) keeps its EMA and gets scale 0.
+    Data parallel: the Jacobian is all-reduced first, so every rank keeps the same EMA.
     """
-
-    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
 
     uses_task_gradients = True
 
@@ -64,6 +63,8 @@ class DualBalancing(Balancer):
         log_losses = [torch.log(loss + EPS) for loss in self.task_losses(losses)]
         own = [ctx.task_params[t] for t in self.tasks]
         jac = task_jacobian(log_losses, ctx.shared_params, own, mode=self.jacobian_mode)
+        if ctx.collective is not None:  # data parallel: the global Jacobian (the losses are global means)
+            jac = ctx.collective.sum(jac)
         self._steps += 1
         decay = self.beta / self._steps**self.beta_sigma
         if self.grad_ema.shape != jac.shape:
@@ -79,7 +80,10 @@ class DualBalancing(Balancer):
             self.grad_ema = ema
             norms = ema[rows].norm(dim=1)
             scales = expand_present(norms.max() / (norms + EPS), ctx.present, self.num_tasks)
-        accumulate_grad([p for p in ctx.shared_params if p.requires_grad], scales @ self.grad_ema)
+        shared = [p for p in ctx.shared_params if p.requires_grad]
+        accumulate_grad(shared, scales @ self.grad_ema)
+        if ctx.collective is not None:
+            ctx.collective.mark_synced(shared)
         # d log(L + eps) = dL / (L + eps): rows rescaled back give the Jacobian of the losses themselves
         raw = jac * (stacked.detach() + EPS).unsqueeze(1)
         return BalanceInfo(weights=scales.detach(), jacobian=raw)

@@ -91,9 +91,9 @@ class FORUM(Balancer):
     normalised to unit length (``normalize_upper``) and F is evaluated on an independent training
     batch (``upper_split=train``; ``val`` would fit the model to the validation split directly).
     Defaults: rho = 0.1, inner_lr = 0.1, inner_steps = 5, Adam at 1e-3 on logits initialised uniform.
+    Data parallel: grad_omega f, every inner step's gradient and the upper Jacobian are all-reduced
+    (the upper batch is the global one, sharded), so omega^K and d are those of one process.
     """
-
-    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
 
     #: its lookahead step uses raw gradients from autograd.grad, which a loss scale would distort
     supports_loss_scaling = False
@@ -155,10 +155,16 @@ class FORUM(Balancer):
             leaves = [o.requires_grad_(True) for o in omega]
             inner = (w * self.stack(ctx.functional_losses(dict(zip(names, leaves)), ctx.batch))).sum()
             steps = torch.autograd.grad(inner, leaves, allow_unused=True)
+            if ctx.collective is not None:  # data parallel: each inner step takes the global gradient
+                summed = ctx.collective.sum(flat(steps, leaves)).split([o.numel() for o in leaves])
+                steps = tuple(g.view_as(o) for g, o in zip(summed, leaves))
             omega = [(o - self.inner_lr * g).detach() if g is not None else o.detach() for o, g in zip(leaves, steps)]
         with torch.no_grad():
             losses_inner = self.stack(ctx.functional_losses(dict(zip(names, omega)), ctx.batch))
-        return S @ (losses.detach() - losses_inner), flat(grads, params)
+        q_omega = flat(grads, params)
+        if ctx.collective is not None:
+            q_omega = ctx.collective.sum(q_omega)
+        return S @ (losses.detach() - losses_inner), q_omega
 
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         names, params = trainable(ctx.model)
@@ -166,6 +172,8 @@ class FORUM(Balancer):
         batch = upper_batch(ctx, self.upper_split, "balancer.upper_split")
         upper = ctx.functional_losses(dict(zip(names, params)), batch)
         upper_jac = task_jacobian(self.task_losses(upper), params, mode=self.jacobian_mode)
+        if ctx.collective is not None:  # data parallel: the global upper-level Jacobian, normalised after
+            upper_jac = ctx.collective.sum(upper_jac)
         if self.normalize_upper:
             upper_jac = upper_jac / (upper_jac.norm(dim=1, keepdim=True) + 1e-8)
         q_sq = q_a @ q_a + q_omega @ q_omega
@@ -182,4 +190,6 @@ class FORUM(Balancer):
         nu = (lam @ pi).clamp(min=0.0)
         adam_update(self, "logits", nu * q_a, self.weight_lr, rows=present_rows(ctx.present))
         accumulate_grad(params, lam @ upper_jac + nu * q_omega)
+        if ctx.collective is not None:
+            ctx.collective.mark_synced(params)
         return BalanceInfo(weights=torch.softmax(self.logits.to(q_omega), dim=0))

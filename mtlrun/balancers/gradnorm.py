@@ -60,10 +60,9 @@ class GradNorm(Balancer):
     W is the last stage of the encoder (for expert models, of every expert); ``rep_grad=true`` uses the
     shared representation instead (the variant the paper suggests for speed). ``update_every=N`` updates
     the weights every N steps and keeps them in between. State (weights, L(0), Adam moments) is
-    checkpointed.
+    checkpointed. Data parallel: the norms are those of the global gradients on W (all-reduced; with
+    ``rep_grad``, the squared norms of the ranks' disjoint rows summed).
     """
-
-    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
 
     uses_task_gradients = True
 
@@ -116,7 +115,11 @@ class GradNorm(Balancer):
         else:
             inputs = last_shared_parameters(ctx.model, ctx.shared_params)
         jac = task_jacobian(task_losses, inputs, mode=self.jacobian_mode, retain_graph=True)
-        return jac.norm(dim=1)
+        if ctx.collective is None:
+            return jac.norm(dim=1)
+        if self.rep_grad:  # data parallel: the ranks' rows of the representation are disjoint
+            return ctx.collective.sum(jac.square().sum(dim=1)).sqrt()
+        return ctx.collective.sum(jac).norm(dim=1)  # data parallel: the global gradients on W
 
     @torch.no_grad()
     def update_weights(self, losses: Tensor, grad_norms: Tensor, present: Tensor | None = None) -> None:

@@ -46,9 +46,8 @@ class MOML(Balancer):
     ``sum_j softmax(a)_j L_j^tr`` with the updated weights. Defaults follow the authors' multi-task
     implementation (eta = 0.1, Adam at 1e-3 on logits initialised to uniform weights); the upper level
     uses a validation batch (``upper_split=val``) or an independent training batch (``train``).
+    Data parallel: both Jacobians are all-reduced (the upper batch is the global one, sharded).
     """
-
-    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
 
     #: its lookahead step uses raw gradients from autograd.grad, which a loss scale would distort
     supports_loss_scaling = False
@@ -89,6 +88,8 @@ class MOML(Balancer):
         ahead = lookahead_params(names, params, w @ jacobian, self.inner_lr)
         upper = ctx.functional_losses(ahead, upper_batch(ctx, self.upper_split, "balancer.upper_split"))
         upper_jac = task_jacobian(self.task_losses(upper), list(ahead.values()), mode=self.jacobian_mode)
+        if ctx.collective is not None:  # data parallel: the global upper-level Jacobian
+            upper_jac = ctx.collective.sum(upper_jac)
         return -self.inner_lr * (upper_jac @ jacobian.T) @ softmax_jacobian(w)
 
     def upper_direction(self, hyper: Tensor, info: BalanceInfo, rows: Tensor | None = None) -> Tensor:
@@ -111,6 +112,8 @@ class MOML(Balancer):
     def backward(self, losses: dict[str, Tensor], ctx: StepContext) -> BalanceInfo:
         names, params = trainable(ctx.model)
         jacobian = task_jacobian(self.task_losses(losses), params, mode=self.jacobian_mode)
+        if ctx.collective is not None:  # data parallel: the global Jacobian (the losses are global means)
+            jacobian = ctx.collective.sum(jacobian)
         shared = [p for p in ctx.shared_params if p.requires_grad]
         info = BalanceInfo(jacobian=columns_of(jacobian, params, shared))
         rows = present_rows(ctx.present)  # an absent task's logit stays as it was
@@ -120,5 +123,7 @@ class MOML(Balancer):
         if ctx.present is not None:  # its row of J is zero: weight 0, the others keep theirs
             weights = weights * ctx.present.to(weights)
         accumulate_grad(params, weights @ jacobian)
+        if ctx.collective is not None:
+            ctx.collective.mark_synced(params)
         info.weights = weights
         return info

@@ -32,8 +32,6 @@ class SDMGrad(Balancer):
     their plain task gradient on zeta.
     """
 
-    data_parallel_exact = False  # reads per-task gradients of its own: not yet exact across ranks
-
     uses_task_gradients = True
 
     batches_per_step = 3
@@ -93,9 +91,13 @@ class SDMGrad(Balancer):
         jac_xi2 = task_jacobian(
             self.task_losses(ctx.compute_losses(ctx.extra_batches[1])), shared, mode=self.jacobian_mode
         )
+        if ctx.collective is not None:  # data parallel: the three global Jacobians
+            jac_xi, jac_xi2, jac_zeta = (ctx.collective.sum(j) for j in (jac_xi, jac_xi2, jac_zeta))
         w = self.solve_weights(jac_xi, jac_xi2)
         weights = (w + self.lam / self.num_tasks) / (1.0 + self.lam)  # d = J_zeta^T weights
         if ctx.present is not None:  # an absent task's row of J_zeta is zero: give it weight 0 too
             weights = weights * ctx.present.to(weights)
         accumulate_grad(shared, weights @ jac_zeta)
+        if ctx.collective is not None:
+            ctx.collective.mark_synced(shared)
         return BalanceInfo(weights=weights, jacobian=jac_zeta)

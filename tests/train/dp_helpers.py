@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import torch
 from torch import Tensor
 
 from mtlrun.balancers.base import LossWeighting, StepContext
+from mtlrun.balancers.moml import MOML
 
 #: tiny: an MLP on synthetic data, or the default CNN (batch norm) on a slice of multi_digits
 SYNTHETIC = ["dataset=synthetic", "dataset.num_samples=200", "dataset.input_dim=6", "dataset.num_tasks=3"]
@@ -54,7 +58,8 @@ def rank_main(rank: int, world: int, port: int, runs: dict[str, list[str]], step
         result = {}
         for name, overrides in runs.items():
             before = dp.bytes_reduced
-            params = train_steps(overrides, steps)[1]
+            with PATCHES.get(name, nullcontext)():
+                params = train_steps(overrides, steps)[1]
             result[name] = (params, dp.bytes_reduced - before)
         torch.save(result, f"{out}.{rank}")
     finally:
@@ -87,3 +92,30 @@ class FailOnRank1(LossWeighting):
         if dist.is_initialized() and dist.get_rank() == 1 and ctx.step >= self.at:
             raise RuntimeError("injected failure on rank 1")
         return torch.ones_like(losses)
+
+
+class NotExact(LossWeighting):
+    """Equal weights from a method that says it is not exact across ranks (a plugin's refusal)."""
+
+    data_parallel_exact = False
+
+    def weights(self, losses: Tensor, ctx: StepContext) -> Tensor:
+        return torch.ones_like(losses)
+
+
+def mean_upper_direction(self: MOML, hyper: Tensor, info: Any, rows: Tensor | None = None) -> Tensor:
+    """MOML's logits along the mean of the upper-level hypergradients instead of their min-norm point."""
+    return (hyper if rows is None else hyper[rows]).mean(dim=0)
+
+
+@contextmanager
+def moml_mean_upper() -> Iterator[None]:
+    """On these tasks MOML's min-norm point of the hypergradients is 0 up to rounding (each task's
+    own weight helps it most), which Adam turns into steps of the full ``weight_lr``: only a smooth
+    combination shows whether the hypergradients themselves are the single-process ones."""
+    with patch.object(MOML, "upper_direction", mean_upper_direction):
+        yield
+
+
+#: runs trained under a patch (the same in one process and on every rank), by name
+PATCHES: dict[str, Callable[[], AbstractContextManager[None]]] = {"moml_hyper": moml_mean_upper}
