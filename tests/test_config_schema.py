@@ -17,6 +17,9 @@ CONF = Path(config_gen.__file__).resolve().parents[2] / "conf"
 #: choices whose keys are the user's own (a Python dataset's arguments, a `_target_` class's options,
 #: typed from the class at start-up by mtlrun.plugins.choices): no generated schema
 UNTYPED = {("dataset", "python"), ("encoder", "python"), ("arch", "python"), ("balancer", "python")}
+#: choices that are another choice with some options set (a name a sweep can list): they build on
+#: that choice's typed node
+ALIASES = {("balancer", "mgda_ub"): "mgda"}
 
 
 def test_generated_options_match_the_registered_signatures():
@@ -32,8 +35,14 @@ def test_every_choice_of_a_group_builds_on_its_typed_node(group):
     for path in files:
         if (group, path.stem) in UNTYPED:
             continue
-        assert (group, path.stem) in OPTIONS, f"{path} has no registered component"
-        assert f"/schema/{group}/{path.stem}@_here_" in path.read_text(encoding="utf-8"), path
+        name = ALIASES.get((group, path.stem), path.stem)
+        assert (group, name) in OPTIONS, f"{path} has no registered component"
+        assert f"/schema/{group}/{name}@_here_" in path.read_text(encoding="utf-8"), path
+
+
+def test_an_alias_choice_is_its_component_with_options_set():
+    cfg = _compose("balancer=mgda_ub")
+    assert cfg.balancer.name == "mgda" and cfg.balancer.rep_grad is True
 
 
 def _compose(*overrides: str):
