@@ -40,11 +40,13 @@ NOT_A_COMBINATION = {
 #: state (buffer or parameter names) indexed by task, per stateful method: along dimension 0 unless given
 TASK_STATE: dict[str, Any] = {
     "auto_lambda": ["lam", "lam_exp_avg", "lam_exp_avg_sq"],
+    "cr_mogm": ["smoothed"],
     "db_mtl": ["grad_ema"],
     "dwa": {"epoch_averages": 1},
     "excess_mtl": ["loss_weights", "initial_excess", "grad_sq_sum"],
     "famo": ["logits", "optimizer.exp_avg", "optimizer.exp_avg_sq", "previous_losses"],
     "forum": ["logits", "logits_exp_avg"],
+    "go4align": ["alignment"],
     "gradnorm": ["task_weights", "initial_losses", "optimizer.exp_avg"],
     "gradvac": {"targets": (0, 1)},
     "imtl": ["log_scales"],
@@ -107,6 +109,8 @@ VARIANTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"xi_update": "same_batch"},
         {"skip": {"state_round_trip": "same_batch does not checkpoint the batch: a resume skips its first update"}},
     ),
+    ("cr_mogm", {"base": "nash_mtl", "update_every": 2}, {}),
+    ("cr_mogm", {"rep_grad": True}, {}),
     ("auto_lambda", {"upper_split": "train"}, {}),
     ("moml", {"upper_split": "train"}, {}),
     ("forum", {"upper_split": "val"}, {}),
