@@ -32,6 +32,7 @@ from mtlrun.balancers.graddrop import GradDrop
 from mtlrun.balancers.gradnorm import GradNorm
 from mtlrun.balancers.gradvac import GradVac
 from mtlrun.balancers.imtl import IMTL
+from mtlrun.balancers.ldc_mtl import LDCMTL
 from mtlrun.balancers.mgda import MGDA
 from mtlrun.balancers.moco import MoCo
 from mtlrun.balancers.modo import MoDo
@@ -75,6 +76,7 @@ __all__ = [
     "GradVac",
     "GradientAggregator",
     "IMTL",
+    "LDCMTL",
     "LossWeighting",
     "MGDA",
     "MOML",

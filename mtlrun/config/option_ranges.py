@@ -156,6 +156,7 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
     ("balancer", "gradnorm"): {"alpha": NON_NEGATIVE, "lr": POSITIVE, **GRADIENT},  # Chen et al. (2018)
     ("balancer", "gradvac"): {"beta": Range(ge=0, le=1), "eps": POSITIVE, **GRADIENT},  # beta: EMA of the cosines
     ("balancer", "imtl"): GRADIENT,
+    ("balancer", "ldc_mtl"): {"lam": NON_NEGATIVE, "init_logit": FINITE},  # Xiao et al. (2025): the penalty lambda
     ("balancer", "mgda"): GRADIENT,
     ("balancer", "moco"): {  # Fernando et al. (2023): beta, gamma are step sizes, Y a moving average
         "beta": Range(gt=0, le=1),

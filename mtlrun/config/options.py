@@ -528,6 +528,16 @@ class BalancerImtlOptions:
 
 
 @dataclass
+class BalancerLdcMtlOptions:
+    name: str = "ldc_mtl"
+    lam: float = bounded(0.01, ge=0)
+    loss_ratios: bool = True
+    init_logit: float = bounded(
+        1.0,
+    )
+
+
+@dataclass
 class BalancerMgdaOptions:
     name: str = "mgda"
     normalization: str = "none"
@@ -744,6 +754,7 @@ OPTIONS: dict[tuple[str, str], type] = {
     ("balancer", "gradnorm"): BalancerGradnormOptions,
     ("balancer", "gradvac"): BalancerGradvacOptions,
     ("balancer", "imtl"): BalancerImtlOptions,
+    ("balancer", "ldc_mtl"): BalancerLdcMtlOptions,
     ("balancer", "mgda"): BalancerMgdaOptions,
     ("balancer", "moco"): BalancerMocoOptions,
     ("balancer", "modo"): BalancerModoOptions,

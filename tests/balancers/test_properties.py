@@ -50,6 +50,7 @@ TASK_STATE: dict[str, Any] = {
     "gradnorm": ["task_weights", "initial_losses", "optimizer.exp_avg"],
     "gradvac": {"targets": (0, 1)},
     "imtl": ["log_scales"],
+    "ldc_mtl": ["logits", "initial_losses"],
     "moco": ["tracked", "lambd"],
     "moml": ["logits", "logits_exp_avg"],
     "stch": ["nadir"],
