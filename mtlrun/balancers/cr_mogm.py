@@ -35,9 +35,8 @@ def _smoothable(cls: type) -> bool:
 
 @BALANCERS.register("cr_mogm")
 class CRMOGM(GradientAggregator):
-    """Correlation-reduced MOGM (Zhou, Zhang, Jiang, Zhao, Li & Liu, NeurIPS 2022, "On the Convergence
-    of Stochastic Multi-Objective Gradient Manipulation and Beyond", Sec. 4; torchjd's
-    ``CRMOGMWeighting``).
+    """Correlation-reduced MOGM (Zhou et al., NeurIPS 2022, "On the Convergence of Stochastic
+    Multi-Objective Gradient Manipulation and Beyond"; torchjd's ``CRMOGMWeighting``).
 
     A multi-objective gradient manipulation method (``base``: mgda, nash_mtl, upgrad, ...) gives weights
     ``lam_hat_k`` from the step's stochastic Jacobian; CR-MOGM uses their moving average instead,
@@ -45,8 +44,9 @@ class CRMOGM(GradientAggregator):
         lam_k = alpha lam_{k-1} + (1 - alpha) lam_hat_k,   lam_0 = lam_hat_1,   d_k = J_k^T lam_k,
 
     which reduces the correlation between the weights and the step's gradient noise that keeps the
-    plain methods from converging with small batches. ``alpha=0.9`` is torchjd's default; ``alpha=0`` is
-    the base method itself. ``base_options`` are the base method's own options.
+    plain methods from converging with small batches. ``alpha=0.9`` is torchjd's default (the paper lets alpha_k
+    grow towards 1 as the learning rate decays; here it is fixed); ``alpha=0`` is the base method itself.
+    ``base_options`` are the base method's own options.
 
     A task without labels in a batch (``ctx.present``) gets weight 0 and its smoothed weight stays as
     it was; the moving average runs over the present tasks. The smoothed weights (and any state of the

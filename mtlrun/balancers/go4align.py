@@ -62,14 +62,14 @@ class GO4Align(LossWeighting):
     """GO4Align (Shen, Wang, Xiao, van Noord & Worring, NeurIPS 2024, "GO4Align: Group Optimization for
     Multi-Task Alignment"): adaptive group risk minimisation.
 
-    Risk-guided group indicators (Sec. 4.2), from the step's losses ``L`` and a state ``omega`` on the
+    Risk-guided group indicators, from the step's losses ``L`` and a state ``omega`` on the
     simplex (uniform at the start):
 
         beta_t  = (sum_s L_s) / L_t                                (scale balance)
         omega_t <- omega_t exp(-eta L_t) / sum_s omega_s exp(-eta L_s)   (smooth alignment)
         gamma_t = beta_t omega_t                                   (the indicator)
 
-    Dynamical group assignment (Sec. 4.1): the tasks are clustered by their indicators into K groups
+    Dynamical group assignment: the tasks are clustered by their indicators into K groups
     (k-means, solved exactly: in one dimension the optimal partition is contiguous in sorted order), and
     every task of a group gets the group's weight, the mean of its members' indicators:
 
@@ -77,8 +77,10 @@ class GO4Align(LossWeighting):
 
     So ``num_groups=1`` is a scaled equal weighting and ``num_groups=T`` weights each task by its own
     indicator, ``w_t L_t = omega_t sum_s L_s``. ``eta`` is the authors' ``robust_step_size`` (1e-4) and the
-    sign of its exponent follows their implementation. ``num_groups`` defaults to 2 (at most T); the
-    authors' code clusters with random-restart k-means, which the exact solution replaces.
+    sign of its exponent follows their implementation (``methods/cluster_methods.py``). ``num_groups``
+    defaults to 2 (at most T): their NYUv2 script's default of 1 is the scaled equal weighting above,
+    without the grouping the method is named for. Their code clusters with random-initialised k-means;
+    the exact solution replaces it.
 
     A task without labels in a batch (``ctx.present``) gets weight 0: the sums, the normalisation of
     omega and the clustering run over the present tasks, and an absent task's omega stays as it was

@@ -14,7 +14,7 @@ from mtlrun.errors import ConfigError
 
 @BALANCERS.register("ldc_mtl")
 class LDCMTL(LossWeighting):
-    """LDC-MTL (Xiao, Ban & Ji, 2025, "LDC-MTL: Balancing Multi-Task Learning through Scalable Loss
+    """LDC-MTL (Xiao, Dong, Zou & Ji, 2025, "LDC-MTL: Balancing Multi-Task Learning through Scalable Loss
     Discrepancy Control", arXiv:2502.08585).
 
     A bilevel problem: the upper level chooses task weights ``w = sigmoid(W)`` that make the weighted,
@@ -24,10 +24,10 @@ class LDCMTL(LossWeighting):
         sum_t w_t l_t / sg(sum_s w_s)  +  lambda sum_t |w_t l_t - w_{t+1} l_{t+1}|,   l_t = L_t / r_t,
 
     (sg: no gradient), the objective of the authors' code; ``r_t = L_t(0) / min_s L_s(0)`` are the loss
-    ratios of the first step (``loss_ratios=true``, their NYUv2 setting; false: ``r = 1``). ``W`` is an
-    ``nn.Parameter``, trained by the run's optimiser with the model (the weighting network of their
-    CelebA code: a learned vector through a sigmoid, ``init_logit=1``); one backward, so the method costs
-    what ``ew`` costs. ``lam`` is lambda (0.01 in their CelebA script). The reported weights are the
+    ratios of the first step (the paper's coarse loss pre-normalisation, ``loss_ratios=true``; false:
+    ``r = 1``). ``W`` is an ``nn.Parameter``, trained by the run's optimiser with the model (the weighting
+    network of their CelebA code: a learned vector through a sigmoid, ``init_logit=1``); one backward, so
+    the method costs what ``ew`` costs. ``lam`` is lambda (0.01 in their CelebA script). The reported weights are the
     effective ones, the objective's derivative with respect to each raw loss.
 
     Their NYUv2 model feeds pooled task features to a linear layer instead of a learned vector; mtlrun's

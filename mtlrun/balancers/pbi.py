@@ -17,7 +17,7 @@ EPS = 1e-12
 @BALANCERS.register("pbi")
 class PenaltyBoundaryIntersection(LossWeighting):
     """PBI scalarisation (Zhang & Li, "MOEA/D: A Multiobjective Evolutionary Algorithm Based on
-    Decomposition", IEEE TEC 2007, Eq. 4; torchjd's ``scalarization.PBI``).
+    Decomposition", IEEE TEC 2007, Sec. II-C; torchjd's ``scalarization.PBI``).
 
     With ``f = L - z*`` (the losses minus a reference point) and the unit preference ``u = p / ||p||``:
 

@@ -15,7 +15,7 @@ def build(num_tasks: int, **options):
 
 
 def pbi_value(losses: torch.Tensor, theta: float, preference: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """d1 + theta d2 of MOEA/D (Zhang & Li 2007, Eq. 4), written from the definition."""
+    """d1 + theta d2 of MOEA/D (Zhang & Li 2007), written from the definition."""
     f = losses - reference
     u = preference / preference.norm()
     d1 = f @ u
