@@ -18,6 +18,7 @@ from mtlrun.balancers.auto_lambda import AutoLambda
 from mtlrun.balancers.base import BALANCERS, BalanceInfo, Balancer, GradientAggregator, LossWeighting, StepContext
 from mtlrun.balancers.cagrad import CAGrad
 from mtlrun.balancers.conflict_free import ConFIG
+from mtlrun.balancers.cr_mogm import CRMOGM
 from mtlrun.balancers.db_mtl import DualBalancing
 from mtlrun.balancers.dual_cone import DualProj, UPGrad
 from mtlrun.balancers.dwa import DynamicWeightAverage
@@ -26,15 +27,18 @@ from mtlrun.balancers.fairgrad import FairGrad
 from mtlrun.balancers.famo import FAMO
 from mtlrun.balancers.forum import FORUM
 from mtlrun.balancers.gls import GeometricLossStrategy
+from mtlrun.balancers.go4align import GO4Align
 from mtlrun.balancers.graddrop import GradDrop
 from mtlrun.balancers.gradnorm import GradNorm
 from mtlrun.balancers.gradvac import GradVac
 from mtlrun.balancers.imtl import IMTL
+from mtlrun.balancers.ldc_mtl import LDCMTL
 from mtlrun.balancers.mgda import MGDA
 from mtlrun.balancers.moco import MoCo
 from mtlrun.balancers.modo import MoDo
 from mtlrun.balancers.moml import MOML
 from mtlrun.balancers.nash_mtl import NashMTL
+from mtlrun.balancers.pbi import PenaltyBoundaryIntersection
 from mtlrun.balancers.pcgrad import PCGrad
 from mtlrun.balancers.rlw import RandomLossWeighting
 from mtlrun.balancers.sdmgrad import SDMGrad
@@ -54,6 +58,7 @@ __all__ = [
     "BalanceInfo",
     "Balancer",
     "CAGrad",
+    "CRMOGM",
     "ConFIG",
     "DualBalancing",
     "DualProj",
@@ -64,12 +69,14 @@ __all__ = [
     "FORUM",
     "FairGrad",
     "FixedWeighting",
+    "GO4Align",
     "GeometricLossStrategy",
     "GradDrop",
     "GradNorm",
     "GradVac",
     "GradientAggregator",
     "IMTL",
+    "LDCMTL",
     "LossWeighting",
     "MGDA",
     "MOML",
@@ -77,6 +84,7 @@ __all__ = [
     "MoDo",
     "NashMTL",
     "PCGrad",
+    "PenaltyBoundaryIntersection",
     "RandomLossWeighting",
     "SDMGrad",
     "SmoothTchebycheff",

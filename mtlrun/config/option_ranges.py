@@ -138,6 +138,7 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
     },
     ("balancer", "conflict_free"): GRADIENT,
     ("balancer", "db_mtl"): {"beta": Range(ge=0, le=1), "beta_sigma": NON_NEGATIVE},  # an EMA factor
+    ("balancer", "cr_mogm"): {"alpha": Range(ge=0, le=1), **GRADIENT},  # Zhou et al. (2022): an EMA factor
     ("balancer", "dualproj"): GRADIENT,
     ("balancer", "dwa"): {"temperature": POSITIVE},  # Liu et al. (2019): the softmax temperature T
     ("balancer", "excess_mtl"): {"robust_step_size": POSITIVE, **GRADIENT},
@@ -150,10 +151,12 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
         "weight_lr": POSITIVE,
         "ema_power": Range(ge=0, le=1),
     },
+    ("balancer", "go4align"): {"num_groups": AT_LEAST_1, "eta": POSITIVE},  # Shen et al. (2024): K groups
     ("balancer", "graddrop"): {"leak": Range(ge=0, le=1)},  # Chen et al. (2020): the share of the gradient kept
     ("balancer", "gradnorm"): {"alpha": NON_NEGATIVE, "lr": POSITIVE, **GRADIENT},  # Chen et al. (2018)
     ("balancer", "gradvac"): {"beta": Range(ge=0, le=1), "eps": POSITIVE, **GRADIENT},  # beta: EMA of the cosines
     ("balancer", "imtl"): GRADIENT,
+    ("balancer", "ldc_mtl"): {"lam": NON_NEGATIVE, "init_logit": FINITE},  # Xiao et al. (2025): the penalty lambda
     ("balancer", "mgda"): GRADIENT,
     ("balancer", "moco"): {  # Fernando et al. (2023): beta, gamma are step sizes, Y a moving average
         "beta": Range(gt=0, le=1),
@@ -165,6 +168,7 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
     ("balancer", "modo"): {"gamma": POSITIVE, "rho": NON_NEGATIVE},
     ("balancer", "moml"): {"inner_lr": POSITIVE, "weight_lr": POSITIVE},
     ("balancer", "nash_mtl"): {"max_norm": Range(ge=0, note="0 disables the clipping"), **GRADIENT},
+    ("balancer", "pbi"): {"theta": NON_NEGATIVE, "preference": NON_NEGATIVE, "reference": FINITE},  # MOEA/D
     ("balancer", "pcgrad"): GRADIENT,
     ("balancer", "rlw"): {"concentration": POSITIVE},  # of the Dirichlet distribution
     ("balancer", "sdmgrad"): {  # Xiao et al. (2023): lam >= 0 pulls towards g0, w_momentum an EMA factor

@@ -393,6 +393,17 @@ class BalancerConflictFreeOptions:
 
 
 @dataclass
+class BalancerCrMogmOptions:
+    name: str = "cr_mogm"
+    base: str = "mgda"
+    base_options: Any = None
+    alpha: float = bounded(0.9, ge=0, le=1)
+    rep_grad: bool = False
+    update_every: int = bounded(1, ge=1)
+    jacobian_mode: str = "auto"
+
+
+@dataclass
 class BalancerDbMtlOptions:
     name: str = "db_mtl"
     beta: float = bounded(0.9, ge=0, le=1)
@@ -473,6 +484,13 @@ class BalancerGlsOptions:
 
 
 @dataclass
+class BalancerGo4alignOptions:
+    name: str = "go4align"
+    num_groups: int = bounded(2, ge=1)
+    eta: float = bounded(0.0001, gt=0)
+
+
+@dataclass
 class BalancerGraddropOptions:
     name: str = "graddrop"
     leak: float = bounded(0.0, ge=0, le=1)
@@ -507,6 +525,16 @@ class BalancerImtlOptions:
     rep_grad: bool = False
     update_every: int = bounded(1, ge=1)
     jacobian_mode: str = "auto"
+
+
+@dataclass
+class BalancerLdcMtlOptions:
+    name: str = "ldc_mtl"
+    lam: float = bounded(0.01, ge=0)
+    loss_ratios: bool = True
+    init_logit: float = bounded(
+        1.0,
+    )
 
 
 @dataclass
@@ -554,6 +582,16 @@ class BalancerNashMtlOptions:
     rep_grad: bool = False
     update_every: int = bounded(1, ge=1)
     jacobian_mode: str = "auto"
+
+
+@dataclass
+class BalancerPbiOptions:
+    name: str = "pbi"
+    theta: float = bounded(5.0, ge=0)
+    preference: Optional[List[float]] = bounded(None, ge=0)
+    reference: Optional[List[float]] = bounded(
+        None,
+    )
 
 
 @dataclass
@@ -700,6 +738,7 @@ OPTIONS: dict[tuple[str, str], type] = {
     ("balancer", "auto_lambda"): BalancerAutoLambdaOptions,
     ("balancer", "cagrad"): BalancerCagradOptions,
     ("balancer", "conflict_free"): BalancerConflictFreeOptions,
+    ("balancer", "cr_mogm"): BalancerCrMogmOptions,
     ("balancer", "db_mtl"): BalancerDbMtlOptions,
     ("balancer", "dualproj"): BalancerDualprojOptions,
     ("balancer", "dwa"): BalancerDwaOptions,
@@ -710,15 +749,18 @@ OPTIONS: dict[tuple[str, str], type] = {
     ("balancer", "fixed"): BalancerFixedOptions,
     ("balancer", "forum"): BalancerForumOptions,
     ("balancer", "gls"): BalancerGlsOptions,
+    ("balancer", "go4align"): BalancerGo4alignOptions,
     ("balancer", "graddrop"): BalancerGraddropOptions,
     ("balancer", "gradnorm"): BalancerGradnormOptions,
     ("balancer", "gradvac"): BalancerGradvacOptions,
     ("balancer", "imtl"): BalancerImtlOptions,
+    ("balancer", "ldc_mtl"): BalancerLdcMtlOptions,
     ("balancer", "mgda"): BalancerMgdaOptions,
     ("balancer", "moco"): BalancerMocoOptions,
     ("balancer", "modo"): BalancerModoOptions,
     ("balancer", "moml"): BalancerMomlOptions,
     ("balancer", "nash_mtl"): BalancerNashMtlOptions,
+    ("balancer", "pbi"): BalancerPbiOptions,
     ("balancer", "pcgrad"): BalancerPcgradOptions,
     ("balancer", "rlw"): BalancerRlwOptions,
     ("balancer", "sdmgrad"): BalancerSdmgradOptions,

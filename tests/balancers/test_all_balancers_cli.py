@@ -28,6 +28,7 @@ QUICK = [
 #: the options of a balancer's one run, where it has some worth running end to end
 OPTIONS = {
     "auto_lambda": ["balancer.primary_tasks=[t1]"],
+    "cr_mogm": ["balancer.base=upgrad", "balancer.rep_grad=true"],
     "excess_mtl": ["balancer.rep_grad=true", "balancer.update_every=2"],
     "famo": ["balancer.xi_update=same_batch"],
     "gradnorm": ["balancer.rep_grad=true", "balancer.update_every=3"],
