@@ -68,3 +68,21 @@ def test_text_sweep_reports_compares_and_balances(tmp_path):
     assert out.returncode == 0, out.stderr
     for encoder in encoders:
         assert encoder in out.stdout
+
+
+def test_same_text_config_and_seed_give_identical_metrics(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr("mtlrun.report.plots.plot_run", lambda folder: None)  # plots: the sweep test above
+    write_texts(tmp_path / "reviews.csv", n=60)
+    args = ["dataset=text", "dataset.path=reviews.csv", TASKS, "encoder=bilstm", "trainer.epochs=1"]
+    fast = ["trainer.batch_size=16", "report.baselines=false", "diagnostics.every=0"]
+    first = cli(*args, *fast, "seed=3")
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "reviews.csv").write_bytes((tmp_path / "reviews.csv").read_bytes())
+    second = cli(*args, *fast, "seed=3", cwd=again)
+    assert first.code == 0 and second.code == 0, (first.err, second.err)
+    assert json.dumps(first.summary()["metrics"], sort_keys=True) == json.dumps(
+        second.summary()["metrics"], sort_keys=True
+    )
+    folders = [first.run_dirs()[-1], second.run_dirs()[-1]]
+    assert (folders[0] / "tokenizer.json").read_bytes() == (folders[1] / "tokenizer.json").read_bytes()
