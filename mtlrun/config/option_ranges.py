@@ -35,6 +35,14 @@ MNIST_LIKE = {
     "train_limit": Range(ge=0, note="0 = every training composite"),
 }
 
+#: how a text dataset turns texts into ids (dataset=text, clothing_reviews)
+TEXT = {
+    "vocab_size": Range(ge=8, note="ids in all, the 4 specials included; byte: always 260"),
+    "min_frequency": AT_LEAST_1,
+    "max_length": Range(ge=2, note="ids per text, [CLS] included"),
+    "buckets": Range(ge=0, note="0 = plain shuffle, no length buckets"),
+}
+
 RANGES: dict[tuple[str, str], dict[str, Range]] = {
     # -- datasets -------------------------------------------------------------------------
     ("dataset", "celeba"): {"image_size": IMAGE_SIDE},
@@ -96,6 +104,13 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
         "seed": SEED,
     },
     ("dataset", "table"): {"val_fraction": Range(gt=0, lt=1), "test_fraction": Range(gt=0, lt=1), "seed": SEED},
+    ("dataset", "text"): {
+        "val_fraction": Range(gt=0, lt=1),
+        "test_fraction": Range(gt=0, lt=1),
+        "seed": SEED,
+        **TEXT,
+    },
+    ("dataset", "clothing_reviews"): {"val_fraction": HALF, "test_fraction": HALF, "seed": SEED, **TEXT},
     # -- encoders -------------------------------------------------------------------------
     ("encoder", "cnn"): {"channels": AT_LEAST_1, "hidden": AT_LEAST_1},
     ("encoder", "lenet"): {"dropout": DROPOUT, "features": AT_LEAST_1},
@@ -115,6 +130,28 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
         "max_embedding_dim": AT_LEAST_1,
     },
     ("encoder", "tabular_embedding"): {"embedding_dim": AT_LEAST_1, "hidden": AT_LEAST_1},
+    ("encoder", "text_cnn"): {  # Kim (2014): widths 3, 4, 5 with 100 maps each, dropout 0.5
+        "embedding_dim": AT_LEAST_1,
+        "widths": AT_LEAST_1,
+        "filters": AT_LEAST_1,
+        "dropout": DROPOUT,
+        "hidden": Range(ge=0, note="0 = no projection stage"),
+    },
+    ("encoder", "bilstm"): {
+        "embedding_dim": AT_LEAST_1,
+        "hidden_size": AT_LEAST_1,
+        "layers": AT_LEAST_1,
+        "dropout": DROPOUT,
+        "hidden": Range(ge=0, note="0 = no projection stage"),
+    },
+    ("encoder", "transformer"): {  # dim must be a multiple of heads (checked by the encoder)
+        "dim": AT_LEAST_1,
+        "layers": AT_LEAST_1,
+        "heads": AT_LEAST_1,
+        "ff_dim": AT_LEAST_1,
+        "dropout": DROPOUT,
+        "hidden": Range(ge=0, note="0 = no projection stage"),
+    },
     # -- architectures --------------------------------------------------------------------
     ("arch", "cgc"): {"num_shared_experts": NON_NEGATIVE, "num_task_experts": AT_LEAST_1},  # Tang et al. (2020)
     ("arch", "ple"): {"num_shared_experts": AT_LEAST_1, "num_task_experts": NON_NEGATIVE},

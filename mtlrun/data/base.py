@@ -217,6 +217,9 @@ class MultiTaskDataset:
     has_missing_labels: bool = False
     #: per encoder name, arguments the data fixes (e.g. ``{"tabular": {"cardinalities": [...]}}``)
     encoder_context: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: files the run folder keeps beside the results, ``{name: text}`` (a text dataset's
+    #: ``tokenizer.json``, so the run can be re-tokenized or reused with ``dataset.tokenizer=FOLDER``)
+    files: dict[str, str] = field(default_factory=dict)
 
     def split(self, name: str) -> TensorSplit:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -233,6 +236,7 @@ class MultiTaskDataset:
             info=self.info,
             has_missing_labels=self.has_missing_labels,
             encoder_context=self.encoder_context,
+            files=self.files,
         )
 
 

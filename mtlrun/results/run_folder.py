@@ -333,6 +333,10 @@ class RunFolder:
         data = read_json_object(self.path(TRANSFER))[0]
         return TransferReport.from_dict(data) if data is not None else None
 
+    def write_text(self, name: str, text: str) -> None:
+        """A file the run keeps beside its results (a text dataset's ``tokenizer.json``)."""
+        write_text(self.path(name), text)
+
     def write_report_markdown(self, text: str) -> None:
         write_text(self.path(REPORT_MD), text)
 

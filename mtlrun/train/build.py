@@ -19,6 +19,7 @@ from mtlrun.data.multi_input import is_multi_input
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.models import ARCHS, EncoderSpec, MultiTaskModel
 from mtlrun.models.multi_input import prepare_multi_input
+from mtlrun.models.text import text_context
 from mtlrun.plugins.targets import chosen_name
 from mtlrun.train.devices import apply_threads, compile_model
 from mtlrun.train.distributed import device_for, process_env
@@ -110,7 +111,8 @@ def encoder_spec(cfg: DictConfig, data: MultiTaskDataset) -> EncoderSpec:
     name = chosen_name(cfg.encoder)
     if name == "auto":
         name, options = data.default_encoder, {}
-    context = data.encoder_context.get(name, {})
+    text = text_context(name, chosen_name(cfg.arch), data)  # text encoders on text datasets only, and back
+    context = text if text is not None else data.encoder_context.get(name, {})
     return EncoderSpec(name=name, input_shape=tuple(data.input_shape), options=options, context=context)
 
 

@@ -120,6 +120,8 @@ def run(
     summary.device = str(c.device)
     summary.dataset_info = c.data.info
     save(summary)
+    for name, text in c.data.files.items() if writer else ():  # a text dataset's tokenizer.json
+        folder.write_text(name, text)
     t = cfg.trainer
     trainer = Trainer.from_config(
         t, c.model, c.balancer, c.data, seed=cfg.seed, device=c.device, primary=c.primary, schedule=c.schedule

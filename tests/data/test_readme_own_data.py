@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tests.data.owndata_files import write_penguins
+from tests.test_text_cli import write_texts
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 FAST = ["trainer.epochs=1", "trainer.batch_size=64", "diagnostics.every=0", "report.baselines=false"]
@@ -67,8 +68,9 @@ def test_every_example_of_the_your_own_data_section_runs(cli, tmp_path, monkeypa
             written.append(path.relative_to(tmp_path).as_posix())
     assert written == ["conf/dataset/my_penguins.yaml", "my_pkg/my_module.py", "conf/dataset/mine.yaml"]
     runs = [args for lang, body in blocks if lang == "bash" for args in commands(body)]
-    assert len(runs) == 5
+    assert len(runs) == 6
     write_penguins(tmp_path / "penguins.csv", n=120)
+    write_texts(tmp_path / "reviews.csv", n=60)
     write_photos(tmp_path / "photos", n=60)
     monkeypatch.setattr(sys, "path", list(sys.path))  # the launch folder is added for _target_ imports
     monkeypatch.setattr("mtlrun.report.plots.plot_run", lambda folder: None)  # plots are tested elsewhere
@@ -84,5 +86,5 @@ def test_every_example_of_the_your_own_data_section_runs(cli, tmp_path, monkeypa
     finally:
         for name in ("my_pkg.my_module", "my_pkg"):
             sys.modules.pop(name, None)
-    assert datasets == ["table", "table", "image_folder", "python", "my_pkg.my_module.build"]
+    assert datasets == ["table", "table", "image_folder", "text", "python", "my_pkg.my_module.build"]
     assert tasks[1] == ["species", "sex"]  # tasks.names narrows the declared tasks
