@@ -14,6 +14,24 @@ from mtlrun.config.ranges import bounded
 
 
 @dataclass
+class DatasetAliCcpOptions:
+    name: str = "ali_ccp"
+    root: Optional[str] = None
+    suffix: Optional[str] = None
+    hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
+
+
+@dataclass
+class DatasetAliexpressOptions:
+    name: str = "aliexpress"
+    root: Optional[str] = None
+    country: str = "NL"
+    val_fraction: float = bounded(0.1, ge=0.001, le=0.5)
+    seed: int = bounded(0, ge=0, le=4294967295)
+    hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
+
+
+@dataclass
 class DatasetCelebaOptions:
     name: str = "celeba"
     root: Optional[str] = None
@@ -60,6 +78,17 @@ class DatasetImageFolderOptions:
     test_fraction: float = bounded(0.15, gt=0, lt=1)
     stratify: Optional[str] = None
     seed: int = bounded(0, ge=0, le=4294967295)
+
+
+@dataclass
+class DatasetMovielens100kOptions:
+    name: str = "movielens100k"
+    root: Optional[str] = None
+    like_threshold: int = bounded(4, ge=2, le=5)
+    val_fraction: float = bounded(0.1, ge=0.01, le=0.5)
+    test_fraction: float = bounded(0.1, ge=0.01, le=0.5)
+    seed: int = bounded(0, ge=0, le=4294967295)
+    hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
 
 
 @dataclass
@@ -206,6 +235,11 @@ class DatasetTableOptions:
     test_fraction: float = bounded(0.15, gt=0, lt=1)
     stratify: Optional[str] = None
     seed: int = bounded(0, ge=0, le=4294967295)
+    group_by: Optional[str] = None
+    multivalued: Optional[List[str]] = None
+    separator: str = "|"
+    max_values: Optional[int] = bounded(None, ge=1)
+    hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
 
 
 @dataclass
@@ -289,6 +323,14 @@ class EncoderTabularEmbeddingOptions:
 
 
 @dataclass
+class ArchAitmOptions:
+    name: str = "aitm"
+    tasks_order: Optional[List[str]] = None
+    calibration: float = bounded(0.6, ge=0, note="Xi et al. (2021): alpha = 0.6; 0 = no calibrator")
+    embeddings: str = "shared"
+
+
+@dataclass
 class ArchBranchedOptions:
     name: str = "branched"
     branch_at: Any = None
@@ -299,6 +341,7 @@ class ArchCgcOptions:
     name: str = "cgc"
     num_shared_experts: int = bounded(1, ge=0)
     num_task_experts: int = bounded(1, ge=1)
+    embeddings: str = "shared"
 
 
 @dataclass
@@ -319,14 +362,24 @@ class ArchDselectKOptions:
 
 
 @dataclass
+class ArchEsmmOptions:
+    name: str = "esmm"
+    ctr_task: Optional[str] = None
+    cvr_task: Optional[str] = None
+    embeddings: str = "shared"
+
+
+@dataclass
 class ArchHpsOptions:
     name: str = "hps"
+    embeddings: str = "shared"
 
 
 @dataclass
 class ArchMmoeOptions:
     name: str = "mmoe"
     num_experts: int = bounded(8, ge=1)
+    embeddings: str = "shared"
 
 
 @dataclass
@@ -339,6 +392,13 @@ class ArchPleOptions:
     name: str = "ple"
     num_shared_experts: int = bounded(1, ge=1)
     num_task_experts: int = bounded(1, ge=0)
+    embeddings: str = "shared"
+
+
+@dataclass
+class ArchSharedBottomOptions:
+    name: str = "shared_bottom"
+    embeddings: str = "shared"
 
 
 @dataclass
@@ -659,10 +719,13 @@ class LoggerTensorboardOptions:
 
 #: (group, choice) -> its structured config
 OPTIONS: dict[tuple[str, str], type] = {
+    ("dataset", "ali_ccp"): DatasetAliCcpOptions,
+    ("dataset", "aliexpress"): DatasetAliexpressOptions,
     ("dataset", "celeba"): DatasetCelebaOptions,
     ("dataset", "census_income"): DatasetCensusIncomeOptions,
     ("dataset", "cityscapes"): DatasetCityscapesOptions,
     ("dataset", "image_folder"): DatasetImageFolderOptions,
+    ("dataset", "movielens100k"): DatasetMovielens100kOptions,
     ("dataset", "multi_digits"): DatasetMultiDigitsOptions,
     ("dataset", "multi_domain"): DatasetMultiDomainOptions,
     ("dataset", "multi_fashion"): DatasetMultiFashionOptions,
@@ -686,14 +749,17 @@ OPTIONS: dict[tuple[str, str], type] = {
     ("encoder", "segnet"): EncoderSegnetOptions,
     ("encoder", "tabular"): EncoderTabularOptions,
     ("encoder", "tabular_embedding"): EncoderTabularEmbeddingOptions,
+    ("arch", "aitm"): ArchAitmOptions,
     ("arch", "branched"): ArchBranchedOptions,
     ("arch", "cgc"): ArchCgcOptions,
     ("arch", "cross_stitch"): ArchCrossStitchOptions,
     ("arch", "dselect_k"): ArchDselectKOptions,
+    ("arch", "esmm"): ArchEsmmOptions,
     ("arch", "hps"): ArchHpsOptions,
     ("arch", "mmoe"): ArchMmoeOptions,
     ("arch", "mtan"): ArchMtanOptions,
     ("arch", "ple"): ArchPleOptions,
+    ("arch", "shared_bottom"): ArchSharedBottomOptions,
     ("arch", "single_task"): ArchSingleTaskOptions,
     ("arch", "soft_sharing"): ArchSoftSharingOptions,
     ("balancer", "aligned_mtl"): BalancerAlignedMtlOptions,
