@@ -19,6 +19,7 @@ class DatasetAliCcpOptions:
     root: Optional[str] = None
     suffix: Optional[str] = None
     hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
+    cache: Optional[str] = None
 
 
 @dataclass
@@ -29,6 +30,7 @@ class DatasetAliexpressOptions:
     val_fraction: float = bounded(0.1, ge=0.001, le=0.5)
     seed: int = bounded(0, ge=0, le=4294967295)
     hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
+    cache: Optional[str] = None
 
 
 @dataclass
@@ -240,6 +242,7 @@ class DatasetTableOptions:
     separator: str = "|"
     max_values: Optional[int] = bounded(None, ge=1)
     hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
+    cache: Optional[str] = None
 
 
 @dataclass

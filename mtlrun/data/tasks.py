@@ -190,23 +190,16 @@ def declared_task(
     masked: bool = False,
     shift: float = 0.0,
     scale: float = 1.0,
-    grouped: bool = False,
     given: str | None = None,
 ) -> TaskSpec:
     """A TaskSpec for a declared task of ``kind`` with ``size`` classes (classification) or labels
     (multilabel). ``metrics`` picks from :data:`METRIC_CATALOG` (default :data:`DEFAULT_METRICS`);
     ``primary`` defaults to the first metric; ``masked`` makes loss and metrics skip missing labels.
-    ``grouped``: the data names each row's group, which :data:`GROUPED_METRICS` need. ``given``: a
+    ``given``: a
     binary task; every metric is also scored on that task's positive rows, as ``<metric>_given_<given>``
     (the conversion rate on clicked rows beside the click-and-convert rate on all rows)."""
     catalog = METRIC_CATALOG[kind]
     chosen = list(metrics) if metrics else list(DEFAULT_METRICS[kind])
-    for metric in chosen:
-        if metric in GROUPED_METRICS and not grouped:
-            raise ConfigError(
-                f"dataset.tasks.{name}.metrics: {metric} scores each group (user) apart and needs "
-                "dataset.group_by=COLUMN, the column naming each row's user"
-            )
     if given is not None:
         if kind == "multilabel":
             raise ConfigError(f"dataset.tasks.{name}.given: a multilabel task cannot be scored on another task's rows")
@@ -214,7 +207,11 @@ def declared_task(
     factories: dict[str, Callable[[], object]] = {}
     shown: dict[str, str] = {}  # as written -> the metric's name in results (no dots: a module key)
     for metric in chosen:
-        base = metric[: -len(given_suffix(given))] if given is not None and metric.endswith(given_suffix(given)) else metric
+        base = (
+            metric[: -len(given_suffix(given))]
+            if given is not None and metric.endswith(given_suffix(given))
+            else metric
+        )
         if base in catalog:
             factory = MetricFactory(
                 partial(catalog[base].build, size), catalog[base].higher_is_better, catalog[base].needs

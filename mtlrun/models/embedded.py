@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from mtlrun.errors import ConfigError
 from mtlrun.models.encoders import EncoderSpec, StagedEncoder
 
+
 class EmbeddingInput(nn.Module):
     """An encoder's input layer that turns a row of numbers and category indices into one dense
     vector of width ``out_dim`` (the embeddings concatenated with the numeric columns)."""

@@ -12,6 +12,8 @@ matches, ``dataset.suffix`` picks one, e.g. ``_sample``). Columns: the labels ``
 ``D150_14``, ``D508``, ``D509``, ``D702``, ``D853``). Tasks: ``click`` and ``purchase`` (a purchase
 implies a click); ``purchase`` is also scored on clicked rows (``*_given_click``, the paper's CVR
 AUC; plain ``auroc`` is its CTCVR AUC). Rows are grouped by user (field ``101``) for ``gauc``.
+``dataset.cache=FOLDER`` keeps the encoded log there as memory-mapped arrays
+(:mod:`mtlrun.data.formats.encoded_cache`).
 """
 
 from __future__ import annotations
@@ -47,26 +49,38 @@ def split_file(folder: Path, split: str, suffix: str | None) -> Path:
         raise bf.data_error("ali_ccp", folder, f"missing file ali_ccp_{split}*.csv", HOW)
     if len(matches) > 1:
         options = ", ".join(p.name[len(f"ali_ccp_{split}") : -4] for p in matches)
-        raise ConfigError(f"dataset=ali_ccp: several {split} files in {folder}; choose with dataset.suffix (one of {options})")
+        raise ConfigError(
+            f"dataset=ali_ccp: several {split} files in {folder}; choose with dataset.suffix (one of {options})"
+        )
     return matches[0]
 
 
 @DATASETS.register("ali_ccp")
-def ali_ccp(root: str | None = None, suffix: str | None = None, hash_buckets: int = 0) -> MultiTaskDataset:
+def ali_ccp(
+    root: str | None = None, suffix: str | None = None, hash_buckets: int = 0, cache: str | None = None
+) -> MultiTaskDataset:
     """Click and purchase of the processed Ali-CCP files; see the module docstring."""
     from mtlrun.data.formats.click_logs import read_log
     from mtlrun.data.formats.columns import parse_tasks
-    from mtlrun.data.own.table import build_table
+    from mtlrun.data.own.table import build_table, cached_specs
 
     folder = bf.data_root("ali_ccp", root)
     paths = [split_file(folder, split, suffix) for split in ("train", "val", "test")]
-    parts = [read_log("ali_ccp", folder, p, [*LABELS, *SPARSE, *DENSE], HOW) for p in paths]
     decls = parse_tasks(
         {
             "click": {"kind": "binary", "metrics": METRICS, "primary": "auroc"},
             "purchase": {"kind": "binary", "metrics": METRICS, "primary": "auroc", "given": "click"},
         }
     )
+    stored = None
+    if cache is not None:  # the encoded log as memory maps: a hit skips reading the CSVs
+        from mtlrun.data.formats import encoded_cache
+
+        stored = encoded_cache.entry(cache, paths, {"dataset": "ali_ccp", "hash_buckets": hash_buckets})
+        hit = encoded_cache.load(stored, lambda meta: cached_specs(decls, meta))
+        if hit is not None:
+            return hit
+    parts = [read_log("ali_ccp", folder, p, [*LABELS, *SPARSE, *DENSE], HOW) for p in paths]
     return build_table(
         decls,
         parts,
@@ -76,5 +90,6 @@ def ali_ccp(root: str | None = None, suffix: str | None = None, hash_buckets: in
         categorical=SPARSE,
         group_by=USER,
         hash_buckets=hash_buckets,
-        info={"source": str(folder)},
+        info={"source": str(folder), "files": [p.name for p in paths]},
+        cache=stored,
     )

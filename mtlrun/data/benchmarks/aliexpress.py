@@ -14,6 +14,8 @@ standardised on train. ``search_id`` names the query session and is no feature. 
 and ``conversion`` (a conversion implies a click), binary; ``conversion`` is also scored on the
 clicked rows (``auroc_given_click``: the CVR of ESMM's evaluation; plain ``auroc``: CTCVR on every
 impression). A seeded ``val_fraction`` of train is the validation split; test.csv is the test split.
+``dataset.cache=FOLDER`` keeps the encoded log there as memory-mapped arrays
+(:mod:`mtlrun.data.formats.encoded_cache`): the full logs hold millions of rows.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ def aliexpress(
     val_fraction: float = 0.1,
     seed: int = 0,
     hash_buckets: int = 0,
+    cache: str | None = None,
 ) -> MultiTaskDataset:
     """Click and conversion of one country's AliExpress log; see the module docstring."""
     from mtlrun.data.formats.click_logs import carve, read_log
     from mtlrun.data.formats.columns import parse_tasks
-    from mtlrun.data.own.table import build_table
+    from mtlrun.data.own.table import build_table, cached_specs
     from mtlrun.errors import choices_error
 
     if country not in COUNTRIES:
@@ -57,14 +60,23 @@ def aliexpress(
     for split in ("train", "test"):
         file = bf.DataFile(f"AliExpress_{country}/{split}.csv")
         paths.append(bf.require("aliexpress", folder, file, HOW, alternatives=[f"{split}.csv"]))
-    train, test = (read_log("aliexpress", folder, p, COLUMNS, HOW) for p in paths)
-    train, val = carve(train, val_fraction, seed)
     decls = parse_tasks(
         {
             "click": {"kind": "binary", "metrics": METRICS, "primary": "auroc"},
             "conversion": {"kind": "binary", "metrics": METRICS, "primary": "auroc", "given": "click"},
         }
     )
+    stored = None
+    if cache is not None:  # the encoded log as memory maps: a hit skips reading the CSVs
+        from mtlrun.data.formats import encoded_cache
+
+        options = {"dataset": "aliexpress", "val_fraction": val_fraction, "seed": seed, "hash_buckets": hash_buckets}
+        stored = encoded_cache.entry(cache, paths, options)
+        hit = encoded_cache.load(stored, lambda meta: cached_specs(decls, meta))
+        if hit is not None:
+            return hit
+    train, test = (read_log("aliexpress", folder, p, COLUMNS, HOW) for p in paths)
+    train, val = carve(train, val_fraction, seed)
     return build_table(
         decls,
         [train, val, test],
@@ -74,4 +86,5 @@ def aliexpress(
         categorical=CATEGORICAL,
         hash_buckets=hash_buckets,
         info={"source": str(paths[0].parent), "country": country},
+        cache=stored,
     )

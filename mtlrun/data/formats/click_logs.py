@@ -39,7 +39,9 @@ def read_log(dataset: str, root: Path, path: Path, columns: Sequence[str], how: 
         if not pd.api.types.is_numeric_dtype(frame[column]):
             value = frame[column][pd.to_numeric(frame[column], errors="coerce").isna() & frame[column].notna()]
             shown = repr(value.iloc[0]) if len(value) else "a non-numeric value"
-            raise bf.data_error(dataset, root, f"{path.name}: column {column} holds {shown}; ids and labels are numbers", how)
+            raise bf.data_error(
+                dataset, root, f"{path.name}: column {column} holds {shown}; ids and labels are numbers", how
+            )
     if len(frame) == 0:
         raise bf.data_error(dataset, root, f"{path.name} has no rows", how)
     return frame[list(columns)]

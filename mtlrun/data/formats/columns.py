@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from mtlrun.data.base import TaskSpec, given_key
-from mtlrun.data.tasks import DECLARABLE_KINDS, declared_task
+from mtlrun.data.tasks import DECLARABLE_KINDS, GROUPED_METRICS, declared_task
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.lazy import lazy_module
 
@@ -276,16 +276,26 @@ def _bool_number(value: Any) -> Any:
 def _spec(
     decl: TaskDecl, size: int, missing: Sequence[int], shift: float, scale: float, grouped: bool = False
 ) -> TaskSpec:
+    return task_spec(decl, size, any(missing), shift, scale, grouped)
+
+
+def task_spec(decl: TaskDecl, size: int, masked: bool, shift: float, scale: float, grouped: bool = False) -> TaskSpec:
+    """The TaskSpec of a declared task once its size (classes or labels) and standardisation are known."""
+    for metric in decl.metrics or ():
+        if metric in GROUPED_METRICS and not grouped:
+            raise ConfigError(
+                f"dataset.tasks.{decl.name}.metrics: {metric} scores each group (user) apart and needs "
+                "dataset.group_by=COLUMN, the column naming each row's user"
+            )
     return declared_task(
         decl.name,
         decl.kind,
         size,
         metrics=decl.metrics,
         primary=decl.primary,
-        masked=any(missing),
+        masked=masked,
         shift=shift,
         scale=scale,
-        grouped=grouped,
         given=decl.given,
     )
 
@@ -336,6 +346,14 @@ def stable_bucket(key: str, buckets: int) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") % buckets
 
 
+def category_key(value: Any) -> str:
+    """The text a category is known by; an integral float is written as the integer (12.0 -> "12"),
+    so an id column read as floats in one split (it has a gap) matches the same ids read as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def category_codes(values: pd.Series, vocab: Mapping[str, int], buckets: int, unknown: int = 0) -> np.ndarray:
     """int64 index of each value: ``vocab[str(value)]``; an unseen value goes to one of ``buckets``
     hash buckets after the vocabulary (``len(vocab) + 1 + bucket``), or to ``unknown`` without
@@ -346,7 +364,7 @@ def category_codes(values: pd.Series, vocab: Mapping[str, int], buckets: int, un
     mapped[-1] = unknown  # code -1: missing
     first_bucket = len(vocab) + 1
     for i, value in enumerate(uniques.tolist()):
-        key = str(value)
+        key = category_key(value)
         index = vocab.get(key)
         if index is None:
             index = first_bucket + stable_bucket(key, buckets) if buckets and key != "" else unknown
@@ -356,7 +374,7 @@ def category_codes(values: pd.Series, vocab: Mapping[str, int], buckets: int, un
 
 def train_vocabulary(values: pd.Series, *, drop_empty: bool = False) -> dict[str, int]:
     """The train values' indices 1..K in sorted order of their text (0 is kept for unknown)."""
-    seen = {str(v) for v in pd.unique(values[values.notna()]).tolist()}
+    seen = {category_key(v) for v in pd.unique(values[values.notna()]).tolist()}
     return {v: i + 1 for i, v in enumerate(sorted(seen - {""} if drop_empty else seen))}
 
 
@@ -455,7 +473,9 @@ class FeatureEncoder:
             numeric_cols, np.array(means), np.array(stds), categorical_cols, vocab, hash_buckets,
             list(multivalued), bag_vocab, lengths, separator,
         )  # fmt: skip
-        for column, rows in zip([*categorical_cols, *multivalued], [*encoder.cardinalities, *(b[0] for b in encoder.bags)]):
+        for column, rows in zip(
+            [*categorical_cols, *multivalued], [*encoder.cardinalities, *(b[0] for b in encoder.bags)]
+        ):
             if rows > MAX_INDEX:
                 raise ConfigError(
                     f"dataset.categorical: column '{column}' of {source} needs {rows} embedding rows, more than "
@@ -498,7 +518,8 @@ class FeatureEncoder:
         }
         if self.multivalued:
             described["multivalued"] = {
-                c: {"ids": len(v), "max_values": n} for c, v, n in zip(self.multivalued, self.bag_vocab, self.max_values)
+                c: {"ids": len(v), "max_values": n}
+                for c, v, n in zip(self.multivalued, self.bag_vocab, self.max_values)
             }
         if self.hash_buckets:
             described["hash_buckets"] = self.hash_buckets

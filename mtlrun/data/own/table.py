@@ -187,17 +187,39 @@ def table(
     separator: str = "|",
     max_values: int | None = None,
     hash_buckets: int = 0,
+    cache: str | None = None,
 ) -> MultiTaskDataset:
     """Build a dataset from a table; the same files, declarations and ``seed`` give the same data.
 
     Recommendation logs: ``group_by`` names the user column (GAUC scores each user's rows apart),
     ``multivalued`` columns hold several ids joined by ``separator`` (pooled by ``nn.EmbeddingBag``,
     at most ``max_values`` per row), ``hash_buckets`` > 0 sends ids unseen in train to that many
-    hash buckets instead of the one unknown index.
+    hash buckets instead of the one unknown index. ``cache``: a folder where the encoded splits
+    are kept as memory-mapped arrays (:mod:`mtlrun.data.formats.encoded_cache`), for logs too large
+    to hold encoded in memory and to skip reading them again.
     """
     from mtlrun.data.formats.columns import parse_tasks, strata_for
 
+    options = {  # every argument shapes the encoding
+        "tasks": tasks, "path": path, "train": train, "val": val, "test": test, "features": features,
+        "categorical": categorical, "split_column": split_column, "val_fraction": val_fraction,
+        "test_fraction": test_fraction, "stratify": stratify, "seed": seed, "group_by": group_by,
+        "multivalued": multivalued, "separator": separator, "max_values": max_values, "hash_buckets": hash_buckets,
+    }  # fmt: skip
     decls = parse_tasks(tasks)
+    folder = None
+    if cache is not None:
+        from mtlrun.data.formats import encoded_cache
+
+        named = [p for p in (path, train, val, test) if p is not None]
+        files = [resolve_path(p, "dataset.path") for p in named]
+        for file in files:
+            if not file.is_file():
+                raise ConfigError(f"dataset.path: file not found: {file}")
+        folder = encoded_cache.entry(cache, files, options)
+        hit = encoded_cache.load(folder, lambda meta: cached_specs(decls, meta))
+        if hit is not None:
+            return hit
     parts, source, used_split = load_splits(
         path,
         train,
@@ -222,7 +244,26 @@ def table(
         separator=separator,
         max_values=max_values,
         hash_buckets=hash_buckets,
+        cache=folder,
     )
+
+
+def cached_specs(decls: list[Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """The TaskSpecs of a cached encoding: the declarations with the sizes and scales learned then."""
+    from mtlrun.data.formats.columns import task_spec
+
+    tasks = meta["tasks"]
+    return {
+        d.name: task_spec(
+            d,
+            tasks[d.name]["size"],
+            tasks[d.name]["masked"],
+            tasks[d.name]["shift"],
+            tasks[d.name]["scale"],
+            meta["grouped"],
+        )
+        for d in decls
+    }
 
 
 def build_table(
@@ -240,10 +281,12 @@ def build_table(
     max_values: int | None = None,
     hash_buckets: int = 0,
     info: dict[str, Any] | None = None,
+    cache: Path | None = None,
 ) -> MultiTaskDataset:
     """The dataset of three split frames (train first) and the task declarations
     (:class:`~mtlrun.data.formats.columns.TaskDecl`): what ``dataset=table`` and the recommendation
-    benchmarks (AliExpress, Ali-CCP, MovieLens) share."""
+    benchmarks (AliExpress, Ali-CCP, MovieLens) share. With ``cache`` (a folder) the encoded splits
+    are written there as ``.npy`` files and served memory-mapped."""
     from mtlrun.data.base import GROUP_KEY
     from mtlrun.data.formats.columns import (
         FeatureEncoder,
@@ -273,7 +316,9 @@ def build_table(
                 raise choices_error(key, column, features)
     both = sorted(set(categorical) & set(multivalued))
     if both:
-        raise ConfigError(f"dataset.multivalued: column '{both[0]}' is also listed in dataset.categorical; list it once")
+        raise ConfigError(
+            f"dataset.multivalued: column '{both[0]}' is also listed in dataset.categorical; list it once"
+        )
     if hash_buckets < 0:
         raise ConfigError(f"dataset.hash_buckets={hash_buckets} must be >= 0 (0: unseen ids share index 0)")
     if max_values is not None and max_values < 1:
@@ -296,11 +341,43 @@ def build_table(
     if group_by is not None:
         for part, y in zip(parts, targets):
             y[GROUP_KEY] = group_index(part[group_by])
-    splits = [TensorSplit(encoder.transform(part), y) for part, y in zip(parts, targets)]
     context: dict[str, Any] = {"numeric": len(encoder.numeric), "cardinalities": encoder.cardinalities}
     if encoder.multivalued:
         context["bags"] = encoder.bags
     extra = {"group_by": group_by} if group_by is not None else {}
+    if cache is not None:
+        from mtlrun.data.formats import encoded_cache
+
+        meta = {
+            "tasks": {
+                name: {
+                    "size": spec.out_dim if spec.kind != "binary" else 2,
+                    "masked": spec.masked,
+                    "shift": spec.target_shift,
+                    "scale": spec.target_scale,
+                }
+                for name, spec in specs.items()
+            },
+            "grouped": group_by is not None,
+            "dtypes": {name: str(y.dtype).removeprefix("torch.") for name, y in targets[0].items()},
+            "input_shape": [encoder.width],
+            "default_encoder": "tabular",
+            "has_missing_labels": missing,
+            "encoder_context": {"tabular": context},
+            "info": {
+                **(info or {"source": source}),
+                "sizes": [len(p) for p in parts],
+                "split": split,
+                "features": encoder.describe(),
+                "tasks": task_info,
+                **extra,
+            },
+        }
+        encoded_cache.store(cache, parts, encoder.transform_numpy, encoder.width, targets, meta)
+        loaded = encoded_cache.load(cache, lambda m: cached_specs(decls, m))
+        assert loaded is not None
+        return loaded
+    splits = [TensorSplit(encoder.transform(part), y) for part, y in zip(parts, targets)]
     return MultiTaskDataset(
         tasks=specs,
         train=splits[0],

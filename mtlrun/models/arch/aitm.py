@@ -119,7 +119,9 @@ class AITM(MultiTaskModel):
         if x is None or self.calibration == 0:
             return {}
         z = self.features(x)
-        return {"aitm_calibration": self.calibration * self.calibration_loss({t: self.heads[t](z[t]) for t in self.order})}
+        return {
+            "aitm_calibration": self.calibration * self.calibration_loss({t: self.heads[t](z[t]) for t in self.order})
+        }
 
     def task_modules(self, task: str) -> list[nn.Module]:
         if task not in self.order:
