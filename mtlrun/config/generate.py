@@ -21,7 +21,7 @@ from mtlrun.config.ranges import Range
 #: per group: the registry, and the constructor arguments the code passes (not user options)
 GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dataset": ("mtlrun.data:DATASETS", ()),
-    "encoder": ("mtlrun.models:ENCODERS", ("input_shape", "numeric", "cardinalities", "vocab")),
+    "encoder": ("mtlrun.models:ENCODERS", ("input_shape", "numeric", "cardinalities", "vocab", "bags")),
     "arch": ("mtlrun.models:ARCHS", ("encoder", "tasks")),
     "balancer": ("mtlrun.balancers:BALANCERS", ("tasks",)),
     "schedule": ("mtlrun.train.schedule:SCHEDULES", ("tasks", "epochs")),

@@ -103,7 +103,26 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
         "test_fraction": FRACTION,
         "seed": SEED,
     },
-    ("dataset", "table"): {"val_fraction": Range(gt=0, lt=1), "test_fraction": Range(gt=0, lt=1), "seed": SEED},
+    ("dataset", "table"): {
+        "val_fraction": Range(gt=0, lt=1),
+        "test_fraction": Range(gt=0, lt=1),
+        "seed": SEED,
+        "max_values": AT_LEAST_1,
+        "hash_buckets": Range(ge=0, note="0 = ids unseen in train share index 0"),
+    },
+    ("dataset", "aliexpress"): {
+        "val_fraction": Range(ge=0.001, le=0.5),
+        "seed": SEED,
+        "hash_buckets": Range(ge=0, note="0 = ids unseen in train share index 0"),
+    },
+    ("dataset", "ali_ccp"): {"hash_buckets": Range(ge=0, note="0 = ids unseen in train share index 0")},
+    ("dataset", "movielens100k"): {
+        "like_threshold": Range(ge=2, le=5),
+        "val_fraction": Range(ge=0.01, le=0.5),
+        "test_fraction": Range(ge=0.01, le=0.5),
+        "seed": SEED,
+        "hash_buckets": Range(ge=0, note="0 = ids unseen in train share index 0"),
+    },
     ("dataset", "text"): {
         "val_fraction": Range(gt=0, lt=1),
         "test_fraction": Range(gt=0, lt=1),
@@ -164,6 +183,7 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
         "entropy_reg": NON_NEGATIVE,
     },
     ("arch", "mmoe"): {"num_experts": AT_LEAST_1},
+    ("arch", "aitm"): {"calibration": Range(ge=0, note="Xi et al. (2021): alpha = 0.6; 0 = no calibrator")},
     ("arch", "soft_sharing"): {"strength": NON_NEGATIVE},
     # -- balancers ------------------------------------------------------------------------
     ("balancer", "aligned_mtl"): GRADIENT,

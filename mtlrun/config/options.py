@@ -14,6 +14,26 @@ from mtlrun.config.ranges import bounded
 
 
 @dataclass
+class DatasetAliCcpOptions:
+    name: str = "ali_ccp"
+    root: Optional[str] = None
+    suffix: Optional[str] = None
+    hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
+    cache: Optional[str] = None
+
+
+@dataclass
+class DatasetAliexpressOptions:
+    name: str = "aliexpress"
+    root: Optional[str] = None
+    country: str = "NL"
+    val_fraction: float = bounded(0.1, ge=0.001, le=0.5)
+    seed: int = bounded(0, ge=0, le=4294967295)
+    hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
+    cache: Optional[str] = None
+
+
+@dataclass
 class DatasetCelebaOptions:
     name: str = "celeba"
     root: Optional[str] = None
@@ -78,6 +98,17 @@ class DatasetImageFolderOptions:
     test_fraction: float = bounded(0.15, gt=0, lt=1)
     stratify: Optional[str] = None
     seed: int = bounded(0, ge=0, le=4294967295)
+
+
+@dataclass
+class DatasetMovielens100kOptions:
+    name: str = "movielens100k"
+    root: Optional[str] = None
+    like_threshold: int = bounded(4, ge=2, le=5)
+    val_fraction: float = bounded(0.1, ge=0.01, le=0.5)
+    test_fraction: float = bounded(0.1, ge=0.01, le=0.5)
+    seed: int = bounded(0, ge=0, le=4294967295)
+    hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
 
 
 @dataclass
@@ -224,6 +255,12 @@ class DatasetTableOptions:
     test_fraction: float = bounded(0.15, gt=0, lt=1)
     stratify: Optional[str] = None
     seed: int = bounded(0, ge=0, le=4294967295)
+    group_by: Optional[str] = None
+    multivalued: Optional[List[str]] = None
+    separator: str = "|"
+    max_values: Optional[int] = bounded(None, ge=1)
+    hash_buckets: int = bounded(0, ge=0, note="0 = ids unseen in train share index 0")
+    cache: Optional[str] = None
 
 
 @dataclass
@@ -364,6 +401,14 @@ class EncoderTransformerOptions:
 
 
 @dataclass
+class ArchAitmOptions:
+    name: str = "aitm"
+    tasks_order: Optional[List[str]] = None
+    calibration: float = bounded(0.6, ge=0, note="Xi et al. (2021): alpha = 0.6; 0 = no calibrator")
+    embeddings: str = "shared"
+
+
+@dataclass
 class ArchBranchedOptions:
     name: str = "branched"
     branch_at: Any = None
@@ -374,6 +419,7 @@ class ArchCgcOptions:
     name: str = "cgc"
     num_shared_experts: int = bounded(1, ge=0)
     num_task_experts: int = bounded(1, ge=1)
+    embeddings: str = "shared"
 
 
 @dataclass
@@ -394,14 +440,24 @@ class ArchDselectKOptions:
 
 
 @dataclass
+class ArchEsmmOptions:
+    name: str = "esmm"
+    ctr_task: Optional[str] = None
+    cvr_task: Optional[str] = None
+    embeddings: str = "shared"
+
+
+@dataclass
 class ArchHpsOptions:
     name: str = "hps"
+    embeddings: str = "shared"
 
 
 @dataclass
 class ArchMmoeOptions:
     name: str = "mmoe"
     num_experts: int = bounded(8, ge=1)
+    embeddings: str = "shared"
 
 
 @dataclass
@@ -414,6 +470,13 @@ class ArchPleOptions:
     name: str = "ple"
     num_shared_experts: int = bounded(1, ge=1)
     num_task_experts: int = bounded(1, ge=0)
+    embeddings: str = "shared"
+
+
+@dataclass
+class ArchSharedBottomOptions:
+    name: str = "shared_bottom"
+    embeddings: str = "shared"
 
 
 @dataclass
@@ -772,11 +835,14 @@ class LoggerTensorboardOptions:
 
 #: (group, choice) -> its structured config
 OPTIONS: dict[tuple[str, str], type] = {
+    ("dataset", "ali_ccp"): DatasetAliCcpOptions,
+    ("dataset", "aliexpress"): DatasetAliexpressOptions,
     ("dataset", "celeba"): DatasetCelebaOptions,
     ("dataset", "census_income"): DatasetCensusIncomeOptions,
     ("dataset", "cityscapes"): DatasetCityscapesOptions,
     ("dataset", "clothing_reviews"): DatasetClothingReviewsOptions,
     ("dataset", "image_folder"): DatasetImageFolderOptions,
+    ("dataset", "movielens100k"): DatasetMovielens100kOptions,
     ("dataset", "multi_digits"): DatasetMultiDigitsOptions,
     ("dataset", "multi_domain"): DatasetMultiDomainOptions,
     ("dataset", "multi_fashion"): DatasetMultiFashionOptions,
@@ -804,14 +870,17 @@ OPTIONS: dict[tuple[str, str], type] = {
     ("encoder", "tabular_embedding"): EncoderTabularEmbeddingOptions,
     ("encoder", "text_cnn"): EncoderTextCnnOptions,
     ("encoder", "transformer"): EncoderTransformerOptions,
+    ("arch", "aitm"): ArchAitmOptions,
     ("arch", "branched"): ArchBranchedOptions,
     ("arch", "cgc"): ArchCgcOptions,
     ("arch", "cross_stitch"): ArchCrossStitchOptions,
     ("arch", "dselect_k"): ArchDselectKOptions,
+    ("arch", "esmm"): ArchEsmmOptions,
     ("arch", "hps"): ArchHpsOptions,
     ("arch", "mmoe"): ArchMmoeOptions,
     ("arch", "mtan"): ArchMtanOptions,
     ("arch", "ple"): ArchPleOptions,
+    ("arch", "shared_bottom"): ArchSharedBottomOptions,
     ("arch", "single_task"): ArchSingleTaskOptions,
     ("arch", "soft_sharing"): ArchSoftSharingOptions,
     ("balancer", "aligned_mtl"): BalancerAlignedMtlOptions,

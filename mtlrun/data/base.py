@@ -34,8 +34,31 @@ DENSE_KINDS = ("segmentation", "depth", "normal")
 #: what a metric needs from a split's labels: ``labels`` at least one (every metric); ``distinct``
 #: two different values (R² divides by their variance); ``both_classes`` positives and negatives
 #: (binary AUROC, average precision); ``every_class`` each class present (one-vs-rest AUROC over
-#: every class); ``both_values_per_label`` a 0 and a 1 in every label column (multilabel AUROC)
-METRIC_NEEDS = ("labels", "distinct", "both_classes", "every_class", "both_values_per_label")
+#: every class); ``both_values_per_label`` a 0 and a 1 in every label column (multilabel AUROC);
+#: ``both_classes_in_a_group`` some group (user) holding positives and negatives (GAUC)
+METRIC_NEEDS = ("labels", "distinct", "both_classes", "every_class", "both_values_per_label", "both_classes_in_a_group")
+
+#: keys of a split's ``targets`` that hold no task but what some metrics read beside the labels:
+#: ``@group`` the group (user) index of each row (GAUC), ``@<task>`` the labels of a task whose
+#: positive rows a conditional metric is restricted to (a conversion rate scored on clicked rows).
+#: They travel through :meth:`TensorSplit.select`, so single-task baselines keep them.
+SIDE_PREFIX = "@"
+GROUP_KEY = "@group"
+
+
+def given_key(task: str) -> str:
+    """The side key holding task ``task``'s labels for the metrics scored on its positive rows."""
+    return SIDE_PREFIX + task
+
+
+def side_targets(targets: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The side entries of a split's or batch's ``targets`` (see :data:`SIDE_PREFIX`)."""
+    return {k: v for k, v in targets.items() if k.startswith(SIDE_PREFIX)}
+
+
+def given_suffix(task: str) -> str:
+    """The suffix of a metric scored only on the rows where task ``task``'s label is positive."""
+    return f"_given_{task}"
 
 
 @dataclass(frozen=True)
@@ -85,6 +108,11 @@ class TaskSpec:
     masked: bool = False
     #: per-pixel task: its head reads a feature map and outputs (N, out_dim, H, W) at the input size
     dense: bool = False
+    #: a binary task whose positive rows the metrics named ``<metric>_given_<given>`` are scored on
+    #: (a conversion rate on clicked rows, Ma et al. SIGIR 2018); its labels ride in the split's
+    #: targets under :func:`given_key`, and the model may score them with its own conditional
+    #: output (``MultiTaskModel.given_output``: ESMM's pCVR)
+    given: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind in DENSE_KINDS:
@@ -146,6 +174,28 @@ class TaskSpec:
             return None
         return preds[keep], target[keep]
 
+    def given_metrics(self) -> list[str]:
+        """The metrics scored on the positive rows of task :attr:`given` only (none without it)."""
+        if self.given is None:
+            return []
+        return [m for m in self.metrics if m.endswith(given_suffix(self.given))]
+
+    def metric_rows(
+        self, output: Tensor, target: Tensor, rows: Tensor | None = None, groups: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        """:meth:`metric_inputs` of one label per row, restricted to ``rows`` (bool (N,)) when given,
+        with each kept row's group index (``groups``, (N,)) beside it; ``None`` when no row is left."""
+        if rows is None and groups is None:
+            pair = self.metric_inputs(output, target)
+            return None if pair is None else (pair[0], pair[1], None)
+        preds = self.predictions(output)
+        keep = self.present(target) if self.masked else torch.ones_like(target, dtype=torch.bool)
+        if rows is not None:
+            keep = keep & rows
+        if not bool(keep.any()):
+            return None
+        return preds[keep], target[keep], None if groups is None else groups[keep]
+
     def metric_directions(self) -> dict[str, bool]:
         """``{metric: higher_is_better}``, without building a metric whose factory declares it."""
         return {
@@ -168,7 +218,8 @@ class TensorSplit:
         return self.x[index], {t: y[index] for t, y in self.targets.items()}
 
     def select(self, tasks: list[str]) -> TensorSplit:
-        return TensorSplit(self.x, {t: self.targets[t] for t in tasks})
+        """The split with the targets of ``tasks`` only (and the side entries, see :data:`SIDE_PREFIX`)."""
+        return TensorSplit(self.x, {**{t: self.targets[t] for t in tasks}, **side_targets(self.targets)})
 
     def to(self, device: torch.device) -> TensorSplit:
         return TensorSplit(self.x.to(device), {t: y.to(device) for t, y in self.targets.items()})

@@ -12,7 +12,11 @@ in one line naming the split, the task and the metric. The rules:
 - ``distinct`` (R²): at least two different values (R² divides by their variance);
 - ``both_classes`` (binary AUROC, average precision): at least one positive and one negative;
 - ``every_class`` (one-vs-rest AUROC over every class): each class of the task in the split;
-- ``both_values_per_label`` (multilabel AUROC): a 0 and a 1 in every label column.
+- ``both_values_per_label`` (multilabel AUROC): a 0 and a 1 in every label column;
+- ``both_classes_in_a_group`` (GAUC): some group (``dataset.group_by``) holds a positive and a negative.
+
+A metric scored on the positive rows of another task (``<metric>_given_<task>``) is held to its
+rule on those rows.
 
 Missing labels (NaN, or -1 for class targets) do not count. Metrics of the user's own factories
 (plain callables, which declare nothing) and per-pixel tasks (their splits are read a batch at a
@@ -28,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.data.base import MetricFactory, MultiTaskDataset, TaskSpec
+from mtlrun.data.base import GROUP_KEY, MetricFactory, MultiTaskDataset, TaskSpec, given_key
 from mtlrun.data.multi_input import is_multi_input
 from mtlrun.errors import ConfigError
 
@@ -37,7 +41,8 @@ EVALUATED = ("val", "test")
 
 
 def _labels(split: Any, task: str) -> Tensor | None:
-    """Task ``task``'s labels in ``split`` when they can be read whole (in memory, or a 1-D file)."""
+    """Task ``task``'s labels in ``split`` when they can be read whole (in memory, or a 1-D file);
+    also a side entry such as ``@group`` (see :data:`mtlrun.data.base.SIDE_PREFIX`)."""
     if is_multi_input(split):
         split = split.splits.get(task)
     targets = getattr(split, "targets", None)
@@ -51,8 +56,11 @@ def _present(spec: TaskSpec, y: Tensor) -> Tensor:
     return y[spec.present(y)] if y.ndim == 1 else y
 
 
-def unmet(need: str, spec: TaskSpec, y: Tensor) -> str | None:
-    """Why the labels ``y`` of one split fall short of ``need``, or None when they meet it."""
+def unmet(need: str, spec: TaskSpec, y: Tensor, groups: Tensor | None = None) -> str | None:
+    """Why the labels ``y`` of one split fall short of ``need``, or None when they meet it.
+
+    ``groups`` (the rows' groups) matter to ``both_classes_in_a_group`` only; without them the
+    whole split is one group."""
     y = y.detach().cpu()
     if spec.kind == "multilabel" and y.ndim == 2:
         present = spec.present(y)
@@ -71,6 +79,20 @@ def unmet(need: str, spec: TaskSpec, y: Tensor) -> str | None:
     count = int(labels.numel())
     if count == 0:
         return "it has no label"
+    if need == "both_classes_in_a_group":
+        if groups is None:
+            need = "both_classes"
+        else:
+            present = spec.present(y)
+            g, v = groups.detach().cpu()[present].long(), labels.long()
+            positives = torch.zeros(int(g.max()) + 1, dtype=torch.long).index_add_(0, g, v)
+            sizes = torch.bincount(g, minlength=positives.numel())
+            if not bool(((positives > 0) & (positives < sizes)).any()):
+                return (
+                    f"none of its {int((sizes > 0).sum())} groups holds both classes; the metric scores each "
+                    "group (user) that has positives and negatives"
+                )
+            return None
     if need == "distinct":
         distinct = torch.unique(labels)
         if distinct.numel() < 2:
@@ -112,8 +134,18 @@ def check_evaluable(data: MultiTaskDataset, splits: Sequence[str] = EVALUATED) -
             y = _labels(split, task)
             if y is None:
                 continue
+            groups = _labels(split, GROUP_KEY)
+            given = spec.given_metrics()
+            given_labels = _labels(split, given_key(spec.given)) if spec.given is not None else None
+            rows = given_labels == 1 if given_labels is not None else None
             for metric, factory in spec.metrics.items():
-                problem = unmet(_need(factory), spec, y)
+                if metric in given and rows is not None and y.ndim == 1:
+                    kept = None if groups is None else groups[rows]
+                    problem = unmet(_need(factory), spec, y[rows], kept)
+                    if problem is not None:
+                        problem = f"on the rows where {spec.given} is positive, {problem}"
+                else:
+                    problem = unmet(_need(factory), spec, y, groups if y.ndim == 1 else None)
                 if problem is not None:
                     raise ConfigError(
                         f"the {name} split cannot score task {task} with metric {metric}: {problem}; "

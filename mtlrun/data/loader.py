@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mtlrun.data.base import MultiTaskDataset, TensorSplit
+from mtlrun.data.base import SIDE_PREFIX, MultiTaskDataset, TensorSplit
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -91,7 +91,8 @@ class ArraySplit(Dataset):
         return x, ys
 
     def select(self, tasks: list[str]) -> ArraySplit:
-        return ArraySplit(self.x, {t: self.targets[t] for t in tasks}, self.target_dtypes)
+        side = {k: y for k, y in self.targets.items() if k.startswith(SIDE_PREFIX)}
+        return ArraySplit(self.x, {**{t: self.targets[t] for t in tasks}, **side}, self.target_dtypes)
 
     @property
     def nbytes(self) -> int:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtlrun.data.base import MetricFactory, TaskSpec
+from mtlrun.data.base import MetricFactory, TaskSpec, given_suffix
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.lazy import lazy_module
 from mtlrun.plugins.metrics import is_user_metric, user_metric
@@ -21,6 +21,7 @@ from mtlrun.plugins.metrics import is_user_metric, user_metric
 # torchmetrics imports scipy.signal and matplotlib when it loads: the factories below load it when
 # the first metric is built (the evaluator of a run), not when a dataset module is imported
 tm = lazy_module("torchmetrics")
+rec = lazy_module("mtlrun.data.rec_metrics")  # gauc, logloss (imports torchmetrics)
 
 
 def classification_task(name: str, num_classes: int, primary: str = "accuracy") -> TaskSpec:
@@ -144,6 +145,8 @@ METRIC_CATALOG: dict[str, dict[str, MetricFactory]] = {
         "average_precision": MetricFactory(
             lambda _: tm.classification.BinaryAveragePrecision(), True, needs="both_classes"
         ),
+        "gauc": MetricFactory(lambda _: rec.GroupAUC(), True, needs="both_classes_in_a_group"),
+        "logloss": MetricFactory(lambda _: rec.LogLoss(), False),
     },
     "regression": {
         "mae": MetricFactory(lambda _: tm.MeanAbsoluteError(), False),
@@ -173,6 +176,8 @@ DEFAULT_METRICS = {
 }
 #: the task kinds a table, image folder or Python dataset may declare
 DECLARABLE_KINDS = tuple(METRIC_CATALOG)
+#: metrics that read each row's group (``dataset.group_by``) beside its label
+GROUPED_METRICS = ("gauc",)
 
 
 def declared_task(
@@ -185,24 +190,37 @@ def declared_task(
     masked: bool = False,
     shift: float = 0.0,
     scale: float = 1.0,
+    given: str | None = None,
 ) -> TaskSpec:
     """A TaskSpec for a declared task of ``kind`` with ``size`` classes (classification) or labels
     (multilabel). ``metrics`` picks from :data:`METRIC_CATALOG` (default :data:`DEFAULT_METRICS`);
-    ``primary`` defaults to the first metric; ``masked`` makes loss and metrics skip missing labels."""
+    ``primary`` defaults to the first metric; ``masked`` makes loss and metrics skip missing labels.
+    ``given``: a
+    binary task; every metric is also scored on that task's positive rows, as ``<metric>_given_<given>``
+    (the conversion rate on clicked rows beside the click-and-convert rate on all rows)."""
     catalog = METRIC_CATALOG[kind]
     chosen = list(metrics) if metrics else list(DEFAULT_METRICS[kind])
+    if given is not None:
+        if kind == "multilabel":
+            raise ConfigError(f"dataset.tasks.{name}.given: a multilabel task cannot be scored on another task's rows")
+        chosen += [m + given_suffix(given) for m in chosen]
     factories: dict[str, Callable[[], object]] = {}
     shown: dict[str, str] = {}  # as written -> the metric's name in results (no dots: a module key)
     for metric in chosen:
-        if metric in catalog:
+        base = (
+            metric[: -len(given_suffix(given))]
+            if given is not None and metric.endswith(given_suffix(given))
+            else metric
+        )
+        if base in catalog:
             factory = MetricFactory(
-                partial(catalog[metric].build, size), catalog[metric].higher_is_better, catalog[metric].needs
+                partial(catalog[base].build, size), catalog[base].higher_is_better, catalog[base].needs
             )
-        elif is_user_metric(metric):  # an import path or an installed entry point (mtlrun.metrics)
-            factory = MetricFactory(*user_metric(metric, f"dataset.tasks.{name}.metrics", kind, size))
+        elif is_user_metric(base):  # an import path or an installed entry point (mtlrun.metrics)
+            factory = MetricFactory(*user_metric(base, f"dataset.tasks.{name}.metrics", kind, size))
         else:
             raise choices_error(f"dataset.tasks.{name}.metrics", metric, list(catalog))
-        shown[metric] = metric.rsplit(".", 1)[-1]
+        shown[metric] = base.rsplit(".", 1)[-1] + metric[len(base) :]
         if shown[metric] in factories:
             raise ConfigError(f"dataset.tasks.{name}.metrics names two metrics called {shown[metric]}")
         factories[shown[metric]] = factory
@@ -228,4 +246,5 @@ def declared_task(
         target_shift=shift,
         target_scale=scale,
         masked=masked,
+        given=given,
     )

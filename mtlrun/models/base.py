@@ -84,6 +84,11 @@ class MultiTaskModel(nn.Module):
         """Clip the global gradient norm; models made of independent networks clip each alone."""
         nn.utils.clip_grad_norm_([p for p in self.parameters() if p.grad is not None], max_norm)
 
+    def given_output(self, task: str, x: Tensor, outputs: dict[str, Tensor]) -> Tensor:
+        """Task ``task``'s output for the metrics scored on the positive rows of its ``given`` task
+        (``TaskSpec.given``): by default its own output; ESMM's conversion task gives its pCVR there."""
+        return outputs[task]
+
     def extra_losses(self) -> dict[str, Tensor]:
         """Regularisers that are not tasks (e.g. soft-sharing penalties); added to the objective."""
         return {}

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlrun.errors import ConfigError
+from mtlrun.models.embedded import EmbeddingInput
 from mtlrun.models.encoders import ENCODERS, StagedEncoder
 from mtlrun.models.pretrained import load_weights
 from mtlrun.registry import positive
@@ -109,7 +110,7 @@ def resnet18(
     return encoder
 
 
-class TabularEmbedding(nn.Module):
+class TabularEmbedding(EmbeddingInput):
     """Inputs ``(N, K + M)``: K categorical codes (as floats; -1 = unseen) then M numeric columns.
 
     Each categorical column has its own embedding table (one extra row for unseen values); the

@@ -8,10 +8,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlrun.data.base import TaskSpec
+from mtlrun.data.base import GROUP_KEY, TaskSpec, given_key
 from mtlrun.data.multi_input import is_multi_input
 
 Metrics = dict[str, dict[str, float]]  # {task: {metric: value}}
+#: what a metric update takes: predictions, targets, and the rows' groups (None: no groups)
+Rows = tuple[Tensor, Tensor, Tensor | None]
+#: the key of a task's metrics scored on the positive rows of its ``given`` task only
+GIVEN = "{task}@given"
 
 #: metric inputs are gathered over batches and handed to torchmetrics in chunks of at least this
 #: many prediction elements: each ``update`` call costs a fixed fraction of a millisecond of Python
@@ -34,21 +38,32 @@ class TaskEvaluator:
     @property
     def collections(self) -> dict[str, Any]:
         """One ``MetricCollection`` per task, built at the first evaluation: torchmetrics (with the
-        scipy.signal and matplotlib it imports) loads then, not before the first training step."""
+        scipy.signal and matplotlib it imports) loads then, not before the first training step.
+
+        A task with a ``given`` task has a second collection (key :data:`GIVEN`) for the metrics
+        scored on that task's positive rows only."""
         if self._collections is None:
             from torchmetrics import MetricCollection
 
-            self._collections = {
-                name: MetricCollection({m: factory() for m, factory in spec.metrics.items()}).to(self.device)
-                for name, spec in self.tasks.items()
-            }
+            self._collections = {}
+            for name, spec in self.tasks.items():
+                given = spec.given_metrics()
+                every = {m: f() for m, f in spec.metrics.items() if m not in given}
+                self._collections[name] = MetricCollection(every).to(self.device)
+                if given:
+                    conditional = {m: spec.metrics[m]() for m in given}
+                    self._collections[GIVEN.format(task=name)] = MetricCollection(conditional).to(self.device)
         return self._collections
 
-    def _update(self, task: str, pairs: list[tuple[Tensor, Tensor]]) -> None:
-        """One metric update with the gathered ``(predictions, target)`` pairs; empties ``pairs``."""
+    def _update(self, key: str, pairs: list[Any]) -> None:
+        """One metric update with the gathered ``(predictions, target[, groups])`` rows; empties ``pairs``."""
         if pairs:
-            preds, target = (torch.cat(parts) for parts in zip(*pairs))
-            self.collections[task].update(preds, target)
+            preds, target = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+            groups = [p[2] for p in pairs if len(p) > 2 and p[2] is not None]
+            if groups:
+                self.collections[key].update(preds, target, groups=torch.cat(groups))
+            else:
+                self.collections[key].update(preds, target)
             pairs.clear()
 
     def reset(self) -> None:
@@ -57,10 +72,15 @@ class TaskEvaluator:
 
     def compute(self) -> Metrics:
         """``{task: {metric: value}}`` of everything given to the metrics since :meth:`reset`."""
-        return {
-            name: {m: float(v) for m, v in collection.compute().items()}
-            for name, collection in self.collections.items()
-        }
+        collections = self.collections
+        results: Metrics = {}
+        for name in self.tasks:
+            values = {m: float(v) for m, v in collections[name].compute().items()}
+            conditional = collections.get(GIVEN.format(task=name))
+            if conditional is not None:
+                values.update({m: float(v) for m, v in conditional.compute().items()})
+            results[name] = values
+        return results
 
     @torch.no_grad()
     def score(self, pairs: Mapping[str, list[tuple[Tensor, Tensor]]]) -> Metrics:
@@ -94,7 +114,15 @@ class TaskEvaluator:
             parts = [(split.splits[t], {t: spec}, one_task(t)) for t, spec in self.tasks.items()]
         else:
             parts = [(split, self.tasks, model)]
-        pending: dict[str, list[tuple[Tensor, Tensor]]] = {t: [] for t in self.tasks}
+        pending: dict[str, list[Rows]] = {key: [] for key in self.collections}
+        given_output = getattr(model, "given_output", None)
+
+        def gather(key: str, rows: Rows | None) -> None:
+            if rows is not None:
+                pending[key].append(rows)
+                if sum(p[0].numel() for p in pending[key]) >= CHUNK_ELEMENTS:
+                    self._update(key, pending[key])
+
         for part, specs, forward in parts:
             for x, targets in part.batches(batch_size):
                 if self.dp is not None:
@@ -102,17 +130,20 @@ class TaskEvaluator:
                     if x.shape[0] == 0:
                         continue
                 outputs = forward(x)
+                groups = targets.get(GROUP_KEY)
                 for name, spec in specs.items():
                     n = spec.label_count(targets[name]) if spec.masked else x.shape[0]
                     loss_sums[name] += spec.loss(outputs[name], targets[name]) * n
                     counts[name] += n
-                    pair = spec.metric_inputs(outputs[name], targets[name])  # missing labels skipped
-                    if pair is not None:
-                        pending[name].append(pair)
-                        if sum(p.numel() for p, _ in pending[name]) >= CHUNK_ELEMENTS:
-                            self._update(name, pending[name])
-        for name, pairs in pending.items():
-            self._update(name, pairs)
+                    # missing labels skipped
+                    gather(name, spec.metric_rows(outputs[name], targets[name], groups=groups))
+                    key = GIVEN.format(task=name)
+                    if key in pending and spec.given is not None:
+                        rows = targets[given_key(spec.given)] == 1  # NaN (no label) compares unequal
+                        output = given_output(name, x, outputs) if given_output is not None else outputs[name]
+                        gather(key, spec.metric_rows(output, targets[name], rows=rows, groups=groups))
+        for key, rows in pending.items():
+            self._update(key, rows)
         model.train(was_training)
         if self.dp is not None:  # the global sums
             names = list(self.tasks)

@@ -44,3 +44,29 @@ def losses(model: MultiTaskModel, x: Tensor, targets: dict[str, Tensor]) -> dict
     outputs = model(x)
     specs = {t.name: t for t in tasks()}
     return {t: specs[t].loss(outputs[t], targets[t]) for t in model.task_names}
+
+
+def funnel_tasks() -> list[TaskSpec]:
+    """A click, a conversion (both binary) and a regression task: the tasks of ESMM and AITM."""
+    return [binary_task("click"), binary_task("buy"), regression_task("b")]
+
+
+def build_funnel(arch: str, encoder_name: str = "mlp", seed: int = 0, **options: Any) -> MultiTaskModel:
+    torch.manual_seed(seed)
+    return ARCHS.build(arch, options, encoder=encoder(encoder_name), tasks=funnel_tasks())
+
+
+def funnel_batch(n: int = 8, seed: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *IMAGE, generator=g)
+    click = torch.randint(0, 2, (n,), generator=g).float()
+    click[:2] = torch.tensor([0.0, 1.0])
+    buy = click * torch.randint(0, 2, (n,), generator=g).float()
+    buy[1] = 1.0
+    return x, {"click": click, "buy": buy, "b": torch.randn(n, generator=g)}
+
+
+def funnel_losses(model: MultiTaskModel, x: Tensor, targets: dict[str, Tensor]) -> dict[str, Tensor]:
+    outputs = model(x)
+    specs = {t.name: t for t in funnel_tasks()}
+    return {t: specs[t].loss(outputs[t], targets[t]) for t in model.task_names}

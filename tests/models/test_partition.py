@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from mtlrun.models import ARCHS
-from tests.models.helpers import batch, build, losses
+from tests.models.helpers import batch, build, build_funnel, funnel_batch, funnel_losses, losses
 
 CASES = [
     ("hps", {}),
+    ("shared_bottom", {}),
     ("single_task", {}),
     ("mmoe", {"num_experts": 2}),
     ("cgc", {"num_shared_experts": 1, "num_task_experts": 2}),
@@ -31,16 +32,38 @@ CASES = [
     ("branched", {"branch_at": {"c": 0}}),
 ]
 IDS = [f"{arch}-{'-'.join(f'{k}={v}' for k, v in opts.items())}" for arch, opts in CASES]
+#: architectures of sequential binary tasks (click -> conversion): built on a click, a conversion
+#: and a regression task; the click task of ESMM owns nothing (its tower also makes pCTCVR)
+FUNNEL_CASES = [
+    ("esmm", {}),
+    ("esmm", {"ctr_task": "buy", "cvr_task": "click"}),
+    ("aitm", {}),
+    ("aitm", {"calibration": 0.0}),
+]
+FUNNEL_IDS = [f"{arch}-{'-'.join(f'{k}={v}' for k, v in opts.items())}" for arch, opts in FUNNEL_CASES]
 
 
 def test_every_registered_arch_is_covered():
-    assert set(ARCHS.names()) <= {arch for arch, _ in CASES}
+    assert set(ARCHS.names()) <= {arch for arch, _ in CASES + FUNNEL_CASES}
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "cnn"])
+@pytest.mark.parametrize(("arch", "options"), FUNNEL_CASES, ids=FUNNEL_IDS)
+def test_funnel_partition_matches_gradients(arch, options, encoder):
+    model = build_funnel(arch, encoder, **options)
+    x, targets = funnel_batch()
+    check_partition(model, funnel_losses(model, x, targets), every_task_owns=False)
 
 
 @pytest.mark.parametrize("encoder", ["mlp", "cnn"])
 @pytest.mark.parametrize(("arch", "options"), CASES, ids=IDS)
 def test_partition_matches_gradients(arch, options, encoder):
     model = build(arch, encoder, **options)
+    x, targets = batch()
+    check_partition(model, losses(model, x, targets))
+
+
+def check_partition(model, task_losses, every_task_owns: bool = True) -> None:
     params = list(model.parameters())
     shared = model.shared_parameters()
     own = {t: model.task_parameters(t) for t in model.task_names}
@@ -49,10 +72,10 @@ def test_partition_matches_gradients(arch, options, encoder):
     listed = [id(p) for p in shared] + [id(p) for ps in own.values() for p in ps]
     assert len(listed) == len(set(listed)), "a parameter is listed twice"
     assert set(listed) == {id(p) for p in params}, "a parameter is missing from the partition"
-    assert all(own.values()), "every task owns at least its head"
-
-    x, targets = batch()
-    task_losses = losses(model, x, targets)
+    if every_task_owns:
+        assert all(own.values()), "every task owns at least its head"
+    for loss in model.extra_losses().values():  # a regulariser (AITM's calibrator) may reach any parameter
+        assert loss.requires_grad
     touched: dict[int, set[str]] = {id(p): set() for p in params}
     for task, loss in task_losses.items():
         grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)

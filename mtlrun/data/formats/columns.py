@@ -28,15 +28,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from mtlrun.data.base import TaskSpec
-from mtlrun.data.tasks import DECLARABLE_KINDS, declared_task
+from mtlrun.data.base import TaskSpec, given_key
+from mtlrun.data.tasks import DECLARABLE_KINDS, GROUPED_METRICS, declared_task
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.lazy import lazy_module
 
@@ -47,7 +47,7 @@ else:
 
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
-TASK_KEYS = ("column", "columns", "kind", "primary", "metrics", "ignore_index")
+TASK_KEYS = ("column", "columns", "kind", "primary", "metrics", "ignore_index", "given")
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,12 @@ class TaskDecl:
     primary: str | None = None
     metrics: tuple[str, ...] | None = None
     ignore_index: Any = None
+    #: a binary task on whose positive rows every metric is also scored (``<metric>_given_<given>``)
+    given: str | None = None
 
 
 def parse_tasks(tasks: Any, key: str = "dataset.tasks") -> list[TaskDecl]:
-    """``{NAME: {kind, column|columns, primary, metrics, ignore_index}}`` (or ``{NAME: KIND}``)."""
+    """``{NAME: {kind, column|columns, primary, metrics, ignore_index, given}}`` (or ``{NAME: KIND}``)."""
     example = f"e.g. '{key}={{y: {{kind: binary}}, z: {{kind: regression}}}}'"
     if not tasks:
         raise ConfigError(f"{key} is required: a mapping NAME: {{kind: ...}}, {example}")
@@ -72,6 +74,8 @@ def parse_tasks(tasks: Any, key: str = "dataset.tasks") -> list[TaskDecl]:
     decls = []
     for name, spec in tasks.items():
         name = str(name)
+        if name.startswith("@") or "/" in name:
+            raise ConfigError(f"{key}: task name '{name}' may not start with '@' or hold '/'; rename the task")
         if isinstance(spec, str):
             spec = {"kind": spec}
         if not isinstance(spec, Mapping):
@@ -103,8 +107,13 @@ def parse_tasks(tasks: Any, key: str = "dataset.tasks") -> list[TaskDecl]:
                 primary=spec.get("primary"),
                 metrics=tuple(metrics) if metrics else None,
                 ignore_index=spec.get("ignore_index"),
+                given=None if spec.get("given") is None else str(spec.get("given")),
             )
         )
+    binary = [d.name for d in decls if d.kind == "binary"]
+    for decl in decls:
+        if decl.given is not None and (decl.given not in binary or decl.given == decl.name):
+            raise choices_error(f"{key}.{decl.name}.given", decl.given, [b for b in binary if b != decl.name])
     return decls
 
 
@@ -162,7 +171,9 @@ class EncodedTask:
     missing: list[int]
 
 
-def encode_task(decl: TaskDecl, parts: Sequence[pd.DataFrame], source: str, split_names=SPLITS) -> EncodedTask:
+def encode_task(
+    decl: TaskDecl, parts: Sequence[pd.DataFrame], source: str, split_names=SPLITS, grouped: bool = False
+) -> EncodedTask:
     """Encode ``decl``'s column(s) in each split frame of ``parts`` (train first)."""
     key = f"dataset.tasks.{decl.name}"
     for part in parts:
@@ -228,7 +239,7 @@ def encode_task(decl: TaskDecl, parts: Sequence[pd.DataFrame], source: str, spli
         info.update(mean=shift, std=scale)
         size = 1
     counts = [int(m.sum()) for m in missing]
-    return EncodedTask(_spec(decl, size, counts, shift, scale), targets, info, counts)
+    return EncodedTask(_spec(decl, size, counts, shift, scale, grouped), targets, info, counts)
 
 
 def _encode_multilabel(
@@ -262,32 +273,48 @@ def _bool_number(value: Any) -> Any:
     return float(value) if isinstance(value, (bool, np.bool_)) else value
 
 
-def _spec(decl: TaskDecl, size: int, missing: Sequence[int], shift: float, scale: float) -> TaskSpec:
+def _spec(
+    decl: TaskDecl, size: int, missing: Sequence[int], shift: float, scale: float, grouped: bool = False
+) -> TaskSpec:
+    return task_spec(decl, size, any(missing), shift, scale, grouped)
+
+
+def task_spec(decl: TaskDecl, size: int, masked: bool, shift: float, scale: float, grouped: bool = False) -> TaskSpec:
+    """The TaskSpec of a declared task once its size (classes or labels) and standardisation are known."""
+    for metric in decl.metrics or ():
+        if metric in GROUPED_METRICS and not grouped:
+            raise ConfigError(
+                f"dataset.tasks.{decl.name}.metrics: {metric} scores each group (user) apart and needs "
+                "dataset.group_by=COLUMN, the column naming each row's user"
+            )
     return declared_task(
         decl.name,
         decl.kind,
         size,
         metrics=decl.metrics,
         primary=decl.primary,
-        masked=any(missing),
+        masked=masked,
         shift=shift,
         scale=scale,
+        given=decl.given,
     )
 
 
 def encode_tasks(
-    decls: Sequence[TaskDecl], parts: Sequence[pd.DataFrame], source: str
+    decls: Sequence[TaskDecl], parts: Sequence[pd.DataFrame], source: str, grouped: bool = False
 ) -> tuple[dict[str, TaskSpec], list[dict[str, Tensor]], dict[str, Any], bool]:
     """Every declared task: TaskSpecs, per-split ``{task: target}``, info, and whether labels are missing.
 
-    Each task must have at least one label in every split (metrics need them).
+    Each task must have at least one label in every split (metrics need them). A task named by
+    another's ``given`` also rides along as a side entry (:func:`mtlrun.data.base.given_key`), so
+    that the conditional metrics find its labels when a run trains the other task alone.
     """
     specs: dict[str, TaskSpec] = {}
     targets: list[dict[str, Tensor]] = [{} for _ in parts]
     info: dict[str, Any] = {}
     any_missing = False
     for decl in decls:
-        encoded = encode_task(decl, parts, source)
+        encoded = encode_task(decl, parts, source, grouped=grouped)
         for split, part, y, missing in zip(SPLITS, parts, encoded.targets, encoded.missing):
             labels = y.numel() - missing
             if labels == 0:
@@ -300,38 +327,129 @@ def encode_tasks(
             split_targets[decl.name] = y
         info[decl.name] = {**encoded.info, "missing_labels": dict(zip(SPLITS, encoded.missing))}
         any_missing |= any(encoded.missing)
+    for given in sorted({d.given for d in decls if d.given is not None}):
+        for split_targets in targets:
+            split_targets[given_key(given)] = split_targets[given]
     return specs, targets, info, any_missing
 
 
 # -- features ---------------------------------------------------------------------------------
 
 
+#: category indices are stored in float32 inputs, exact up to 2^24
+MAX_INDEX = 1 << 24
+
+
+def stable_bucket(key: str, buckets: int) -> int:
+    """A bucket in ``[0, buckets)`` for ``key`` that is the same in every process and run
+    (Python's ``hash`` of a string is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") % buckets
+
+
+def category_key(value: Any) -> str:
+    """The text a category is known by; an integral float is written as the integer (12.0 -> "12"),
+    so an id column read as floats in one split (it has a gap) matches the same ids read as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def category_codes(values: pd.Series, vocab: Mapping[str, int], buckets: int, unknown: int = 0) -> np.ndarray:
+    """int64 index of each value: ``vocab[str(value)]``; an unseen value goes to one of ``buckets``
+    hash buckets after the vocabulary (``len(vocab) + 1 + bucket``), or to ``unknown`` without
+    buckets; a missing value to ``unknown``. Vectorised over rows: only the distinct values are
+    looked at one by one, so a log of millions of rows with integer ids makes no Python object per row."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = np.empty(len(uniques) + 1, dtype=np.int64)
+    mapped[-1] = unknown  # code -1: missing
+    first_bucket = len(vocab) + 1
+    for i, value in enumerate(uniques.tolist()):
+        key = category_key(value)
+        index = vocab.get(key)
+        if index is None:
+            index = first_bucket + stable_bucket(key, buckets) if buckets and key != "" else unknown
+        mapped[i] = index
+    return mapped[codes]
+
+
+def train_vocabulary(values: pd.Series, *, drop_empty: bool = False) -> dict[str, int]:
+    """The train values' indices 1..K in sorted order of their text (0 is kept for unknown)."""
+    seen = {category_key(v) for v in pd.unique(values[values.notna()]).tolist()}
+    return {v: i + 1 for i, v in enumerate(sorted(seen - {""} if drop_empty else seen))}
+
+
+def split_values(values: pd.Series, separator: str) -> tuple[pd.Series, np.ndarray]:
+    """The ids of a multi-valued column (cells like ``12|7|3``), flattened, and each row's count.
+
+    Split and trimmed by pyarrow's vectorised kernels into an Arrow-backed column, so neither the
+    cells nor the ids become Python objects (only the distinct ids do, in :func:`category_codes`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pd.api.types.is_float_dtype(values) and bool((values.dropna() % 1 == 0).all()):
+        values = values.astype("Int64")  # a column of single integer ids with gaps: 12, not 12.0
+    missing = pa.array(values.isna().to_numpy())
+    text = pc.if_else(missing, "", pa.array(values.astype("str"), type=pa.string()))
+    lists = pc.split_pattern(text, pattern=separator)
+    ids = pc.utf8_trim_whitespace(lists.flatten())
+    counts = np.diff(np.asarray(lists.offsets))
+    return pd.Series(ids, dtype=pd.ArrowDtype(pa.string())), counts
+
+
 @dataclass
 class FeatureEncoder:
-    """Numeric columns standardised on train, categorical columns as train vocabulary indices."""
+    """Numeric columns standardised on train, categorical columns as train vocabulary indices,
+    multi-valued columns as padded rows of vocabulary indices.
+
+    Row layout: the numeric columns, one index per categorical column, then ``max_values[j]``
+    columns per multi-valued column (index 0 = padding, skipped by ``nn.EmbeddingBag``). With
+    ``hash_buckets`` B > 0 a value unseen in train gets one of B indices after the vocabulary
+    (a stable hash of its text) instead of the shared unknown index 0, so unseen ids stay apart.
+    """
 
     numeric: list[str]
     mean: np.ndarray
     std: np.ndarray
     categorical: list[str]
     vocab: list[dict[str, int]]
+    hash_buckets: int = 0
+    multivalued: list[str] = field(default_factory=list)
+    bag_vocab: list[dict[str, int]] = field(default_factory=list)
+    max_values: list[int] = field(default_factory=list)
+    separator: str = "|"
 
     @property
     def cardinalities(self) -> list[int]:
-        """Embedding rows per categorical column: the train categories plus index 0 (unknown)."""
-        return [len(v) + 1 for v in self.vocab]
+        """Embedding rows per categorical column: index 0 (unknown), the train categories, the hash buckets."""
+        return [len(v) + 1 + self.hash_buckets for v in self.vocab]
+
+    @property
+    def bags(self) -> list[list[int]]:
+        """``[embedding rows, columns]`` per multi-valued column (row 0 is padding)."""
+        return [[len(v) + 1 + self.hash_buckets, n] for v, n in zip(self.bag_vocab, self.max_values)]
 
     @property
     def width(self) -> int:
-        return len(self.numeric) + len(self.categorical)
+        return len(self.numeric) + len(self.categorical) + sum(self.max_values)
 
     @classmethod
     def fit(
-        cls, train: pd.DataFrame, features: Sequence[str], categorical: Sequence[str], source: str
+        cls,
+        train: pd.DataFrame,
+        features: Sequence[str],
+        categorical: Sequence[str],
+        source: str,
+        *,
+        multivalued: Sequence[str] = (),
+        separator: str = "|",
+        max_values: int | None = None,
+        hash_buckets: int = 0,
     ) -> FeatureEncoder:
         numeric_cols, categorical_cols = [], []
         for column in features:
             s = train[column]
+            if column in multivalued:
+                continue
             if column in categorical or not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
                 categorical_cols.append(column)
             else:
@@ -344,35 +462,74 @@ class FeatureEncoder:
             mean, std = float(values.mean()), float(values.std(ddof=0))
             means.append(mean)
             stds.append(std if math.isfinite(std) and std > 0 else 1.0)
-        vocab = []
-        for column in categorical_cols:
-            s = train[column]
-            seen = sorted({str(v) for v in s[s.notna()]})
-            vocab.append({v: i + 1 for i, v in enumerate(seen)})
-        return cls(numeric_cols, np.array(means), np.array(stds), categorical_cols, vocab)
+        vocab = [train_vocabulary(train[column]) for column in categorical_cols]
+        bag_vocab, lengths = [], []
+        for column in multivalued:
+            ids, counts = split_values(train[column], separator)
+            bag_vocab.append(train_vocabulary(ids, drop_empty=True))
+            longest = int(counts.max()) if counts.size else 1
+            lengths.append(max(1, min(longest, max_values) if max_values else longest))
+        encoder = cls(
+            numeric_cols, np.array(means), np.array(stds), categorical_cols, vocab, hash_buckets,
+            list(multivalued), bag_vocab, lengths, separator,
+        )  # fmt: skip
+        for column, rows in zip(
+            [*categorical_cols, *multivalued], [*encoder.cardinalities, *(b[0] for b in encoder.bags)]
+        ):
+            if rows > MAX_INDEX:
+                raise ConfigError(
+                    f"dataset.categorical: column '{column}' of {source} needs {rows} embedding rows, more than "
+                    f"{MAX_INDEX} (indices are stored as float32); hash it into fewer with dataset.hash_buckets"
+                )
+        return encoder
 
     def transform(self, frame: pd.DataFrame) -> Tensor:
-        """(N, numeric + categorical) float32: standardised numbers, then category indices."""
-        blocks = []
+        """(N, width) float32: standardised numbers, category indices, then the padded multi-valued indices."""
+        return torch.from_numpy(self.transform_numpy(frame))
+
+    def transform_numpy(self, frame: pd.DataFrame) -> np.ndarray:
+        """:meth:`transform` as a numpy array, written column block by column block."""
+        out = np.zeros((len(frame), self.width), dtype=np.float32)
+        k = len(self.numeric)
         if self.numeric:
             values = frame[self.numeric].to_numpy(dtype=np.float64, na_value=np.nan)
             values = (values - self.mean) / self.std
-            blocks.append(np.nan_to_num(values, nan=0.0))
-        for column, vocab in zip(self.categorical, self.vocab):
-            s = frame[column]
-            # get_indexer gives -1 for missing or unseen values, which become index 0 (unknown)
-            codes = pd.Index(list(vocab)).get_indexer(s.astype(str).where(s.notna())) + 1
-            blocks.append(codes.astype(np.float64)[:, None])
-        if not blocks:
-            return torch.zeros(len(frame), 0)
-        return torch.tensor(np.concatenate(blocks, axis=1), dtype=torch.float32)
+            out[:, :k] = np.nan_to_num(values, nan=0.0)
+        for j, (column, vocab) in enumerate(zip(self.categorical, self.vocab)):
+            out[:, k + j] = category_codes(frame[column], vocab, self.hash_buckets)
+        start = k + len(self.categorical)
+        for column, vocab, length in zip(self.multivalued, self.bag_vocab, self.max_values):
+            ids, counts = split_values(frame[column], self.separator)
+            codes = category_codes(ids, vocab, self.hash_buckets)
+            rows = np.repeat(np.arange(len(frame)), counts)
+            position = np.arange(len(ids)) - np.repeat(np.cumsum(counts) - counts, counts)
+            keep = (position < length) & (codes > 0)  # ids past max_values, and unknown ids, are left out
+            block = np.zeros((len(frame), length), dtype=np.float32)
+            block[rows[keep], position[keep]] = codes[keep]
+            out[:, start : start + length] = block
+            start += length
+        return out
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described: dict[str, Any] = {
             "numeric": self.numeric,
             "categorical": {c: len(v) for c, v in zip(self.categorical, self.vocab)},
             "missing_features": "numeric: train mean; categorical: index 0 (unknown)",
         }
+        if self.multivalued:
+            described["multivalued"] = {
+                c: {"ids": len(v), "max_values": n}
+                for c, v, n in zip(self.multivalued, self.bag_vocab, self.max_values)
+            }
+        if self.hash_buckets:
+            described["hash_buckets"] = self.hash_buckets
+        return described
+
+
+def group_index(values: pd.Series) -> Tensor:
+    """int64 group (user) index of each row: equal values, equal index (a missing value is a group of its own)."""
+    codes, _ = pd.factorize(values, use_na_sentinel=False)
+    return torch.from_numpy(codes.astype(np.int64))
 
 
 def fingerprint(splits: Sequence[Any]) -> str:

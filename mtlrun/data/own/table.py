@@ -10,6 +10,7 @@ string (or listed ``categorical``) features become learned embeddings in ``encod
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,18 +182,44 @@ def table(
     test_fraction: float = 0.15,
     stratify: str | None = None,
     seed: int = 0,
+    group_by: str | None = None,
+    multivalued: list[str] | None = None,
+    separator: str = "|",
+    max_values: int | None = None,
+    hash_buckets: int = 0,
+    cache: str | None = None,
 ) -> MultiTaskDataset:
-    """Build a dataset from a table; the same files, declarations and ``seed`` give the same data."""
-    from mtlrun.data.formats.columns import (
-        FeatureEncoder,
-        encode_tasks,
-        fingerprint,
-        parse_tasks,
-        require_columns,
-        strata_for,
-    )
+    """Build a dataset from a table; the same files, declarations and ``seed`` give the same data.
 
+    Recommendation logs: ``group_by`` names the user column (GAUC scores each user's rows apart),
+    ``multivalued`` columns hold several ids joined by ``separator`` (pooled by ``nn.EmbeddingBag``,
+    at most ``max_values`` per row), ``hash_buckets`` > 0 sends ids unseen in train to that many
+    hash buckets instead of the one unknown index. ``cache``: a folder where the encoded splits
+    are kept as memory-mapped arrays (:mod:`mtlrun.data.formats.encoded_cache`), for logs too large
+    to hold encoded in memory and to skip reading them again.
+    """
+    from mtlrun.data.formats.columns import parse_tasks, strata_for
+
+    options = {  # every argument shapes the encoding
+        "tasks": tasks, "path": path, "train": train, "val": val, "test": test, "features": features,
+        "categorical": categorical, "split_column": split_column, "val_fraction": val_fraction,
+        "test_fraction": test_fraction, "stratify": stratify, "seed": seed, "group_by": group_by,
+        "multivalued": multivalued, "separator": separator, "max_values": max_values, "hash_buckets": hash_buckets,
+    }  # fmt: skip
     decls = parse_tasks(tasks)
+    folder = None
+    if cache is not None:
+        from mtlrun.data.formats import encoded_cache
+
+        named = [p for p in (path, train, val, test) if p is not None]
+        files = [resolve_path(p, "dataset.path") for p in named]
+        for file in files:
+            if not file.is_file():
+                raise ConfigError(f"dataset.path: file not found: {file}")
+        folder = encoded_cache.entry(cache, files, options)
+        hit = encoded_cache.load(folder, lambda meta: cached_specs(decls, meta))
+        if hit is not None:
+            return hit
     parts, source, used_split = load_splits(
         path,
         train,
@@ -204,23 +231,152 @@ def table(
         seed,
         lambda frame: strata_for(frame, decls, stratify),
     )
+    return build_table(
+        decls,
+        parts,
+        source,
+        split=f"column '{used_split}'" if used_split else "files or seeded fractions",
+        exclude=[used_split] if used_split else [],
+        features=features,
+        categorical=categorical,
+        group_by=group_by,
+        multivalued=multivalued,
+        separator=separator,
+        max_values=max_values,
+        hash_buckets=hash_buckets,
+        cache=folder,
+    )
+
+
+def cached_specs(decls: list[Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """The TaskSpecs of a cached encoding: the declarations with the sizes and scales learned then."""
+    from mtlrun.data.formats.columns import task_spec
+
+    tasks = meta["tasks"]
+    return {
+        d.name: task_spec(
+            d,
+            tasks[d.name]["size"],
+            tasks[d.name]["masked"],
+            tasks[d.name]["shift"],
+            tasks[d.name]["scale"],
+            meta["grouped"],
+        )
+        for d in decls
+    }
+
+
+def build_table(
+    decls: list[Any],
+    parts: list[pd.DataFrame],
+    source: str,
+    *,
+    split: str,
+    exclude: Sequence[str] = (),
+    features: list[str] | None = None,
+    categorical: list[str] | None = None,
+    group_by: str | None = None,
+    multivalued: list[str] | None = None,
+    separator: str = "|",
+    max_values: int | None = None,
+    hash_buckets: int = 0,
+    info: dict[str, Any] | None = None,
+    cache: Path | None = None,
+) -> MultiTaskDataset:
+    """The dataset of three split frames (train first) and the task declarations
+    (:class:`~mtlrun.data.formats.columns.TaskDecl`): what ``dataset=table`` and the recommendation
+    benchmarks (AliExpress, Ali-CCP, MovieLens) share. With ``cache`` (a folder) the encoded splits
+    are written there as ``.npy`` files and served memory-mapped."""
+    from mtlrun.data.base import GROUP_KEY
+    from mtlrun.data.formats.columns import (
+        FeatureEncoder,
+        encode_tasks,
+        fingerprint,
+        group_index,
+        require_columns,
+    )
+
     task_columns = {c for d in decls for c in d.columns}
     if features is None:
-        features = [c for c in parts[0].columns if c not in task_columns and c != used_split]
+        features = [c for c in parts[0].columns if c not in task_columns and c not in exclude]
     categorical = list(categorical or [])
-    for key, columns in (("dataset.features", features), ("dataset.categorical", categorical)):
+    multivalued = list(multivalued or [])
+    keyed = [("dataset.features", features), ("dataset.categorical", categorical), ("dataset.multivalued", multivalued)]
+    if group_by is not None:
+        keyed.append(("dataset.group_by", [group_by]))
+    for key, columns in keyed:
         for part in parts:
             require_columns(part, columns, key, source)
     overlap = sorted(task_columns & set(features))
     if overlap:
         raise ConfigError(f"dataset.features: column '{overlap[0]}' of {source} is a task column; features exclude it")
-    for column in categorical:
-        if column not in features:
-            raise choices_error("dataset.categorical", column, features)
+    for key, columns in (("dataset.categorical", categorical), ("dataset.multivalued", multivalued)):
+        for column in columns:
+            if column not in features:
+                raise choices_error(key, column, features)
+    both = sorted(set(categorical) & set(multivalued))
+    if both:
+        raise ConfigError(
+            f"dataset.multivalued: column '{both[0]}' is also listed in dataset.categorical; list it once"
+        )
+    if hash_buckets < 0:
+        raise ConfigError(f"dataset.hash_buckets={hash_buckets} must be >= 0 (0: unseen ids share index 0)")
+    if max_values is not None and max_values < 1:
+        raise ConfigError(f"dataset.max_values={max_values} must be >= 1 (null: the most ids in one train cell)")
+    if not separator:
+        raise ConfigError("dataset.separator must be a non-empty string, e.g. '|'")
     if not features:
         raise ConfigError(f"no feature columns in {source}: every column is a task or the split column")
-    specs, targets, task_info, missing = encode_tasks(decls, parts, source)
-    encoder = FeatureEncoder.fit(parts[0], features, categorical, source)
+    specs, targets, task_info, missing = encode_tasks(decls, parts, source, grouped=group_by is not None)
+    encoder = FeatureEncoder.fit(
+        parts[0],
+        features,
+        categorical,
+        source,
+        multivalued=multivalued,
+        separator=separator,
+        max_values=max_values,
+        hash_buckets=hash_buckets,
+    )
+    if group_by is not None:
+        for part, y in zip(parts, targets):
+            y[GROUP_KEY] = group_index(part[group_by])
+    context: dict[str, Any] = {"numeric": len(encoder.numeric), "cardinalities": encoder.cardinalities}
+    if encoder.multivalued:
+        context["bags"] = encoder.bags
+    extra = {"group_by": group_by} if group_by is not None else {}
+    if cache is not None:
+        from mtlrun.data.formats import encoded_cache
+
+        meta = {
+            "tasks": {
+                name: {
+                    "size": spec.out_dim if spec.kind != "binary" else 2,
+                    "masked": spec.masked,
+                    "shift": spec.target_shift,
+                    "scale": spec.target_scale,
+                }
+                for name, spec in specs.items()
+            },
+            "grouped": group_by is not None,
+            "dtypes": {name: str(y.dtype).removeprefix("torch.") for name, y in targets[0].items()},
+            "input_shape": [encoder.width],
+            "default_encoder": "tabular",
+            "has_missing_labels": missing,
+            "encoder_context": {"tabular": context},
+            "info": {
+                **(info or {"source": source}),
+                "sizes": [len(p) for p in parts],
+                "split": split,
+                "features": encoder.describe(),
+                "tasks": task_info,
+                **extra,
+            },
+        }
+        encoded_cache.store(cache, parts, encoder.transform_numpy, encoder.width, targets, meta)
+        loaded = encoded_cache.load(cache, lambda m: cached_specs(decls, m))
+        assert loaded is not None
+        return loaded
     splits = [TensorSplit(encoder.transform(part), y) for part, y in zip(parts, targets)]
     return MultiTaskDataset(
         tasks=specs,
@@ -230,13 +386,14 @@ def table(
         input_shape=(encoder.width,),
         default_encoder="tabular",
         info={
-            "source": source,
+            **(info or {"source": source}),
             "sizes": [len(s) for s in splits],
-            "split": f"column '{used_split}'" if used_split else "files or seeded fractions",
+            "split": split,
             "features": encoder.describe(),
             "tasks": task_info,
+            **extra,
             "fingerprint": fingerprint(splits),
         },
         has_missing_labels=missing,
-        encoder_context={"tabular": {"numeric": len(encoder.numeric), "cardinalities": encoder.cardinalities}},
+        encoder_context={"tabular": context},
     )

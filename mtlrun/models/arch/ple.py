@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import Literal
 
 from torch import Tensor, nn
 
 from mtlrun.data.base import TaskSpec
 from mtlrun.models.base import ARCHS, MultiTaskModel, build_heads
+from mtlrun.models.embedded import SparseInputs
 from mtlrun.models.encoders import EncoderSpec
 from mtlrun.models.experts import ExtractionLevel, LevelOutput, at_least
 
 
-def _stage_expert(encoder: EncoderSpec, index: int) -> nn.Module:
-    """A freshly initialised copy of the encoder's stage ``index``."""
-    return encoder.build().stages[index]
+def _stage_expert(inputs: SparseInputs, index: int) -> nn.Module:
+    """A freshly initialised copy of the encoder's stage ``index`` (without its embedding layer, which is shared)."""
+    return inputs.body().stages[index]
 
 
 @ARCHS.register("ple")
@@ -27,21 +29,31 @@ class PLE(MultiTaskModel):
     of the level, so task t's intermediate experts feed the shared path and hence every task: they
     are shared parameters, and so is any gate of task t whose output reaches such an expert (see
     :meth:`task_modules`).
+
+    On sparse features level 0 reads the embedded row: one embedding table per field shared by every
+    expert and gate (``embeddings=shared``, Tang et al. Section 4.1), or the whole first stage with its
+    own tables in every level-0 expert (``per_expert``; the gates then read the raw row).
     """
 
     def __init__(
-        self, encoder: EncoderSpec, tasks: list[TaskSpec], num_shared_experts: int = 1, num_task_experts: int = 1
+        self,
+        encoder: EncoderSpec,
+        tasks: list[TaskSpec],
+        num_shared_experts: int = 1,
+        num_task_experts: int = 1,
+        embeddings: Literal["shared", "per_expert"] = "shared",
     ) -> None:
         super().__init__(encoder, tasks)
         at_least("arch", 1, num_shared_experts=num_shared_experts)
         at_least("arch", 0, num_task_experts=num_task_experts)
         probe = encoder.build()
-        in_shapes = [tuple(encoder.input_shape), *probe.stage_shapes[:-1]]
+        self.inputs = SparseInputs(encoder, self.task_names, embeddings, probe)
+        in_shapes = [tuple(self.inputs.in_shape), *probe.stage_shapes[:-1]]
         last = len(probe.stages) - 1
         self.levels = nn.ModuleList(
             ExtractionLevel(
                 self.task_names,
-                partial(_stage_expert, encoder, i),
+                partial(_stage_expert, self.inputs, i),
                 in_shapes[i],
                 num_shared_experts,
                 num_task_experts,
@@ -52,6 +64,7 @@ class PLE(MultiTaskModel):
         self.heads = build_heads(tasks, probe)
 
     def _levels(self, x: Tensor) -> list[LevelOutput]:
+        x = self.inputs.task_input(x, self.task_names[0])
         task_inputs, shared = {t: x for t in self.task_names}, x
         outputs = []
         for level in self.levels:
