@@ -126,9 +126,12 @@ def delta_against(result: Any, reference: Mapping[str, Mapping[str, float]]) -> 
     summary = result.summary
     return defined_mean(
         None
-        if (change := signed_relative_change(
-            result.metrics[task][metric], reference[task][metric], summary.directions[task][metric]
-        )) is None
+        if (
+            change := signed_relative_change(
+                result.metrics[task][metric], reference[task][metric], summary.directions[task][metric]
+            )
+        )
+        is None
         else 100.0 * change
         for task, metric in summary.primary.items()
     )
@@ -182,14 +185,16 @@ def table(settings: Mapping[str, Any], best: Mapping[str, Mapping[str, Any]], ro
         p = f"{row['p']:.3f}" if "p" in row else ""
         p_holm = f"{row['p_holm']:.3f}" if "p_holm" in row else ""
         lines.append(
-            f"| {method} | {setting} | " + " | ".join(metrics)
+            f"| {method} | {setting} | "
+            + " | ".join(metrics)
             + f" | {spread} | {ci} | {p} | {p_holm} | {row.get('verdict', '')} |"
         )
     seeds = ", ".join(str(s) for s in settings["test_seeds"])
     lines.append(
         f"\nTest metrics at the best-validation epoch, mean over seeds {seeds}; Δm against tuned "
         f"{settings['reference']}'s mean, mean ± std over the seeds; Welch's two-sided test of the per-seed Δm "
-        f"against {settings['reference']}'s own, Holm-corrected across the {len(rows) - 1} methods (α = {settings['alpha']}).\n"
+        f"against {settings['reference']}'s own, Holm-corrected across the {len(rows) - 1} methods "
+        f"(α = {settings['alpha']}).\n"
     )
     return "\n".join(lines) + "\n"
 

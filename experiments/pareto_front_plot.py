@@ -80,16 +80,33 @@ def main(argv: Sequence[str]) -> int:
 
     fig, ax = plt.subplots(figsize=(7, 5.5))
     xs, ys = zip(*fixed.values(), strict=True)
-    ax.errorbar(xs, ys, xerr=[s[0] for s in fixed_std.values()], yerr=[s[1] for s in fixed_std.values()],
-                fmt="o", color="0.55", ecolor="0.8", capsize=2, label="fixed weights (left/right share)")
+    ax.errorbar(
+        xs,
+        ys,
+        xerr=[s[0] for s in fixed_std.values()],
+        yerr=[s[1] for s in fixed_std.values()],
+        fmt="o",
+        color="0.55",
+        ecolor="0.8",
+        capsize=2,
+        label="fixed weights (left/right share)",
+    )
     for name, (x, y) in fixed.items():
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="0.4")
-    ax.plot([fixed[n][0] for n in on_front], [fixed[n][1] for n in on_front], "-", color="0.55", lw=1.5,
-            label="front of the fixed weights")
+    ax.plot(
+        [fixed[n][0] for n in on_front],
+        [fixed[n][1] for n in on_front],
+        "-",
+        color="0.55",
+        lw=1.5,
+        label="front of the fixed weights",
+    )
     colours = [plt.cm.tab10(i) for i in (0, 1, 2, 3, 4, 5, 6, 8, 9)]  # no gray: the fixed weights are gray
     for i, (name, ((x, y), (sx, sy))) in enumerate(sorted(methods.items())):
         colour = colours[i % len(colours)]
-        ax.errorbar([x], [y], xerr=[sx], yerr=[sy], fmt="s", color=colour, alpha=0.9, elinewidth=0.8, capsize=2, label=name)
+        ax.errorbar(
+            [x], [y], xerr=[sx], yerr=[sy], fmt="s", color=colour, alpha=0.9, elinewidth=0.8, capsize=2, label=name
+        )
     if report is not None:
         stl = [report["tasks"][t]["metrics"][test_metric_name(first, t)]["stl"] for t in tasks]
         ax.plot([stl[0]], [stl[1]], "*", color="k", markersize=14, label="single-task networks")
@@ -105,8 +122,11 @@ def main(argv: Sequence[str]) -> int:
     seeds = sorted({len(f) for f in [*fixed_runs.values(), *balancer_runs.values()]})
     lines = [f"| weighting or balancer | {tasks[0]} | {tasks[1]} | place |", "|---|---:|---:|---|"]
     for name, (x, y) in fixed.items():
-        lines.append(f"| fixed {name} | {x:.4f} ± {fixed_std[name][0]:.4f} | {y:.4f} ± {fixed_std[name][1]:.4f} | "
-                     + ("on the fixed weights' front" if name in on_front else "dominated by another weighting") + " |")
+        lines.append(
+            f"| fixed {name} | {x:.4f} ± {fixed_std[name][0]:.4f} | {y:.4f} ± {fixed_std[name][1]:.4f} | "
+            + ("on the fixed weights' front" if name in on_front else "dominated by another weighting")
+            + " |"
+        )
     for name, ((x, y), (sx, sy)) in sorted(methods.items(), key=lambda item: -sum(item[1][0])):
         lines.append(f"| {name} | {x:.4f} ± {sx:.4f} | {y:.4f} ± {sy:.4f} | {place((x, y), fixed, on_front)} |")
     lines.append(

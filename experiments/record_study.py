@@ -91,7 +91,9 @@ def verdict_table(grouped: dict[tuple[str, ...], list[Path]], by: Sequence[str])
             for f in grouped[key]
             if (f / "transfer.json").exists()
         ]
-        dm = f"{statistics.fmean(per_seed):+.2f}" + (f" ± {statistics.stdev(per_seed):.2f}" if len(per_seed) > 1 else "")
+        dm = f"{statistics.fmean(per_seed):+.2f}" + (
+            f" ± {statistics.stdev(per_seed):.2f}" if len(per_seed) > 1 else ""
+        )
         lines.append(f"| {' | '.join(key)} | {len(report['seeds'])} | " + " | ".join(cells) + f" | {dm} |")
     lines.append(
         "\nΔ_t: the relative change of the task's metrics against its single-task networks (mean over seeds); "
@@ -105,8 +107,18 @@ def record(sweep: Path, out: Path, by: Sequence[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     compare = Path(sys.executable).with_name("mtlrun-compare")
     subprocess.run(
-        [str(compare), str(sweep), "--by", ",".join(by), "--format", "md", "--out", str(out / "compare.md"),
-         "--plot", str(out / "compare.png")],
+        [
+            str(compare),
+            str(sweep),
+            "--by",
+            ",".join(by),
+            "--format",
+            "md",
+            "--out",
+            str(out / "compare.md"),
+            "--plot",
+            str(out / "compare.png"),
+        ],
         check=True,
     )
     if (sweep / "sweep_report.md").exists():
