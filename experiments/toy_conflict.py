@@ -16,6 +16,7 @@ Settings are ``key=value`` overrides of the YAML's keys; a wrong key or value is
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import shlex
@@ -86,6 +87,7 @@ class Settings:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     out: str = "experiments/results/toy_conflict"
     seed: int = 0
+    reuse: bool = False
 
 
 def load_settings(overrides: Sequence[str] = (), preset: Path = PRESET) -> Settings:
@@ -140,7 +142,46 @@ def load_settings(overrides: Sequence[str] = (), preset: Path = PRESET) -> Setti
         options={k: dict(v or {}) for k, v in options.items()},
         out=str(raw.get("out")),
         seed=int(raw["seed"]),
+        reuse=_flag(raw.get("reuse", False), "reuse"),
     )
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be true or false")
+    return value
+
+
+def recorded(settings: Settings) -> tuple[dict[str, list[Path2D]], dict[str, float]]:
+    """The trajectories ``out`` already holds that the same settings would draw again.
+
+    The optimisation is deterministic (float64, one thread's order of operations), so a balancer
+    recorded with the same steps, lr, record_every, starts, seed and options ends where it ended;
+    ``reuse=true`` keeps those and optimises only the balancers that are new or whose settings
+    changed. The points come back at the 4 decimals the record keeps.
+    """
+    folder = Path(settings.out)
+    summary_path, rows_path = folder / "summary.json", folder / "trajectories.jsonl"
+    if not (summary_path.exists() and rows_path.exists()):
+        return {}, {}
+    summary = json.loads(summary_path.read_text())
+    before = summary["settings"]
+    same = all(before.get(k) == getattr(settings, k) for k in ("steps", "lr", "record_every", "inits", "seed"))
+    if not same:
+        return {}, {}
+    paths: dict[str, list[Path2D]] = {}
+    for line in rows_path.read_text().splitlines():
+        row = json.loads(line)
+        paths.setdefault(row["balancer"], []).append(Path2D(row["points"], row["losses"], row["failed"]))
+    kept = {
+        name: runs
+        for name, runs in paths.items()
+        if name in settings.balancers
+        and name in summary["balancers"]
+        and summary["balancers"][name]["options"] == settings.options.get(name, {})
+        and [r.points[0] for r in runs] == settings.inits
+    }
+    return kept, {name: float(summary["balancers"][name]["seconds"]) for name in kept}
 
 
 def registered_balancers() -> list[str]:
@@ -365,10 +406,14 @@ def run(settings: Settings, command: str) -> Path:
     """Optimise with every chosen balancer from every start; write the pictures and the records."""
     folder = Path(settings.out)
     folder.mkdir(parents=True, exist_ok=True)
+    kept, kept_seconds = recorded(settings) if settings.reuse else ({}, {})
     paths: dict[str, list[Path2D]] = {}
     seconds: dict[str, float] = {}
     begin = time.perf_counter()
     for name in settings.balancers:
+        if name in kept:
+            paths[name], seconds[name] = kept[name], kept_seconds[name]
+            continue
         start = time.perf_counter()
         options = settings.options.get(name, {})
         paths[name] = [
@@ -377,8 +422,15 @@ def run(settings: Settings, command: str) -> Path:
         ]
         seconds[name] = time.perf_counter() - start
         print(f"{name}: {seconds[name]:.1f} s", flush=True)
-    total = time.perf_counter() - begin
+    total = time.perf_counter() - begin + sum(kept_seconds.values())
     rows = summarise(settings, paths, seconds)
+    new = [name for name in settings.balancers if name not in kept]
+    reused = (
+        f" ({len(kept)} balancers' trajectories taken from the previous record of the same settings, "
+        f"reuse=true; optimised now: {', '.join(new) or 'none'}; the time adds their recorded seconds)"
+        if kept
+        else ""
+    )
     draw(paths, settings.inits, folder)
     write_json(folder / "summary.json", {"settings": settings.__dict__, "balancers": rows})
     write_jsonl(folder / "trajectories.jsonl", trajectory_rows(paths, settings.inits))
@@ -390,7 +442,7 @@ def run(settings: Settings, command: str) -> Path:
         folder / "run.md",
         f"# toy_conflict\n\nCommand: `{command}`\n\nMachine: {machine}\n\nTime: {total:.0f} s for "
         f"{len(settings.balancers)} balancers x {len(settings.inits)} starts x {settings.steps} Adam steps "
-        f"(lr {settings.lr:g}).\n\nEnd points (d: distance to the Pareto set x1 in [-7, 7], x2 = {PARETO_X2}; "
+        f"(lr {settings.lr:g}){reused}.\n\nEnd points (d: distance to the Pareto set x1 in [-7, 7], x2 = {PARETO_X2}; "
         "on the set: d <= 0.1):\n\n" + table(rows, settings.inits),
     )
     print(f"{folder}: params.png, losses.png, run.md, summary.json, trajectories.jsonl ({total:.0f} s)")
@@ -406,7 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as ex:
         print(f"toy_conflict: error: {ex}", file=sys.stderr)
         return CONFIG_EXIT
-    run(settings, shlex.join(["python", "experiments/toy_conflict.py", *args]))
+    shown = [a for a in args if not a.startswith("reuse=")]  # reusing changes no result: the preset's command
+    run(settings, shlex.join(["python", "experiments/toy_conflict.py", *shown]))
     return 0
 
 

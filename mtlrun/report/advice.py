@@ -18,6 +18,9 @@ it ranks nothing and says why. The candidates, each kept only where this run's m
   MTAN's per-task attention (Liu et al., CVPR 2019) on image encoders, or CGC's task-specific
   experts (Tang et al., RecSys 2020, proposed against negative transfer) on vector encoders;
   ``mmoe``/``dselect_k`` to ``cgc`` (task-specific experts), ``cgc`` to ``ple`` (more levels).
+  When every task of an ``hps`` run on an image encoder loses, the shared trunk itself is the
+  bottleneck, which MTAN keeps (its attention reads one shared backbone): cross-stitch (Misra et al.,
+  CVPR 2016) gives every task an encoder column of its own, mixed after each stage.
 - **alone**: the fallback, always last: the negative task(s) on their own encoder, the others shared.
 
 Ranking rule (deterministic, from the evidence): (1) a split whose margin over the runner-up exceeds
@@ -59,6 +62,8 @@ IMAGE_ENCODERS = ("cnn", "lenet", "resnet18", "segnet", "resnet_dilated")
 VECTOR_ENCODERS = ("mlp", "tabular", "tabular_embedding")
 ARCH_PAPERS = {
     "mtan": "MTAN (Liu et al., CVPR 2019) gives every task its own attention over each shared stage",
+    "cross_stitch": "Cross-stitch (Misra et al., CVPR 2016) gives every task an encoder column of its own, "
+    "mixed by learned weights after each stage",
     "cgc": "CGC (Tang et al., RecSys 2020) gives every task its own experts beside the shared ones",
     "ple": "PLE (Tang et al., RecSys 2020) stacks CGC levels, separating task-specific and shared experts",
 }
@@ -299,7 +304,8 @@ def what_to_try(
             )
 
     # architecture
-    target, why_not = next_architecture(arch, encoder)
+    every_task_loses = set(negative) == set(tasks)
+    target, why_not = next_architecture(arch, encoder, every_task_loses=every_task_loses)
     if target is not None:
         found.append(
             (
@@ -310,7 +316,12 @@ def what_to_try(
                     "reason": ARCH_PAPERS[target],
                     "evidence": f"arch={arch}"
                     + (" shares every encoder parameter (hard sharing)" if arch == "hps" else "")
-                    + f", encoder={encoder}",
+                    + f", encoder={encoder}"
+                    + (
+                        "; every task loses, so the shared trunk is the bottleneck (MTAN would keep it)"
+                        if target == "cross_stitch"
+                        else ""
+                    ),
                     "command": command(
                         launch, *seeds, f"arch={target}", *fit(None, target), drop=dropped(None, target)
                     ),
@@ -366,13 +377,17 @@ def what_to_try(
     return out
 
 
-def next_architecture(arch: str, encoder: str) -> tuple[str | None, str]:
-    """The architecture with more task-specific capacity than ``arch`` for ``encoder``, or None and why not."""
+def next_architecture(arch: str, encoder: str, *, every_task_loses: bool = False) -> tuple[str | None, str]:
+    """The architecture with more task-specific capacity than ``arch`` for ``encoder``, or None and why not.
+
+    ``every_task_loses``: every task of the run has a negative verdict, so a shared backbone of any
+    kind is suspect and an image encoder gets a column per task (cross-stitch) rather than MTAN.
+    """
     from mtlrun.config.options import OPTIONS
 
     if arch == "hps":
         if encoder in IMAGE_ENCODERS:
-            target = "mtan"
+            target = "cross_stitch" if every_task_loses else "mtan"
         elif encoder in VECTOR_ENCODERS:
             target = "cgc"
         else:

@@ -197,6 +197,13 @@ def test_architectures_follow_the_encoder_and_the_current_sharing():
     assert next_architecture("soft_sharing", "mlp")[0] is None
 
 
+def test_when_every_task_loses_an_image_encoder_gets_a_column_per_task():
+    # MTAN's attention reads one shared backbone, which is what a loss on every task points at
+    assert next_architecture("hps", "cnn", every_task_loses=True)[0] == "cross_stitch"
+    assert next_architecture("hps", "cnn", every_task_loses=False)[0] == "mtan"
+    assert next_architecture("hps", "tabular", every_task_loses=True)[0] == "cgc"  # task experts add capacity
+
+
 def test_no_negative_verdict_says_there_is_nothing_to_fix():
     r = report(dict.fromkeys(TASKS, NO_DIFFERENCE), affinity=TOGETHER)
     advice = what_to_try(r, LAUNCH, [conflict(-0.5, 0.9)], [TOGETHER] * 3)
