@@ -102,6 +102,8 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
         "val_fraction": FRACTION,
         "test_fraction": FRACTION,
         "seed": SEED,
+        # planted task clusters: their number (<= num_tasks) or each task's cluster; correlation then in (0, 1]
+        "clusters": Range(ge=0, note="0 = no clusters (the MMoE generator)"),
     },
     ("dataset", "table"): {
         "val_fraction": Range(gt=0, lt=1),

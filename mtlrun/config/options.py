@@ -238,6 +238,7 @@ class DatasetSyntheticOptions:
     val_fraction: float = bounded(0.08333333333333333, ge=0, lt=1)
     test_fraction: float = bounded(0.08333333333333333, ge=0, lt=1)
     seed: int = bounded(0, ge=0, le=4294967295)
+    clusters: Any = bounded(0, ge=0, note="0 = no clusters (the MMoE generator)")
 
 
 @dataclass
