@@ -455,6 +455,15 @@ class ArchHpsOptions:
 
 
 @dataclass
+class ArchLearnToBranchOptions:
+    name: str = "learn_to_branch"
+    search_epochs: int = bounded(2, ge=1)
+    widths: Optional[List[int]] = bounded(None, ge=1)
+    temperature: float = bounded(1.0, gt=0)
+    temperature_decay: float = bounded(0.9, gt=0, le=1)
+
+
+@dataclass
 class ArchMmoeOptions:
     name: str = "mmoe"
     num_experts: int = bounded(8, ge=1)
@@ -878,6 +887,7 @@ OPTIONS: dict[tuple[str, str], type] = {
     ("arch", "dselect_k"): ArchDselectKOptions,
     ("arch", "esmm"): ArchEsmmOptions,
     ("arch", "hps"): ArchHpsOptions,
+    ("arch", "learn_to_branch"): ArchLearnToBranchOptions,
     ("arch", "mmoe"): ArchMmoeOptions,
     ("arch", "mtan"): ArchMtanOptions,
     ("arch", "ple"): ArchPleOptions,
