@@ -102,6 +102,8 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
         "val_fraction": FRACTION,
         "test_fraction": FRACTION,
         "seed": SEED,
+        # planted task clusters: their number (<= num_tasks) or each task's cluster; correlation then in (0, 1]
+        "clusters": Range(ge=0, note="0 = no clusters (the MMoE generator)"),
     },
     ("dataset", "table"): {
         "val_fraction": Range(gt=0, lt=1),
@@ -183,6 +185,12 @@ RANGES: dict[tuple[str, str], dict[str, Range]] = {
         "entropy_reg": NON_NEGATIVE,
     },
     ("arch", "mmoe"): {"num_experts": AT_LEAST_1},
+    ("arch", "learn_to_branch"): {  # Guo et al. (2020): widths[0] = 1, each <= tasks; search_epochs < epochs
+        "search_epochs": AT_LEAST_1,
+        "widths": AT_LEAST_1,
+        "temperature": POSITIVE,
+        "temperature_decay": Range(gt=0, le=1),
+    },
     ("arch", "aitm"): {"calibration": Range(ge=0, note="Xi et al. (2021): alpha = 0.6; 0 = no calibrator")},
     ("arch", "soft_sharing"): {"strength": NON_NEGATIVE},
     # -- balancers ------------------------------------------------------------------------

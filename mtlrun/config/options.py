@@ -238,6 +238,7 @@ class DatasetSyntheticOptions:
     val_fraction: float = bounded(0.08333333333333333, ge=0, lt=1)
     test_fraction: float = bounded(0.08333333333333333, ge=0, lt=1)
     seed: int = bounded(0, ge=0, le=4294967295)
+    clusters: Any = bounded(0, ge=0, note="0 = no clusters (the MMoE generator)")
 
 
 @dataclass
@@ -451,6 +452,15 @@ class ArchEsmmOptions:
 class ArchHpsOptions:
     name: str = "hps"
     embeddings: str = "shared"
+
+
+@dataclass
+class ArchLearnToBranchOptions:
+    name: str = "learn_to_branch"
+    search_epochs: int = bounded(2, ge=1)
+    widths: Optional[List[int]] = bounded(None, ge=1)
+    temperature: float = bounded(1.0, gt=0)
+    temperature_decay: float = bounded(0.9, gt=0, le=1)
 
 
 @dataclass
@@ -877,6 +887,7 @@ OPTIONS: dict[tuple[str, str], type] = {
     ("arch", "dselect_k"): ArchDselectKOptions,
     ("arch", "esmm"): ArchEsmmOptions,
     ("arch", "hps"): ArchHpsOptions,
+    ("arch", "learn_to_branch"): ArchLearnToBranchOptions,
     ("arch", "mmoe"): ArchMmoeOptions,
     ("arch", "mtan"): ArchMtanOptions,
     ("arch", "ple"): ArchPleOptions,

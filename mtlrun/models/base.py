@@ -89,6 +89,20 @@ class MultiTaskModel(nn.Module):
         (``TaskSpec.given``): by default its own output; ESMM's conversion task gives its pCVR there."""
         return outputs[task]
 
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the trainer before training epoch ``epoch`` (1-based), again when a resumed run
+        re-enters that epoch: a model that changes between epochs (``learn_to_branch`` fixing its
+        tree) keeps what it decided in buffers, so this is idempotent and checkpoints carry it. The
+        trainer takes ``shared_parameters()``/``task_parameters()`` afresh after it."""
+
+    def check_epochs(self, epochs: int) -> None:
+        """Refuse a ``trainer.epochs`` this architecture cannot use (a one-line ``ConfigError``)."""
+
+    def run_files(self) -> dict[str, str]:
+        """Files this model adds to the run folder (name -> text, e.g. a found tree), written after
+        each epoch whenever they change."""
+        return {}
+
     def extra_losses(self) -> dict[str, Tensor]:
         """Regularisers that are not tasks (e.g. soft-sharing penalties); added to the objective."""
         return {}

@@ -150,6 +150,7 @@ def build(cfg: DictConfig) -> Components:
     seed_everything(cfg.seed, cfg.trainer.deterministic)  # model init independent of data building
     model = ARCHS.build(chosen_name(cfg.arch), plain(cfg.arch), encoder=spec, tasks=[data.tasks[t] for t in tasks])
     prepare_multi_input(model, data, chosen_name(cfg.arch))  # one input per task: check the arch, add input adapters
+    model.check_epochs(int(cfg.trainer.epochs))
     balancer = BALANCERS.build(chosen_name(cfg.balancer), balancer_options(cfg), tasks=tasks)
     if balancer.uses_task_gradients and not balancer.needs_representation and not model.shared_parameters():
         raise ConfigError(

@@ -36,6 +36,14 @@ class RunFolderWriter(Callback):
     def __init__(self, folder: RunFolder, summary: Summary) -> None:
         self.folder, self.summary = folder, summary
         self.rows: list[MetricRow] = []
+        self.model_files: dict[str, str] = {}
+
+    def write_model_files(self, trainer: Trainer) -> None:
+        """The model's own files (``run_files``, e.g. learn_to_branch's ``tree.json``) when they changed."""
+        for name, text in trainer.model.run_files().items():
+            if self.model_files.get(name) != text:
+                self.folder.write_text(name, text)
+                self.model_files[name] = text
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """A resumed run: ``metrics.jsonl`` back to the checkpoint's epochs (later ones are redone)."""
@@ -47,6 +55,7 @@ class RunFolderWriter(Callback):
         self.folder.write_summary(self.summary)
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
+        self.write_model_files(trainer)
         self.rows += epoch_rows(record)
         self.folder.write_metrics(self.rows)
         self.summary.epochs_completed = record.epoch
@@ -69,6 +78,8 @@ class RunFolderWriter(Callback):
             self.summary.stopped_early = result.stopped_early
         if status != "completed":
             self.summary.status = status
+        else:
+            self.write_model_files(trainer)
         self.summary.skipped_steps = trainer.nan_guard.skipped
         self.folder.write_summary(self.summary)
 

@@ -126,8 +126,7 @@ class Diagnostics:
         self.optimizer = optimizer
         self.every = every
         self.path = path
-        names = {id(p): n for n, p in model.named_parameters()}
-        self.shared_names = [names[id(p)] for p in self.shared]
+        self.use_shared(self.shared)
         self.affinity_reason: str | None = None
         if not affinity:
             self.affinity_reason = "diagnostics.affinity=false"
@@ -144,6 +143,12 @@ class Diagnostics:
         self._aff_epochs: list[int] = []
         self.skipped = 0
         self.overhead_s = 0.0
+
+    def use_shared(self, shared: Sequence[nn.Parameter]) -> None:
+        """The shared parameters the Jacobian is taken on (a model may change them between epochs)."""
+        self.shared = [p for p in shared if p.requires_grad]
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        self.shared_names = [names[id(p)] for p in self.shared]
 
     def wants(self, step: int) -> bool:
         return step % self.every == 0

@@ -297,6 +297,8 @@ class Trainer:
             pos = EpochPosition(epoch, self.shuffle.get_state(), zeros, zeros.clone(), lr=self.lr_scheduler.lr)
             self.position = pos
         self._multipliers = self.schedule.multipliers(epoch) if self.schedule is not None else None
+        self.model.on_epoch_start(epoch)
+        self.refresh_partition()
         for group in self._grouped_batches(skip=pos.taken):
             losses, info, extra = self.training_step(group, epoch, self.optimizer.param_groups[0]["lr"])
             pos.taken += 1
@@ -318,6 +320,17 @@ class Trainer:
             self._stop_if_asked()
         n = pos.steps
         return pos.loss_sum / max(n, 1), pos.weight_sum / max(n, 1), pos.extra_sum, n, pos.extras
+
+    def refresh_partition(self) -> None:
+        """Take the model's shared and task parameters afresh (a model may change them between epochs,
+        see :meth:`MultiTaskModel.on_epoch_start`); balancer state sized by them restarts."""
+        shared = [p for p in self.model.shared_parameters() if p.requires_grad]
+        self.task_params = {t: [p for p in self.model.task_parameters(t) if p.requires_grad] for t in self.tasks}
+        self.model_params = [p for p in self.model.parameters() if p.requires_grad]
+        if [id(p) for p in shared] != [id(p) for p in self.shared]:
+            self.shared = shared
+            if self.diagnostics is not None:
+                self.diagnostics.use_shared(shared)
 
     def _stop_if_asked(self) -> None:
         """Raise :class:`Interrupted` at this step boundary when a stop was asked for (a signal)."""

@@ -78,6 +78,7 @@ CASES = [
     ("ple", {"num_shared_experts": 1, "num_task_experts": 1}),
     ("branched", {"branch_at": {"seg": 1}}),
     ("dselect_k", {"num_experts": 2, "k": 1}),
+    ("learn_to_branch", {}),
 ]
 
 

@@ -30,6 +30,8 @@ CASES = [
     ("branched", {}),
     ("branched", {"branch_at": {"a+b": 1, "a": 2}}),
     ("branched", {"branch_at": {"c": 0}}),
+    ("learn_to_branch", {}),
+    ("learn_to_branch", {"widths": [1, 3, 2]}),
 ]
 IDS = [f"{arch}-{'-'.join(f'{k}={v}' for k, v in opts.items())}" for arch, opts in CASES]
 #: architectures of sequential binary tasks (click -> conversion): built on a click, a conversion

@@ -65,7 +65,8 @@ class Branched(MultiTaskModel):
 
     ``branch_at`` maps a group of tasks (``"a+b"``) to the stage at which the group splits off from
     the others (Vandenhende et al., BMVC 2020, take such a tree as the result of their task-affinity
-    search; here it is given; the tree learned end to end by Guo et al., ICML 2020, is not covered).
+    search; here it is given; ``arch=learn_to_branch`` learns one end to end, Guo et al., ICML 2020, and writes
+    it as ``branch_at`` in its run folder's ``tree.json``).
     From that stage on, the group's tasks share a branch of their own, which later entries may
     split further. Stage indices may be negative (``-1`` = the last stage). With ``branch_at`` null
     (or empty) every task branches at the last stage. A branch serving one task belongs to it; a
