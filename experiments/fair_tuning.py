@@ -6,6 +6,9 @@ method, one sweep over the learning rates (and its main constant where it has on
 seed, selected by the validation score ``run_objective`` (the sweeper's objective: mean primary
 validation metric at the best epoch); then one sweep of the chosen setting over the test seeds.
 
+With several tuning seeds a setting's score is its mean over them (one seed picks settings by
+noise: with one seed, ew's chosen rate was worse on the test seeds than its default).
+
 The comparison uses tuned ew as the reference. For each method and test seed, Δm against tuned ew is
 the mean over tasks of the relative change of the primary test metric against ew's mean over its test
 seeds (the Δm formula of ``mtlrun.results.objective`` with ew in place of the single-task networks);
@@ -21,6 +24,7 @@ Settings are ``key=value`` overrides of the YAML's keys; a wrong key is one line
 from __future__ import annotations
 
 import itertools
+import json
 import platform
 import shlex
 import statistics
@@ -77,7 +81,15 @@ def as_overrides(setting: Mapping[str, Any]) -> list[str]:
 
 
 def sweep(settings: Mapping[str, Any], method: str, values: Mapping[str, Sequence[Any]], folder: Path) -> list:
-    """One mtlrun sweep of ``method`` over ``values`` (key -> list), its run folders under ``folder``."""
+    """One mtlrun sweep of ``method`` over ``values`` (key -> list), its run folders under ``folder``.
+
+    A folder that already holds this sweep finished (every job completed, the same method and exactly
+    the grid's settings and seeds) is read back instead of trained again, so an interrupted study
+    continues where it stopped and studies split over processes share their sweeps.
+    """
+    done = finished(folder, method, values)
+    if done is not None:
+        return done
     overrides = [f"experiment={settings['experiment']}", f"balancer={method}", "report.baselines=false"]
     overrides += [f"{key}={','.join(str(v) for v in vals)}" for key, vals in values.items()]
     overrides += list(settings["extra"]) + [f"hydra.sweep.dir={folder}"]
@@ -85,6 +97,19 @@ def sweep(settings: Mapping[str, Any], method: str, values: Mapping[str, Sequenc
         return mtlrun.sweep(overrides=overrides)
     except mtlrun.SweepFailed as ex:  # a failed or diverged job is a trial without a score
         return ex.results
+
+
+def finished(folder: Path, method: str, values: Mapping[str, Sequence[Any]]) -> list | None:
+    """The results of a completed sweep of exactly this grid in ``folder``, else None."""
+    jobs = sorted((p for p in folder.glob("*") if (p / "summary.json").exists()), key=lambda p: p.name)
+    results = [mtlrun.load_run(job) for job in jobs]
+    keys = [key for key in values if key != "seed"]
+    wanted = {(*combo, seed) for combo in itertools.product(*(values[k] for k in keys)) for seed in values["seed"]}
+    found = {(*setting_of(r, keys).values(), r.config["seed"]) for r in results if r.completed}
+    same_method = all(f"balancer={method}" in r.overrides for r in results)
+    if results and len(results) == len(wanted) and found == wanted and same_method:
+        return results
+    return None
 
 
 def setting_of(result: Any, keys: Sequence[str]) -> dict[str, Any]:
@@ -99,15 +124,23 @@ def setting_of(result: Any, keys: Sequence[str]) -> dict[str, Any]:
 
 
 def tune(settings: Mapping[str, Any], method: str, runs: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The best setting of ``method`` by validation score, and every trial (setting, score)."""
+    """The best setting of ``method`` by validation score, mean over the tuning seeds, and every trial."""
     settings_grid = grid(method, settings)
     keys = list(settings_grid[0])
     values = {key: sorted({s[key] for s in settings_grid}) for key in keys}
-    results = sweep(settings, method, {**values, "seed": [settings["tune_seed"]]}, runs / "tune" / method)
-    trials = [
-        {"setting": setting_of(r, keys), "val_score": run_objective(r.summary) if r.completed else None}
-        for r in results
-    ]
+    seeds = list(settings["tune_seeds"])
+    results = sweep(settings, method, {**values, "seed": seeds}, runs / "tune" / method)
+    scores: dict[str, list[float | None]] = {}
+    for r in results:
+        setting = setting_of(r, keys)
+        scores.setdefault(json.dumps(setting, sort_keys=True), []).append(
+            run_objective(r.summary) if r.completed else None
+        )
+    trials = []
+    for key, values_ in scores.items():
+        kept = [v for v in values_ if v is not None]
+        mean = statistics.fmean(kept) if len(kept) == len(seeds) else None  # a failed seed fails the trial
+        trials.append({"setting": json.loads(key), "val_score": mean, "seed_scores": values_})
     scored = [t for t in trials if t["val_score"] is not None]
     if not scored:
         raise RuntimeError(f"no tuning run of {method} completed")
