@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import platform
 import shlex
 import statistics
@@ -34,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 import mtlrun
@@ -261,8 +263,8 @@ def run(settings: Mapping[str, Any], command: str) -> Path:
     write_text(
         out / "run.md",
         f"Command: {command}\nTime: {seconds / 60:.1f} min\n"
-        f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}, "
-        f"mtlrun {mtlrun.__version__}\nRun folders: {runs}\n",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"torch {torch.__version__}, mtlrun {mtlrun.__version__}\nRun folders: {runs}\n",
     )
     print(table(settings, best, rows), end="")
     return out
