@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from preset_overrides import merged_preset
 
 import mtlrun
 from mtlrun.errors import CONFIG_EXIT, ConfigError
@@ -50,18 +50,7 @@ PRESET = HERE / "fair_tuning.yaml"
 
 def load_settings(overrides: Sequence[str] = (), preset: Path = PRESET) -> dict[str, Any]:
     """The preset with ``key=value`` overrides; an unknown key or a malformed value is a ConfigError."""
-    cfg = OmegaConf.load(preset)
-    try:
-        extra = OmegaConf.from_dotlist(list(overrides))
-    except Exception as ex:  # omegaconf's grammar errors
-        raise ConfigError(f"bad override among {' '.join(overrides)}: {str(ex).splitlines()[0]}") from None
-    for key in extra:
-        if key not in cfg:
-            raise ConfigError(f"unknown key '{key}'; valid keys: {', '.join(str(k) for k in cfg)}")
-    merged = OmegaConf.merge(cfg, extra)
-    assert isinstance(merged, DictConfig)
-    raw = OmegaConf.to_container(merged, resolve=True)
-    assert isinstance(raw, dict)
+    raw = merged_preset(preset, overrides)
     if raw["reference"] not in raw["methods"]:
         raise ConfigError(f"reference={raw['reference']} must be one of methods: {', '.join(raw['methods'])}")
     if len(raw["test_seeds"]) < 2:

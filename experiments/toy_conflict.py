@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from preset_overrides import merged_preset
 from torch import Tensor, nn
 
 from mtlrun.balancers import BALANCERS
@@ -92,19 +92,7 @@ class Settings:
 
 def load_settings(overrides: Sequence[str] = (), preset: Path = PRESET) -> Settings:
     """The preset with ``key=value`` overrides, checked: one ``ConfigError`` line for a wrong key or value."""
-    cfg = OmegaConf.load(preset)
-    try:
-        extra = OmegaConf.from_dotlist(list(overrides))
-    except Exception as ex:  # omegaconf's grammar errors
-        raise ConfigError(f"bad override among {' '.join(overrides)}: {str(ex).splitlines()[0]}") from None
-    keys = [f.name for f in Settings.__dataclass_fields__.values()]
-    for key in extra:
-        if key not in keys:
-            raise ConfigError(f"unknown key '{key}'; valid keys: {', '.join(keys)}")
-    merged = OmegaConf.merge(cfg, extra)
-    assert isinstance(merged, DictConfig)
-    raw = OmegaConf.to_container(merged, resolve=True)
-    assert isinstance(raw, dict)
+    raw = merged_preset(preset, overrides, [f.name for f in Settings.__dataclass_fields__.values()])
     names = raw.get("balancers")
     if names == "all":
         names = registered_balancers()

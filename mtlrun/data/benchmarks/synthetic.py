@@ -40,6 +40,20 @@ from mtlrun.errors import ConfigError
 from mtlrun.registry import in_range, positive
 
 
+def labelled_inputs(
+    w: Tensor, num_samples: int, num_sinusoids: int, noise_std: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Inputs ``x ~ N(0, I)`` (N, d), labels ``y_k = w_k^T x + sum_i sin(alpha_i w_k^T x + beta_i) + eps_k``
+    (N, T) and the linear parts (N, T), for the task weight vectors ``w`` (T, d), drawn from ``generator``."""
+    alpha = torch.randn(num_sinusoids, generator=generator, dtype=torch.float64)
+    beta = torch.randn(num_sinusoids, generator=generator, dtype=torch.float64)
+    x = torch.randn(num_samples, w.shape[1], generator=generator, dtype=torch.float64)
+    linear = x @ w.T
+    waves = torch.sin(linear[..., None] * alpha + beta).sum(-1) if num_sinusoids else torch.zeros_like(linear)
+    noise = noise_std * torch.randn(linear.shape, generator=generator, dtype=torch.float64)
+    return x.float(), (linear + waves + noise).float(), linear.float()
+
+
 def mmoe_synthetic(
     num_samples: int,
     input_dim: int,
@@ -56,13 +70,8 @@ def mmoe_synthetic(
     w = torch.empty_like(u)
     w[0] = scale * u[0]
     w[1:] = scale * (correlation * u[0] + math.sqrt(max(0.0, 1.0 - correlation**2)) * u[1:])
-    alpha = torch.randn(num_sinusoids, generator=generator, dtype=torch.float64)
-    beta = torch.randn(num_sinusoids, generator=generator, dtype=torch.float64)
-    x = torch.randn(num_samples, input_dim, generator=generator, dtype=torch.float64)
-    linear = x @ w.T
-    waves = torch.sin(linear[..., None] * alpha + beta).sum(-1) if num_sinusoids else torch.zeros_like(linear)
-    noise = noise_std * torch.randn(linear.shape, generator=generator, dtype=torch.float64)
-    return x.float(), (linear + waves + noise).float(), linear.float()
+    x, y, linear = labelled_inputs(w, num_samples, num_sinusoids, noise_std, generator)
+    return x, y, linear
 
 
 def cluster_assignment(clusters: int | Sequence[int], num_tasks: int) -> list[int]:
@@ -113,13 +122,8 @@ def clustered_synthetic(
     own = q.T[k:]  # (T, d), orthogonal to every centre
     index = torch.tensor(list(cluster_of))
     w = scale * (math.sqrt(correlation) * centres[index] + math.sqrt(1.0 - correlation) * own)
-    alpha = torch.randn(num_sinusoids, generator=generator, dtype=torch.float64)
-    beta = torch.randn(num_sinusoids, generator=generator, dtype=torch.float64)
-    x = torch.randn(num_samples, input_dim, generator=generator, dtype=torch.float64)
-    linear = x @ w.T
-    waves = torch.sin(linear[..., None] * alpha + beta).sum(-1) if num_sinusoids else torch.zeros_like(linear)
-    noise = noise_std * torch.randn(linear.shape, generator=generator, dtype=torch.float64)
-    return x.float(), (linear + waves + noise).float(), linear.float(), w
+    x, y, linear = labelled_inputs(w, num_samples, num_sinusoids, noise_std, generator)
+    return x, y, linear, w
 
 
 @DATASETS.register("synthetic")

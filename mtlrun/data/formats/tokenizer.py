@@ -23,6 +23,7 @@ train split always gives the same ``tokenizer.json``.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class Encoded:
     truncated: int
 
 
-class TextTokenizer:
+class TextTokenizer(ABC):
     """The interface the text pipeline uses: ids for texts (or pairs), the pad id, the vocabulary
     size, and the JSON that reloads it."""
 
@@ -65,14 +66,17 @@ class TextTokenizer:
         return PAD
 
     @property
+    @abstractmethod
     def vocab_size(self) -> int:
-        raise NotImplementedError
+        """How many ids there are, the special ones included (the embedding table's size)."""
 
+    @abstractmethod
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> Encoded:
-        raise NotImplementedError
+        """The ids of each text (or of each text joined with its pair), cut to ``max_length``."""
 
+    @abstractmethod
     def to_json(self) -> str:
-        raise NotImplementedError
+        """The JSON that :func:`load_tokenizer` reads back into the same tokenizer."""
 
 
 def _truncate_pair(a: list[int], b: list[int], room: int) -> tuple[list[int], list[int], bool]:
@@ -92,8 +96,9 @@ class _OwnTokenizer(TextTokenizer):
     def __init__(self, lowercase: bool) -> None:
         self.lowercase = lowercase
 
+    @abstractmethod
     def ids(self, text: str) -> list[int]:
-        raise NotImplementedError
+        """The ids of one text, without the special ids around it."""
 
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> Encoded:
         out, truncated = [], 0
